@@ -1,0 +1,173 @@
+"""Command-line interface: ``openmm-backmap <verb>``.
+
+Every verb is a thin layer over one public function; run
+``openmm-backmap <verb> --help`` for its options. User mistakes (missing
+files, wrong formats, mismatched models) print one line that says what was
+wrong and how to fix it, and exit with status 2; ``--debug`` shows the
+traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+__all__ = ["main", "build_parser"]
+
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, KeyError, RuntimeError)
+
+
+def _demo(args):
+    from .demo import run_demo
+
+    run_demo(output_dir=args.output, steps=args.steps, model=args.model, seed=args.seed)
+
+
+def _coarsen(args):
+    from .mapping import coarsen_files
+
+    coarsen_files(args.input, topology=args.topology, levels=args.levels, out_prefix=args.output,
+                  model=args.model, stride=args.stride, force=args.force)
+
+
+def _evaluate(args):
+    from .metrics import evaluate_files, format_table
+
+    result = evaluate_files(args.reference, args.generated, reference_topology=args.topology[0] if args.topology else None,
+                            generated_topology=args.topology[-1] if args.topology else None,
+                            plots_dir=args.plots, json_path=args.json, stride=args.stride)
+    print(format_table(result))
+
+
+def _convert(args):
+    from .convert import convert
+
+    convert(args.input, args.output, model=args.model, topology=args.topology, samples=args.samples, seed=args.seed,
+            device=args.device, stride=args.stride, chunk=args.chunk, minimize=args.minimize,
+            keep_hydrogens=args.keep_hydrogens, deterministic=args.deterministic, force=args.force,
+            on_bad_frame=args.on_bad_frame)
+
+
+def _train(args):
+    from .train import train
+
+    train(args.config, output_dir=args.output, resume=args.resume, overrides=args.set)
+
+
+def _export(args):
+    from .backmapper import export_kstep
+
+    export_kstep(args.steps, args.output, force=args.force)
+
+
+def _info(args):
+    from .backmapper import load_model
+
+    info = load_model(args.model, device="cpu").info()
+    print(json.dumps(info, indent=2) if args.json else _format_info(info))
+
+
+def _format_info(info: dict) -> str:
+    lines = []
+    for key, value in info.items():
+        if isinstance(value, (dict, list)):
+            value = json.dumps(value)
+            if len(value) > 200:
+                value = value[:197] + "..."
+        lines.append(f"{key:>18}: {value}")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="openmm-backmap", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    sub = p.add_subparsers(dest="verb", metavar="VERB")
+    sub.required = True
+
+    d = sub.add_parser("demo", help="run a short CG simulation with on-the-fly backmapping (no input needed)")
+    d.add_argument("--output", default="backmap-demo", help="output directory (default: %(default)s)")
+    d.add_argument("--steps", type=int, default=None, help="number of CG integration steps")
+    d.add_argument("--model", default=None, help="model to use (default: the shipped C-alpha model)")
+    d.add_argument("--seed", type=int, default=0)
+    d.set_defaults(func=_demo)
+
+    c = sub.add_parser("coarsen", help="map an all-atom trajectory to coarser levels")
+    c.add_argument("input", help="all-atom structure or trajectory")
+    c.add_argument("-t", "--topology", help="topology (PDB) for trajectories")
+    c.add_argument("--levels", default="ca", help="comma-separated levels, e.g. ca,ucg:12 (default: %(default)s)")
+    c.add_argument("--model", help="use the mappings embedded in this model instead of --levels")
+    c.add_argument("-o", "--output", required=True, help="output prefix")
+    c.add_argument("--stride", type=int, default=1)
+    c.add_argument("--force", action="store_true", help="overwrite existing files")
+    c.set_defaults(func=_coarsen)
+
+    e = sub.add_parser("evaluate", help="compare generated all-atom structures with a reference")
+    e.add_argument("reference")
+    e.add_argument("generated")
+    e.add_argument("-t", "--topology", action="append",
+                   help="topology for trajectories; give twice for reference then generated")
+    e.add_argument("--plots", help="directory for the Ramachandran plot")
+    e.add_argument("--json", help="write the results as JSON here")
+    e.add_argument("--stride", type=int, default=1)
+    e.set_defaults(func=_evaluate)
+
+    v = sub.add_parser("convert", help="backmap a CG trajectory to all atoms")
+    v.add_argument("input", help="CG trajectory or C-alpha PDB")
+    v.add_argument("-t", "--topology", help="CG topology (PDB) for trajectories")
+    v.add_argument("--model", default=None, help="model file (default: the shipped C-alpha model)")
+    v.add_argument("-o", "--output", required=True, help="output file (.pdb, .dcd, .xtc, .h5)")
+    v.add_argument("--samples", type=int, default=1, help="samples per frame")
+    v.add_argument("--seed", type=int, default=None)
+    v.add_argument("--deterministic", action="store_true", help="most likely structure instead of a sample")
+    v.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA if available)")
+    v.add_argument("--stride", type=int, default=1)
+    v.add_argument("--chunk", type=int, default=100, help="frames per chunk (default: %(default)s)")
+    v.add_argument("--minimize", action="store_true", help="relax each frame with the OpenMM minimiser")
+    v.add_argument("--keep-hydrogens", action="store_true", help="with --minimize: write hydrogens too")
+    v.add_argument("--on-bad-frame", choices=["skip", "raise"], default="skip",
+                   help="what to do with NaN or exploded CG frames (default: %(default)s)")
+    v.add_argument("--force", action="store_true", help="overwrite the output")
+    v.set_defaults(func=_convert)
+
+    t = sub.add_parser("train", help="train a model from a YAML config")
+    t.add_argument("config")
+    t.add_argument("-o", "--output", help="run directory (default: from the config)")
+    t.add_argument("--resume", action="store_true", help="resume from the run directory's checkpoint")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set train.epochs=2")
+    t.set_defaults(func=_train)
+
+    x = sub.add_parser("export", help="compose trained steps into one k-step TorchScript model")
+    x.add_argument("steps", nargs="+", help="step checkpoints, coarsest first")
+    x.add_argument("-o", "--output", required=True)
+    x.add_argument("--force", action="store_true")
+    x.set_defaults(func=_export)
+
+    i = sub.add_parser("info", help="print a model's metadata")
+    i.add_argument("model")
+    i.add_argument("--json", action="store_true")
+    i.set_defaults(func=_info)
+    return p
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except USER_ERRORS as err:
+        if args.debug:
+            raise
+        msg = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"openmm-backmap {args.verb}: error: {msg}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
