@@ -1,0 +1,558 @@
+"""C-alpha -> heavy atoms: a transferable internal-coordinate generative step.
+
+The step predicts, for every residue, a distribution over the few internal
+coordinates that C-alpha positions leave free, and builds all heavy atoms from
+them with template geometry (NeRF):
+
+* the rotation ``theta`` of each peptide plane (C, O, N of the next residue)
+  about its C-alpha/C-alpha axis (a rigid ideal trans or cis unit),
+* the N-terminal ``psi`` and the C-terminal ``phi`` and O torsion of every
+  segment end,
+* the side-chain torsions chi1..chi4, autoregressively (chi_k conditioned on
+  the sampled chi_<k).
+
+Each angle has a mixture of von Mises densities whose parameters come from an
+invariant graph-attention network over the C-alpha kNN graph, with all
+geometry expressed in local residue frames. The output is therefore
+E(3)-equivariant for proper rotations and translations, bond lengths and
+angles are exact by construction (ged ~ 0), and chirality is fixed (L
+amino acids, CB from ideal tetrahedral geometry, THR/ILE branches from the
+templates). ``temperature=0`` gives the deterministic mode (the mean of the
+most probable component); ``temperature=1`` samples.
+
+Inputs and outputs of :meth:`CA2AA.forward` are in nm; the network works in Å.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ..geometry import (bond_angle, dihedral, hash_normal, hash_uniform, ideal_cb, local_frames, place_atom,
+                        wrap_angle)
+from ..topology import AMINO_ACIDS, TEMPLATES
+from . import register_step
+
+__all__ = ["CA2AAConfig", "CA2AA", "residue_tables", "ensemble_to_slots"]
+
+MAX_ATOMS = 14
+N_TYPES = len(AMINO_ACIDS)
+# ideal backbone geometry (Engh & Huber), Å and degrees
+_CA_C, _C_N, _N_CA, _C_O = 1.525, 1.329, 1.458, 1.231
+_ANG_CA_C_N, _ANG_C_N_CA, _ANG_CA_C_O, _ANG_N_CA_C = 116.2, 121.7, 120.1, 111.0
+CIS_CUTOFF = 3.3  # Å: C-alpha pairs closer than this get a cis peptide unit
+
+
+@dataclass
+class CA2AAConfig:
+    """Hyper-parameters of the C-alpha -> atoms step.
+
+    Attributes
+    ----------
+    hidden : int
+        Width of node features.
+    layers : int
+        Graph-attention layers.
+    heads : int
+        Attention heads.
+    neighbors : int
+        k of the C-alpha kNN graph.
+    mixture : int
+        von Mises components per angle.
+    rbf : int
+        Radial basis functions for distances (0-20 Å).
+    edge_dim : int
+        Width of edge features.
+    """
+
+    hidden: int = 128
+    layers: int = 4
+    heads: int = 4
+    neighbors: int = 16
+    mixture: int = 4
+    rbf: int = 16
+    edge_dim: int = 64
+
+
+def _peptide_unit(cis: bool) -> np.ndarray:
+    """Ideal C, O, N(i+1), CA(i+1) of a peptide unit (Å) in its canonical frame.
+
+    CA(i) is the origin, CA(i+1) lies on +x and the unit in the xy plane with
+    C at y > 0; ``cis`` chooses omega = 0 instead of 180 degrees.
+    """
+    rad = math.radians
+    f = lambda *v: torch.tensor(v, dtype=torch.float64)  # noqa: E731
+    ca = f(0.0, 0.0, 0.0)
+    c = f(_CA_C, 0.0, 0.0)
+    n = c + _C_N * f(-math.cos(rad(_ANG_CA_C_N)), math.sin(rad(_ANG_CA_C_N)), 0.0)
+    o = c + _C_O * f(-math.cos(rad(_ANG_CA_C_O)), -math.sin(rad(_ANG_CA_C_O)), 0.0)
+    one = torch.ones((), dtype=torch.float64)
+    ca2 = place_atom(ca, c, n, one * _N_CA, one * rad(_ANG_C_N_CA), one * (0.0 if cis else math.pi))
+    frame = local_frames(ca, ca2, c)
+    return (torch.stack([c, o, n, ca2]) @ frame.T).numpy()
+
+
+def residue_tables() -> dict:
+    """Per residue-type slot tables (numpy) describing the templates for the builder."""
+    valid = np.zeros((N_TYPES, MAX_ATOMS), dtype=bool)
+    zm = np.zeros((N_TYPES, MAX_ATOMS, 3), dtype=np.int64)
+    chi = np.zeros((N_TYPES, MAX_ATOMS), dtype=np.int64)
+    level = np.zeros((N_TYPES, MAX_ATOMS), dtype=np.int64)
+    chi_def = np.zeros((N_TYPES, 4, 4), dtype=np.int64)
+    chi_valid = np.zeros((N_TYPES, 4), dtype=bool)
+    for t, name in enumerate(AMINO_ACIDS):
+        tpl = TEMPLATES[name]
+        idx = {a: i for i, a in enumerate(tpl.atoms)}
+        valid[t, :len(tpl.atoms)] = True
+        lev = {"N": 0, "CA": 0, "C": 0, "O": 0, "CB": 0}
+        for atom, a, b, c, k in tpl.zmatrix:
+            s = idx[atom]
+            zm[t, s] = (idx[a], idx[b], idx[c])
+            chi[t, s] = k
+            lev[atom] = lev[c] + 1
+            level[t, s] = lev[atom]
+            if k and not chi_valid[t, k - 1]:
+                chi_valid[t, k - 1] = True
+                chi_def[t, k - 1] = (idx[a], idx[b], idx[c], s)
+    return dict(valid=valid, zm=zm, chi=chi, level=level, chi_def=chi_def, chi_valid=chi_valid,
+                n_levels=int(level.max()))
+
+
+def ensemble_to_slots(ensemble):
+    """Canonical ensemble -> (xyz (F, R, 14, 3) Å, mask (F, R, 14)) residue-slot arrays."""
+    lay = ensemble.layout
+    f, r = ensemble.n_frames, ensemble.n_residues
+    xyz = np.full((f, r, MAX_ATOMS, 3), np.nan, dtype=np.float32)
+    mask = np.zeros((f, r, MAX_ATOMS), dtype=bool)
+    slot = np.arange(lay.n_atoms) - lay.residue_start[lay.atom_residue]
+    xyz[:, lay.atom_residue, slot] = ensemble.xyz * 10.0
+    mask[:, lay.atom_residue, slot] = ensemble.mask
+    return xyz, mask
+
+
+class _AngleHead(nn.Module):
+    """MLP -> mixture of von Mises parameters for one angle."""
+
+    def __init__(self, d_in: int, hidden: int, k: int):
+        super().__init__()
+        self.k = k
+        self.net = nn.Sequential(nn.Linear(d_in, hidden), nn.SiLU(), nn.Linear(hidden, 4 * k))
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        out = self.net(x)
+        logits, c, s, lk = out.split(self.k, dim=-1)
+        mu = torch.atan2(s, c + 1e-6)
+        kappa = torch.nn.functional.softplus(lk) + 0.5
+        return torch.log_softmax(logits, dim=-1), mu, kappa.clamp(max=500.0)
+
+
+def vm_mixture_nll(logp: Tensor, mu: Tensor, kappa: Tensor, x: Tensor) -> Tensor:
+    """Negative log-likelihood of angles ``x`` under a von Mises mixture (per element)."""
+    log_i0 = torch.log(torch.special.i0e(kappa)) + kappa
+    comp = logp + kappa * torch.cos(x.unsqueeze(-1) - mu) - math.log(2 * math.pi) - log_i0
+    return -torch.logsumexp(comp, dim=-1)
+
+
+def _sample_vm(logp: Tensor, mu: Tensor, kappa: Tensor, temperature: float, seed: int, stream: int) -> Tensor:
+    if temperature <= 0.0:
+        best = logp.argmax(dim=-1, keepdim=True)
+        return mu.gather(-1, best).squeeze(-1)
+    shape = list(logp.shape)
+    g = -torch.log(-torch.log(hash_uniform(seed, stream, shape, logp.device)))
+    k = (logp / temperature + g).argmax(dim=-1, keepdim=True)
+    m = mu.gather(-1, k).squeeze(-1)
+    kap = kappa.gather(-1, k).squeeze(-1)
+    eps = hash_normal(seed, stream + 1, shape[:-1], logp.device)
+    return wrap_angle(m + temperature * eps / torch.sqrt(kap))
+
+
+class _Layer(nn.Module):
+    def __init__(self, h: int, heads: int, d_edge: int):
+        super().__init__()
+        self.heads = heads
+        self.ln1 = nn.LayerNorm(h)
+        self.q = nn.Linear(h, h)
+        self.kv = nn.Linear(h, 2 * h)
+        self.e = nn.Linear(d_edge, 2 * h)
+        self.o = nn.Linear(h, h)
+        self.ln2 = nn.LayerNorm(h)
+        self.ff = nn.Sequential(nn.Linear(h, 2 * h), nn.SiLU(), nn.Linear(2 * h, h))
+
+    def forward(self, h: Tensor, nb: Tensor, edge: Tensor, nb_mask: Tensor) -> Tensor:
+        b, r, kk = nb.shape
+        x = self.ln1(h)
+        q = self.q(x).view(b, r, 1, self.heads, -1)
+        kv = self.kv(x)
+        kv = kv.gather(1, nb.reshape(b, r * kk, 1).expand(-1, -1, kv.shape[-1])).view(b, r, kk, -1)
+        kv = kv + self.e(edge)
+        k, v = kv.chunk(2, dim=-1)
+        k = k.reshape(b, r, kk, self.heads, -1)
+        v = v.reshape(b, r, kk, self.heads, -1)
+        att = (q * k).sum(-1) / math.sqrt(k.shape[-1])
+        att = att.masked_fill(~nb_mask.unsqueeze(-1), -1e9).softmax(dim=2)
+        msg = (att.unsqueeze(-1) * v).sum(2).reshape(b, r, -1)
+        h = h + self.o(msg)
+        return h + self.ff(self.ln2(h))
+
+
+@register_step("ca2aa")
+class CA2AA(nn.Module):
+    """Transferable C-alpha -> heavy-atom generative step.
+
+    Parameters
+    ----------
+    config : CA2AAConfig
+    geometry : dict, optional
+        Template bond lengths, angles and torsion offsets per residue type and
+        slot (arrays of shape (20, 14)), as fitted by :meth:`fit_geometry`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> step = CA2AA(CA2AAConfig(hidden=32, layers=1))
+    >>> ca = torch.randn(2, 5, 3).cumsum(1) * 0.38
+    >>> types = torch.tensor([0, 7, 5, 13, 19])  # ALA GLY GLN PHE VAL
+    >>> xyz = step(ca, types, torch.tensor([True, False, False, False, False]), 0, 0.0)
+    >>> xyz.shape
+    torch.Size([2, 42, 3])
+    """
+
+    kind: str = "ca2aa"
+
+    def __init__(self, config: CA2AAConfig | None = None, geometry: dict | None = None):
+        super().__init__()
+        cfg = config or CA2AAConfig()
+        self.config = cfg
+        tabs = residue_tables()
+        self.n_levels = tabs["n_levels"]
+        self.register_buffer("slot_valid", torch.from_numpy(tabs["valid"]))
+        self.register_buffer("zm", torch.from_numpy(tabs["zm"]))
+        self.register_buffer("zm_chi", torch.from_numpy(tabs["chi"]))
+        self.register_buffer("zm_level", torch.from_numpy(tabs["level"]))
+        self.register_buffer("chi_def", torch.from_numpy(tabs["chi_def"]))
+        self.register_buffer("chi_valid", torch.from_numpy(tabs["chi_valid"]))
+        geometry = geometry or default_geometry()
+        for key in ("bond", "angle", "offset"):
+            self.register_buffer(f"zm_{key}", torch.as_tensor(np.asarray(geometry[key]), dtype=torch.float32))
+        self.register_buffer("unit_trans", torch.tensor(_peptide_unit(False), dtype=torch.float32))
+        self.register_buffer("unit_cis", torch.tensor(_peptide_unit(True), dtype=torch.float32))
+
+        h, k = cfg.hidden, cfg.mixture
+        self.k_nb = cfg.neighbors
+        self.n_rbf = cfg.rbf
+        d_edge = 3 + cfg.rbf + 9 + 17
+        self.embed = nn.Embedding(N_TYPES, h)
+        self.node_in = nn.Linear(4, h)
+        self.edge_in = nn.Sequential(nn.Linear(d_edge, h), nn.SiLU(), nn.Linear(h, cfg.edge_dim))
+        self.layers = nn.ModuleList([_Layer(h, cfg.heads, cfg.edge_dim) for _ in range(cfg.layers)])
+        self.ln = nn.LayerNorm(h)
+        # heads: peptide theta, N-term psi, C-term phi, C-term O torsion, chi1..4 (autoregressive)
+        self.bb_heads = nn.ModuleList([_AngleHead(h, h, k) for _ in range(4)])
+        self.chi_heads = nn.ModuleList([_AngleHead(h + 8, h, k) for _ in range(4)])
+
+    # ------------------------------------------------------------------ features
+    def _graph(self, ca: Tensor, types: Tensor, valid: Tensor, seg_start: Tensor):
+        """Segment bookkeeping, frames, neighbours and edge features. ``ca`` in Å."""
+        b, r, _ = ca.shape
+        dev = ca.device
+        seg = torch.cumsum(seg_start.long(), dim=1)
+        idx = torch.arange(r, device=dev).unsqueeze(0).expand(b, -1)
+        nxt = (idx + 1).clamp(max=r - 1)
+        prv = (idx - 1).clamp(min=0)
+        has_next = (idx + 1 < r) & valid.gather(1, nxt) & (seg.gather(1, nxt) == seg) & valid
+        has_prev = (idx > 0) & valid.gather(1, prv) & (seg.gather(1, prv) == seg) & valid
+        nxt2 = (idx + 2).clamp(max=r - 1)
+        prv2 = (idx - 2).clamp(min=0)
+        has_next2 = has_next & has_next.gather(1, nxt)
+        has_prev2 = has_prev & has_prev.gather(1, prv)
+
+        # kNN over valid residues (self excluded)
+        d = torch.cdist(ca, ca)
+        big = torch.full_like(d, 1e6)
+        pair_ok = valid.unsqueeze(1) & valid.unsqueeze(2)
+        d = torch.where(pair_ok, d, big)
+        d = d + torch.eye(r, device=dev, dtype=d.dtype).unsqueeze(0) * 1e6
+        kk = min(self.k_nb, max(r - 1, 1))
+        dist, nb = d.topk(kk, dim=-1, largest=False)
+        nb_mask = dist < 1e5
+
+        # frame points: toward = next (or prev at a C-terminus), plane = prev (or next-next / prev-prev)
+        near1 = nb[:, :, 0]
+        near2 = nb[:, :, min(1, kk - 1)]
+        toward = torch.where(has_next, nxt, torch.where(has_prev, prv, near1))
+        plane = torch.where(has_next & has_prev, prv,
+                            torch.where(has_next & has_next2, nxt2,
+                                        torch.where(has_prev & has_prev2, prv2,
+                                                    torch.where(near1 == toward, near2, near1))))
+        g = lambda i: ca.gather(1, i.unsqueeze(-1).expand(-1, -1, 3))  # noqa: E731
+        frames = local_frames(ca, g(toward), g(plane))
+        # degenerate (tiny) systems: fall back to a fixed frame
+        eye = torch.eye(3, device=dev, dtype=ca.dtype).expand(b, r, 3, 3)
+        ok = torch.isfinite(frames).all(-1).all(-1) & (plane != toward) & (plane != idx) & (toward != idx)
+        frames = torch.where(ok.unsqueeze(-1).unsqueeze(-1), frames, eye)
+
+        # edge features
+        flat = nb.reshape(b, -1)
+        ca_j = ca.gather(1, flat.unsqueeze(-1).expand(-1, -1, 3)).view(b, r, kk, 3)
+        rel = torch.einsum("brij,brkj->brki", frames, ca_j - ca.unsqueeze(2)) / 10.0
+        centers = torch.linspace(0.0, 20.0, self.n_rbf, device=dev)
+        rbf = torch.exp(-((dist.clamp(max=30.0).unsqueeze(-1) - centers) / (20.0 / self.n_rbf)) ** 2)
+        f_j = frames.reshape(b, r, 9).gather(1, flat.unsqueeze(-1).expand(-1, -1, 9)).view(b, r, kk, 3, 3)
+        rot = torch.einsum("brij,brkmj->brkim", frames, f_j).reshape(b, r, kk, 9)
+        seg_j = seg.gather(1, flat).view(b, r, kk)
+        off = (nb - idx.unsqueeze(-1)).clamp(-8, 8) + 8
+        off = torch.where(seg_j == seg.unsqueeze(-1), off, torch.full_like(off, 16))
+        onehot = torch.nn.functional.one_hot(off, 17).to(ca.dtype)
+        edge = torch.cat([rel, rbf, rot, onehot], dim=-1)
+        return frames, nb, nb_mask, edge, has_next, has_prev
+
+    def encode(self, ca: Tensor, types: Tensor, valid: Tensor, seg_start: Tensor):
+        frames, nb, nb_mask, edge, has_next, has_prev = self._graph(ca, types, valid, seg_start)
+        node = torch.stack([has_next, has_prev, ~has_next, ~has_prev], dim=-1).to(ca.dtype)
+        h = self.embed(types) + self.node_in(node)
+        e = self.edge_in(edge)
+        for layer in self.layers:
+            h = layer(h, nb, e, nb_mask)
+        return self.ln(h), frames, has_next, has_prev
+
+    # ------------------------------------------------------------------ building
+    def build(self, ca: Tensor, types: Tensor, valid: Tensor, frames: Tensor, has_next: Tensor, has_prev: Tensor,
+              bb: Tensor, chi: Tensor) -> Tensor:
+        """Build residue-slot coordinates (B, R, 14, 3) in Å from angles.
+
+        ``bb`` holds (theta, psi_N, phi_C, omega_O) per residue, ``chi`` chi1..4.
+        """
+        b, r, _ = ca.shape
+        dev = ca.device
+        idx = torch.arange(r, device=dev).unsqueeze(0).expand(b, -1)
+        nxt = (idx + 1).clamp(max=r - 1)
+        prv = (idx - 1).clamp(min=0)
+        g = lambda x, i: x.gather(1, i.unsqueeze(-1).expand(-1, -1, 3))  # noqa: E731
+        ca_next = g(ca, nxt)
+        cis = ((ca_next - ca).norm(dim=-1) < CIS_CUTOFF).unsqueeze(-1).unsqueeze(-1)
+        unit = torch.where(cis, self.unit_cis, self.unit_trans)  # (B, R, 4, 3)
+        th = bb[..., 0]
+        cos, sin = torch.cos(th).unsqueeze(-1), torch.sin(th).unsqueeze(-1)
+        loc = torch.stack([unit[..., 0], unit[..., 1] * cos - unit[..., 2] * sin,
+                           unit[..., 1] * sin + unit[..., 2] * cos], dim=-1)
+        glob = torch.einsum("brji,brkj->brki", frames, loc)  # rotate back to global
+        c_pep = ca + glob[:, :, 0]
+        o_pep = ca + glob[:, :, 1]
+        n_next = ca_next + glob[:, :, 2] - glob[:, :, 3]  # N(i+1) relative to CA(i+1)
+
+        # N: from the previous peptide plane, or placed by psi at N-termini
+        n_from_prev = g(n_next, prv)
+        c_prev = g(c_pep, prv)
+        ones = torch.ones_like(th)
+        n_term = place_atom(n_next, c_pep, ca, ones * _N_CA, ones * math.radians(_ANG_N_CA_C), bb[..., 1])
+        iso_n = ca + frames[:, :, 1] * _N_CA
+        n = torch.where(has_prev.unsqueeze(-1), n_from_prev, torch.where(has_next.unsqueeze(-1), n_term, iso_n))
+        # C and O: from this residue's peptide plane, or placed at C-termini
+        ref = torch.where(has_prev.unsqueeze(-1), c_prev, ca + frames[:, :, 2])
+        c_term = place_atom(ref, n, ca, ones * _CA_C, ones * math.radians(_ANG_N_CA_C), bb[..., 2])
+        o_term = place_atom(n, ca, c_term, ones * _C_O, ones * math.radians(_ANG_CA_C_O), bb[..., 3])
+        hn = has_next.unsqueeze(-1)
+        c = torch.where(hn, c_pep, c_term)
+        o = torch.where(hn, o_pep, o_term)
+        cb = ideal_cb(n, ca, c)
+
+        x = torch.zeros(b, r, MAX_ATOMS, 3, device=dev, dtype=ca.dtype)
+        x = torch.cat([torch.stack([n, ca, c, o, cb], dim=2), x[:, :, 5:]], dim=2)
+        zm = self.zm[types]  # (B, R, 14, 3)
+        lev = self.zm_level[types]
+        zchi = self.zm_chi[types]
+        chi_pad = torch.cat([torch.zeros_like(chi[..., :1]), chi], dim=-1)
+        tors = chi_pad.gather(2, zchi) + self.zm_offset[types]
+        bond = self.zm_bond[types]
+        angle = self.zm_angle[types]
+        for level in range(1, self.n_levels + 1):
+            sel = (lev == level).unsqueeze(-1)
+            xa = x.gather(2, zm[..., 0:1].expand(-1, -1, -1, 3))
+            xb = x.gather(2, zm[..., 1:2].expand(-1, -1, -1, 3))
+            xc = x.gather(2, zm[..., 2:3].expand(-1, -1, -1, 3))
+            new = place_atom(xa, xb, xc, bond, angle, tors)
+            x = torch.where(sel, new, x)
+        return x
+
+    # ------------------------------------------------------------------ sampling
+    def sample_angles(self, h: Tensor, seed: int, temperature: float) -> tuple[Tensor, Tensor]:
+        bb = []
+        for i, head in enumerate(self.bb_heads):
+            logp, mu, kappa = head(h)
+            bb.append(_sample_vm(logp, mu, kappa, temperature, seed, 10 * i))
+        prev = torch.zeros(h.shape[0], h.shape[1], 8, device=h.device, dtype=h.dtype)
+        chis = []
+        for i, head in enumerate(self.chi_heads):
+            logp, mu, kappa = head(torch.cat([h, prev], dim=-1))
+            x = _sample_vm(logp, mu, kappa, temperature, seed, 100 + 10 * i)
+            chis.append(x)
+            upd = torch.stack([torch.cos(x), torch.sin(x)], dim=-1)
+            prev = torch.cat([prev[..., : 2 * i], upd, prev[..., 2 * i + 2:]], dim=-1)
+        return torch.stack(bb, dim=-1), torch.stack(chis, dim=-1)
+
+    def forward(self, ca_nm: Tensor, residue_types: Tensor, segment_start: Tensor, seed: int,
+                temperature: float) -> Tensor:
+        """Heavy atoms (B, A, 3) in nm, canonical order, from C-alpha (B, R, 3) in nm.
+
+        ``residue_types`` (R,) and ``segment_start`` (R,) describe the one
+        sequence shared by all frames; ``seed`` makes sampling reproducible;
+        ``temperature`` 0 is the deterministic mode.
+        """
+        b, r, _ = ca_nm.shape
+        ca = ca_nm * 10.0
+        types = residue_types.unsqueeze(0).expand(b, -1)
+        seg = segment_start.unsqueeze(0).expand(b, -1)
+        valid = torch.ones_like(seg)
+        h, frames, has_next, has_prev = self.encode(ca, types, valid, seg)
+        bb, chi = self.sample_angles(h, seed, temperature)
+        x = self.build(ca, types, valid, frames, has_next, has_prev, bb, chi)
+        keep = self.slot_valid[residue_types].reshape(-1).nonzero().squeeze(-1)
+        return x.reshape(b, r * MAX_ATOMS, 3).index_select(1, keep) / 10.0
+
+    # ------------------------------------------------------------------ training
+    @torch.jit.unused
+    def targets(self, xyz: Tensor, mask: Tensor, types: Tensor, valid: Tensor, seg_start: Tensor) -> dict:
+        """Angles of a reference structure (residue slots, Å) and where they are defined."""
+        ca = xyz[:, :, 1]
+        frames, _, _, _, has_next, has_prev = self._graph(ca, types, valid, seg_start)
+        b, r = types.shape
+        idx = torch.arange(r, device=xyz.device).unsqueeze(0).expand(b, -1)
+        nxt = (idx + 1).clamp(max=r - 1)
+        g = lambda x, i: x.gather(1, i.unsqueeze(-1).expand(-1, -1, 3))  # noqa: E731
+        n, c, o = xyz[:, :, 0], xyz[:, :, 2], xyz[:, :, 3]
+        ca_next = g(ca, nxt)
+        n_next = g(n, nxt)
+        cis = ((ca_next - ca).norm(dim=-1) < CIS_CUTOFF).unsqueeze(-1).unsqueeze(-1)
+        unit = torch.where(cis, self.unit_cis, self.unit_trans)
+        pts = torch.stack([c - ca, o - ca, n_next - ca_next], dim=2)
+        loc = torch.einsum("brij,brkj->brki", frames, pts)
+        loc = torch.cat([loc[:, :, :2], (loc[:, :, 2] + unit[:, :, 3]).unsqueeze(2)], dim=2)
+        y0 = unit[:, :, :3, 1]
+        theta = torch.atan2((y0 * loc[..., 2]).sum(-1), (y0 * loc[..., 1]).sum(-1))
+        m = mask
+        m_next = m.gather(1, nxt.unsqueeze(-1).expand(-1, -1, MAX_ATOMS))
+        ok_theta = has_next & m[..., 1] & m[..., 2] & m[..., 3] & m_next[..., 0]
+        psi_n = dihedral(n, ca, c, n_next)
+        ok_psi = has_next & ~has_prev & m[..., 0] & m[..., 2] & m_next[..., 0]
+        prv = (idx - 1).clamp(min=0)
+        c_prev = g(c, prv)
+        phi_c = dihedral(c_prev, n, ca, c)
+        m_prev = m.gather(1, prv.unsqueeze(-1).expand(-1, -1, MAX_ATOMS))
+        ok_phi = has_prev & ~has_next & m[..., 0] & m[..., 2] & m_prev[..., 2]
+        om = dihedral(n, ca, c, o)
+        ok_om = has_prev & ~has_next & m[..., 0] & m[..., 2] & m[..., 3]
+        cd = self.chi_def[types]  # (B, R, 4, 4)
+        pos = [xyz.gather(2, cd[..., j].unsqueeze(-1).expand(-1, -1, -1, 3)) for j in range(4)]
+        chi = dihedral(pos[0], pos[1], pos[2], pos[3])
+        mk = [m.gather(2, cd[..., j]) for j in range(4)]
+        ok_chi = self.chi_valid[types] & mk[0] & mk[1] & mk[2] & mk[3] & valid.unsqueeze(-1)
+        bb = torch.stack([theta, psi_n, phi_c, om], dim=-1)
+        ok_bb = torch.stack([ok_theta, ok_psi, ok_phi, ok_om], dim=-1)
+        return {"bb": torch.nan_to_num(bb), "ok_bb": ok_bb, "chi": torch.nan_to_num(chi), "ok_chi": ok_chi,
+                "frames": frames, "has_next": has_next, "has_prev": has_prev}
+
+    @torch.jit.unused
+    def loss(self, xyz: Tensor, mask: Tensor, types: Tensor, valid: Tensor, seg_start: Tensor,
+             ca_noise: float = 0.0) -> tuple[Tensor, dict]:
+        """Mean NLL (nats per angle) of the reference angles; ``xyz`` residue slots in Å."""
+        t = self.targets(xyz, mask, types, valid, seg_start)
+        ca = xyz[:, :, 1]
+        if ca_noise > 0:
+            ca = ca + ca_noise * torch.randn_like(ca)
+        h, _, _, _ = self.encode(ca, types, valid, seg_start)
+        nll_bb = []
+        for i, head in enumerate(self.bb_heads):
+            logp, mu, kappa = head(h)
+            nll_bb.append(vm_mixture_nll(logp, mu, kappa, t["bb"][..., i]))
+        nll_bb = torch.stack(nll_bb, -1)
+        cs = torch.stack([torch.cos(t["chi"]), torch.sin(t["chi"])], dim=-1)  # teacher forcing
+        nll_chi = []
+        for i, head in enumerate(self.chi_heads):
+            prev = torch.zeros(*h.shape[:2], 8, device=h.device, dtype=h.dtype)
+            if i:
+                prev = torch.cat([cs[:, :, :i].reshape(*h.shape[:2], 2 * i), prev[..., 2 * i:]], dim=-1)
+            logp, mu, kappa = head(torch.cat([h, prev], dim=-1))
+            nll_chi.append(vm_mixture_nll(logp, mu, kappa, t["chi"][..., i]))
+        nll_chi = torch.stack(nll_chi, -1)
+        okb, okc = t["ok_bb"].float(), t["ok_chi"].float()
+        n_bb, n_chi = okb.sum().clamp_min(1), okc.sum().clamp_min(1)
+        lb = (nll_bb * okb).sum() / n_bb
+        lc = (nll_chi * okc).sum() / n_chi
+        loss = ((nll_bb * okb).sum() + (nll_chi * okc).sum()) / (n_bb + n_chi)
+        return loss, {"nll_bb": float(lb.detach()), "nll_chi": float(lc.detach())}
+
+    @torch.jit.unused
+    def rebuild(self, xyz: Tensor, mask: Tensor, types: Tensor, valid: Tensor, seg_start: Tensor) -> Tensor:
+        """Rebuild residue slots from the reference angles (checks geometry; Å)."""
+        t = self.targets(xyz, mask, types, valid, seg_start)
+        return self.build(xyz[:, :, 1], types, valid, t["frames"], t["has_next"], t["has_prev"], t["bb"], t["chi"])
+
+
+def fit_geometry(slot_xyz: list, slot_mask: list, slot_types: list) -> dict:
+    """Template bond lengths, angles (radians) and torsion offsets from reference structures.
+
+    Parameters
+    ----------
+    slot_xyz, slot_mask, slot_types : lists of arrays
+        Residue-slot coordinates (F, R, 14, 3) in Å, masks (F, R, 14) and types (R,).
+
+    Returns
+    -------
+    dict with arrays ``bond``, ``angle``, ``offset`` of shape (20, 14).
+    """
+    tabs = residue_tables()
+    bond = np.zeros((N_TYPES, MAX_ATOMS), dtype=np.float64)
+    angle = np.zeros_like(bond)
+    offset = np.zeros_like(bond)
+    acc = {k: [[[] for _ in range(MAX_ATOMS)] for _ in range(N_TYPES)] for k in ("b", "a", "t")}
+    for xyz, mask, types in zip(slot_xyz, slot_mask, slot_types):
+        x = torch.as_tensor(xyz, dtype=torch.float64)
+        for t in np.unique(types):
+            sel = np.nonzero(types == t)[0]
+            xr = x[:, sel]
+            mr = mask[:, sel]
+            for s in range(5, MAX_ATOMS):
+                if not tabs["valid"][t, s]:
+                    continue
+                a, bb, c = tabs["zm"][t, s]
+                k = tabs["chi"][t, s]
+                ok = mr[..., a] & mr[..., bb] & mr[..., c] & mr[..., s]
+                if k:
+                    da, db, dc, dd = tabs["chi_def"][t, k - 1]
+                    ok &= mr[..., da] & mr[..., db] & mr[..., dc] & mr[..., dd]
+                if not ok.any():
+                    continue
+                P = [xr[..., i, :][torch.from_numpy(ok)] for i in (a, bb, c, s)]
+                acc["b"][t][s].append((P[3] - P[2]).norm(dim=-1).numpy())
+                acc["a"][t][s].append(bond_angle(P[1], P[2], P[3]).numpy())
+                tor = dihedral(*P)
+                if k:
+                    Q = [xr[..., i, :][torch.from_numpy(ok)] for i in tabs["chi_def"][t, k - 1]]
+                    tor = wrap_angle(tor - dihedral(*Q))
+                acc["t"][t][s].append(tor.numpy())
+    for t in range(N_TYPES):
+        for s in range(5, MAX_ATOMS):
+            if acc["b"][t][s]:
+                bond[t, s] = np.median(np.concatenate(acc["b"][t][s]))
+                angle[t, s] = np.median(np.concatenate(acc["a"][t][s]))
+                tv = np.concatenate(acc["t"][t][s])
+                offset[t, s] = math.atan2(np.sin(tv).mean(), np.cos(tv).mean())
+    return {"bond": bond.tolist(), "angle": angle.tolist(), "offset": offset.tolist()}
+
+
+def default_geometry() -> dict:
+    """Template geometry shipped with the package (fitted on the training chains)."""
+    import json
+    from importlib import resources
+
+    path = resources.files("openmm_backmap") / "data" / "ideal_geometry.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    # generic fallback: 1.5 Å bonds, tetrahedral angles, planar offsets
+    return {"bond": np.full((N_TYPES, MAX_ATOMS), 1.5).tolist(),
+            "angle": np.full((N_TYPES, MAX_ATOMS), math.radians(110.0)).tolist(),
+            "offset": np.zeros((N_TYPES, MAX_ATOMS)).tolist()}

@@ -1,0 +1,153 @@
+"""Typed training configs loaded from YAML; unknown keys are rejected."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+__all__ = ["DataConfig", "OptimConfig", "RunConfig", "load_config", "config_to_dict", "from_dict"]
+
+
+@dataclass
+class DataConfig:
+    """Which files to train on.
+
+    Attributes
+    ----------
+    root : str
+        Directory the file patterns are relative to (relative paths in the
+        YAML are taken relative to the YAML file).
+    files : list of str
+        Glob patterns of structures/trajectories; a trajectory is written as
+        ``"traj.xtc:top.pdb"``.
+    stride : int
+        Keep every stride-th frame of trajectories and ensembles.
+    max_frames : int
+        At most this many frames per file (0 = all).
+    validation_fraction : float
+        Fraction of files (single structures) and of frames (ensembles, taken
+        from the end) held out for validation.
+    """
+
+    root: str = "."
+    files: list = field(default_factory=list)
+    stride: int = 1
+    max_frames: int = 0
+    validation_fraction: float = 0.1
+
+
+@dataclass
+class OptimConfig:
+    """Optimisation settings."""
+
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    max_steps: int = 20000
+    time_limit_min: float = 120.0
+    batch_residues: int = 2048
+    grad_accumulation: int = 1
+    validate_every: int = 250
+    patience: int = 8
+    lr_factor: float = 0.5
+    lr_patience: int = 3
+    min_lr: float = 1e-5
+    clip_grad: float = 5.0
+    threads: int = 0
+
+
+@dataclass
+class RunConfig:
+    """A whole training run: one step of a k-step model.
+
+    Attributes
+    ----------
+    kind : str
+        Step kind (a key of :data:`openmm_backmap.steps.STEP_KINDS`).
+    model : dict
+        Hyper-parameters of the step (checked against its config dataclass).
+    task : dict
+        Kind-specific training options (noise, mapping, ...).
+    data : DataConfig
+    optim : OptimConfig
+    seed : int
+    run_dir : str
+        Where checkpoints, logs and the resolved config go.
+    output : str
+        Where the exported model is written (empty: ``run_dir/model.pt``).
+    """
+
+    kind: str = "ca2aa"
+    model: dict = field(default_factory=dict)
+    task: dict = field(default_factory=dict)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    seed: int = 0
+    run_dir: str = "runs/run"
+    output: str = ""
+    name: str = ""
+
+
+def from_dict(cls, data: dict, where: str = ""):
+    """Build dataclass ``cls`` from ``data``, rejecting unknown keys with a clear message."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{where or cls.__name__}: expected a mapping, got {type(data).__name__}")
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        raise ValueError(f"unknown key(s) {unknown} in {where or 'config'}; allowed: {sorted(names)}")
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for key, value in data.items():
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp):
+            value = from_dict(tp, value or {}, f"{where}.{key}" if where else key)
+        elif tp is float and isinstance(value, int):
+            value = float(value)
+        elif tp in (int, float, str, bool) and not isinstance(value, tp):
+            raise ValueError(f"{where + '.' if where else ''}{key}: expected {tp.__name__}, got {value!r}")
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+def config_to_dict(cfg) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def _apply_override(data: dict, item: str):
+    if "=" not in item:
+        raise ValueError(f"override {item!r} must look like key.sub=value")
+    key, value = item.split("=", 1)
+    node = data
+    parts = key.split(".")
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+    node[parts[-1]] = yaml.safe_load(value)
+
+
+def load_config(path, overrides=()) -> RunConfig:
+    """Load a :class:`RunConfig` from YAML, applying ``key=value`` overrides.
+
+    Relative ``data.root``, ``run_dir`` and ``output`` paths are resolved
+    against the directory of the YAML file.
+
+    Examples
+    --------
+    >>> cfg = load_config('examples/configs/ca2aa.yaml', ['optim.max_steps=10'])  # doctest: +SKIP
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {str(path)!r} does not exist")
+    data = yaml.safe_load(path.read_text()) or {}
+    for item in overrides:
+        _apply_override(data, item)
+    cfg = from_dict(RunConfig, data)
+    base = path.resolve().parent
+    cfg.data.root = str((base / cfg.data.root).resolve())
+    cfg.run_dir = str((base / cfg.run_dir).resolve())
+    if cfg.output:
+        cfg.output = str((base / cfg.output).resolve())
+    return cfg

@@ -1,0 +1,67 @@
+"""Training data: resolve file patterns, load ensembles, split train/validation."""
+
+from __future__ import annotations
+
+import glob
+import os
+import warnings
+
+import numpy as np
+
+from ..io import LoadWarning, load_ensemble
+
+__all__ = ["load_training_data"]
+
+
+def _expand(root, pattern):
+    traj, _, top = pattern.partition(":")
+    paths = sorted(glob.glob(os.path.join(root, traj)))
+    if not paths:
+        raise FileNotFoundError(f"no files match {pattern!r} under {root!r}; check data.root and data.files")
+    return [(p, os.path.join(root, top) if top else None) for p in paths]
+
+
+def load_training_data(cfg, log=print):
+    """Load the ensembles named by a :class:`~openmm_backmap.train.config.DataConfig`.
+
+    Returns
+    -------
+    train, val : lists of ProteinEnsemble
+        Single structures are split by file; ensembles (many frames) by
+        frames, the last ``validation_fraction`` held out.
+    summary : dict
+        Files, frames and residues used, for the model metadata.
+    """
+    rng = np.random.default_rng(0)
+    items = []
+    for pattern in cfg.files:
+        items += _expand(cfg.root, pattern)
+    train, val, summary = [], [], {"files": [], "train_frames": 0, "val_frames": 0, "residues": 0}
+    singles = []
+    n_warn = 0
+    for path, top in items:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", LoadWarning)
+            ens = load_ensemble(path, topology=top, stride=cfg.stride)
+        n_warn += len(caught)
+        if cfg.max_frames and ens.n_frames > cfg.max_frames:
+            ens = ens.select_frames(np.linspace(0, ens.n_frames - 1, cfg.max_frames).round().astype(int))
+        rel = os.path.relpath(path, cfg.root)
+        summary["files"].append({"path": rel, "frames": ens.n_frames, "residues": ens.n_residues})
+        summary["residues"] += ens.n_residues
+        if ens.n_frames == 1:
+            singles.append(ens)
+            continue
+        n_val = int(round(cfg.validation_fraction * ens.n_frames))
+        if n_val:
+            val.append(ens.select_frames(slice(ens.n_frames - n_val, None)))
+        train.append(ens.select_frames(slice(0, ens.n_frames - n_val)))
+    order = rng.permutation(len(singles))
+    n_val = int(round(cfg.validation_fraction * len(singles)))
+    for k, i in enumerate(order):
+        (val if k < n_val else train).append(singles[i])
+    summary["train_frames"] = int(sum(e.n_frames for e in train))
+    summary["val_frames"] = int(sum(e.n_frames for e in val))
+    log(f"data: {len(items)} files, {summary['train_frames']} training frames, {summary['val_frames']} validation "
+        f"frames ({n_warn} load warnings: dropped ligands/waters, masked missing atoms)")
+    return train, val, summary

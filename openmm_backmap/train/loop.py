@@ -1,0 +1,143 @@
+"""The training loop shared by every step kind.
+
+A *task* (see :mod:`openmm_backmap.train.tasks`) owns the model and knows how
+to draw a batch, compute its loss and validate; this loop owns everything
+else: optimiser, learning-rate reduction on plateau, early stopping,
+checkpoint and resume, gradient accumulation, a progress bar, and a CSV log
+of losses and validation metrics.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+
+import numpy as np
+import torch
+import yaml
+from tqdm.auto import tqdm
+
+from .config import RunConfig, config_to_dict
+
+__all__ = ["train_task"]
+
+
+def _save(path, payload):
+    tmp = path + ".tmp"
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def train_task(task, cfg: RunConfig, resume: bool = False, log=print) -> dict:
+    """Optimise ``task.model``; return a summary (best validation metrics, time, steps).
+
+    The run directory receives ``config.yaml`` (the resolved config),
+    ``log.csv``, ``last.pt`` (for resuming) and ``best.pt`` (best validation
+    loss).
+    """
+    os.makedirs(cfg.run_dir, exist_ok=True)
+    with open(os.path.join(cfg.run_dir, "config.yaml"), "w") as fh:
+        yaml.safe_dump(config_to_dict(cfg), fh, sort_keys=False)
+    if cfg.optim.threads:
+        torch.set_num_threads(cfg.optim.threads)
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    model = task.model
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=cfg.optim.lr_factor,
+                                                       patience=cfg.optim.lr_patience, min_lr=cfg.optim.min_lr)
+    state = {"step": 0, "best": float("inf"), "bad": 0, "elapsed": 0.0, "best_metrics": {}}
+    last_path = os.path.join(cfg.run_dir, "last.pt")
+    best_path = os.path.join(cfg.run_dir, "best.pt")
+    log_path = os.path.join(cfg.run_dir, "log.csv")
+    if resume:
+        if not os.path.exists(last_path):
+            raise FileNotFoundError(f"cannot resume: no checkpoint {last_path!r}; run without --resume")
+        ck = torch.load(last_path, map_location="cpu", weights_only=False)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optim"])
+        sched.load_state_dict(ck["sched"])
+        state = ck["state"]
+        rng = np.random.default_rng(cfg.seed + state["step"])
+        log(f"resumed from step {state['step']}")
+    elif os.path.exists(log_path):
+        os.remove(log_path)
+
+    fields = None
+    t0 = time.time() - state["elapsed"]
+    bar = tqdm(total=cfg.optim.max_steps, initial=state["step"], desc=f"train {cfg.kind}", unit="step",
+               disable=None, dynamic_ncols=True)
+    running = []
+    stop_reason = "max_steps"
+    peak_rss = 0
+    while state["step"] < cfg.optim.max_steps:
+        model.train()
+        opt.zero_grad(set_to_none=True)
+        for _ in range(cfg.optim.grad_accumulation):
+            loss, parts = task.loss(task.sample_batch(rng))
+            (loss / cfg.optim.grad_accumulation).backward()
+            running.append(float(loss))
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.clip_grad)
+        opt.step()
+        state["step"] += 1
+        bar.update(1)
+        if state["step"] % 20 == 0:
+            bar.set_postfix(loss=f"{np.mean(running[-50:]):.3f}", lr=f"{opt.param_groups[0]['lr']:.1e}")
+        elapsed = time.time() - t0
+        last = state["step"] >= cfg.optim.max_steps or elapsed > 60 * cfg.optim.time_limit_min
+        if state["step"] % cfg.optim.validate_every == 0 or last:
+            model.eval()
+            with torch.no_grad():
+                metrics = task.validate()
+            val = metrics["val_loss"]
+            sched.step(val)
+            try:
+                import resource
+
+                peak_rss = max(peak_rss, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+            except ImportError:  # pragma: no cover
+                pass
+            row = {"step": state["step"], "time_s": round(elapsed, 1), "lr": opt.param_groups[0]["lr"],
+                   "train_loss": float(np.mean(running)) if running else float("nan"), **metrics}
+            running = []
+            if fields is None:
+                fields = list(row)
+                new = not (resume and os.path.exists(log_path))
+            with open(log_path, "a", newline="") as fh:
+                writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
+                if new:
+                    writer.writeheader()
+                    new = False
+                writer.writerow(row)
+            improved = val < state["best"] - 1e-4
+            if improved:
+                state["best"], state["bad"] = val, 0
+                state["best_metrics"] = {k: v for k, v in row.items()}
+                _save(best_path, {"model": model.state_dict(), "step": state["step"], "metrics": row})
+            else:
+                state["bad"] += 1
+            tqdm.write(f"step {state['step']:6d}  train {row['train_loss']:.4f}  val {val:.4f}"
+                       + "".join(f"  {k} {v:.3f}" for k, v in metrics.items() if k != "val_loss")
+                       + ("  *" if improved else ""))
+            state["elapsed"] = elapsed
+            _save(last_path, {"model": model.state_dict(), "optim": opt.state_dict(), "sched": sched.state_dict(),
+                              "state": state})
+            if state["bad"] >= cfg.optim.patience:
+                stop_reason = "early_stopping"
+                break
+            if elapsed > 60 * cfg.optim.time_limit_min:
+                stop_reason = "time_limit"
+                break
+    bar.close()
+    best = torch.load(best_path, map_location="cpu", weights_only=False)
+    model.load_state_dict(best["model"])
+    summary = {"steps": state["step"], "best_step": best["step"], "stop_reason": stop_reason,
+               "train_time_s": round(state["elapsed"], 1), "peak_rss_mb": round(peak_rss, 1),
+               "best_metrics": state["best_metrics"]}
+    with open(os.path.join(cfg.run_dir, "summary.json"), "w") as fh:
+        json.dump(summary, fh, indent=2)
+    log(f"training stopped ({stop_reason}) after {state['step']} steps, {state['elapsed'] / 60:.1f} min; "
+        f"best val_loss {state['best']:.4f} at step {best['step']}")
+    return summary

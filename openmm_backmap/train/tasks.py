@@ -1,0 +1,155 @@
+"""Per-kind training tasks: batches, losses and validation for each step family.
+
+A task is registered under the step kind it trains; :func:`make_task` builds
+it from a :class:`~openmm_backmap.train.config.RunConfig` and loaded data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..steps import get_step_class
+from .config import from_dict
+
+__all__ = ["TASKS", "register_task", "make_task", "CA2AATask"]
+
+TASKS: dict = {}
+
+
+def register_task(kind):
+    def wrap(cls):
+        TASKS[kind] = cls
+        return cls
+
+    return wrap
+
+
+def make_task(cfg, train, val, summary):
+    if cfg.kind not in TASKS:
+        _load_builtin()
+    if cfg.kind not in TASKS:
+        raise ValueError(f"no training task for step kind {cfg.kind!r}; known: {sorted(TASKS)}")
+    return TASKS[cfg.kind](cfg, train, val, summary)
+
+
+def _load_builtin():
+    try:
+        from . import cgvae_task  # noqa: F401
+    except ImportError:  # pragma: no cover - optional until written
+        pass
+
+
+@dataclass
+class CA2AATaskConfig:
+    """Options of the C-alpha -> atoms task.
+
+    Attributes
+    ----------
+    ca_noise : float
+        Gaussian noise (Å) added to input C-alpha positions while training,
+        so the model tolerates imperfect CG traces.
+    ensemble_weight : float
+        Sampling weight of a multi-frame ensemble relative to a single chain.
+    geometry_frames : int
+        Frames per file used to fit template geometry.
+    val_frames : int
+        Validation frames per ensemble.
+    """
+
+    ca_noise: float = 0.05
+    ensemble_weight: float = 3.0
+    geometry_frames: int = 5
+    val_frames: int = 8
+
+
+def _slots(ens):
+    from ..steps.ca2aa import ensemble_to_slots
+
+    xyz, mask = ensemble_to_slots(ens)
+    # frames with a missing C-alpha cannot be inputs
+    ok = ens.ca_mask.all(1)
+    return {"xyz": np.nan_to_num(xyz[ok]), "mask": mask[ok], "types": ens.residue_types,
+            "seg": ens.segment_start.copy(), "source": ens.source}
+
+
+def _pad(items, key, r, fill=0):
+    shape = (len(items), r) + items[0][key].shape[1:]
+    out = np.full(shape, fill, dtype=items[0][key].dtype)
+    for i, it in enumerate(items):
+        out[i, : it[key].shape[0]] = it[key]
+    return torch.from_numpy(out)
+
+
+@register_task("ca2aa")
+class CA2AATask:
+    """Trains :class:`~openmm_backmap.steps.ca2aa.CA2AA` by maximum likelihood of reference angles."""
+
+    def __init__(self, cfg, train, val, summary):
+        from ..steps.ca2aa import CA2AAConfig, fit_geometry
+
+        self.cfg = cfg
+        self.opts = from_dict(CA2AATaskConfig, cfg.task, "task")
+        self.train = [s for s in (_slots(e) for e in train) if len(s["xyz"])]
+        self.val = [s for s in (_slots(e) for e in val) if len(s["xyz"])]
+        rng = np.random.default_rng(cfg.seed)
+        pick = [rng.choice(len(s["xyz"]), min(len(s["xyz"]), self.opts.geometry_frames), replace=False)
+                for s in self.train]
+        self.geometry = fit_geometry([s["xyz"][p] for s, p in zip(self.train, pick)],
+                                     [s["mask"][p] for s, p in zip(self.train, pick)],
+                                     [s["types"] for s in self.train])
+        model_cfg = from_dict(CA2AAConfig, cfg.model, "model")
+        self.model = get_step_class("ca2aa")(model_cfg, self.geometry)
+        w = np.array([self.opts.ensemble_weight if len(s["xyz"]) > 1 else 1.0 for s in self.train])
+        self.weights = w / w.sum()
+        self.summary = summary
+
+    def _batch(self, items):
+        r = max(len(it["types"]) for it in items)
+        valid = np.zeros((len(items), r), dtype=bool)
+        for i, it in enumerate(items):
+            valid[i, : len(it["types"])] = True
+        return (_pad(items, "xyz", r), _pad(items, "mask", r, False), _pad(items, "types", r),
+                torch.from_numpy(valid), _pad(items, "seg", r, True))
+
+    def sample_batch(self, rng):
+        items, total = [], 0
+        while total < self.cfg.optim.batch_residues:
+            s = self.train[rng.choice(len(self.train), p=self.weights)]
+            f = rng.integers(len(s["xyz"]))
+            items.append({"xyz": s["xyz"][f], "mask": s["mask"][f], "types": s["types"], "seg": s["seg"]})
+            total += len(s["types"])
+            if len(items) == 1 and total >= self.cfg.optim.batch_residues:
+                break
+        return self._batch(items)
+
+    def loss(self, batch):
+        return self.model.loss(*batch, ca_noise=self.opts.ca_noise)
+
+    def _val_items(self):
+        for s in self.val:
+            idx = np.linspace(0, len(s["xyz"]) - 1, min(len(s["xyz"]), self.opts.val_frames)).round().astype(int)
+            for f in np.unique(idx):
+                yield {"xyz": s["xyz"][f], "mask": s["mask"][f], "types": s["types"], "seg": s["seg"]}
+
+    def validate(self):
+        """Validation NLL, plus heavy-atom RMSD (Å) of the deterministic reconstruction."""
+        from ..steps.ca2aa import MAX_ATOMS  # noqa: F401
+
+        losses, sq, n = [], 0.0, 0
+        for it in self._val_items():
+            xyz, mask, types, valid, seg = self._batch([it])
+            loss, _ = self.model.loss(xyz, mask, types, valid, seg)
+            losses.append(float(loss))
+            h, frames, has_next, has_prev = self.model.encode(xyz[:, :, 1], types, valid, seg)
+            bb, chi = self.model.sample_angles(h, 0, 0.0)
+            out = self.model.build(xyz[:, :, 1], types, valid, frames, has_next, has_prev, bb, chi)
+            m = mask & self.model.slot_valid[types]
+            sq += float(((out - xyz) ** 2).sum(-1)[m].sum())
+            n += int(m.sum())
+        return {"val_loss": float(np.mean(losses)), "val_rmsd_A": (sq / max(n, 1)) ** 0.5}
+
+    def checkpoint_extra(self):
+        return {"geometry": self.geometry}
