@@ -34,7 +34,7 @@ def dihedral(p0: Tensor, p1: Tensor, p2: Tensor, p3: Tensor) -> Tensor:
     b0 = p0 - p1
     b1 = p2 - p1
     b2 = p3 - p2
-    b1n = b1 / b1.norm(dim=-1, keepdim=True).clamp_min(1e-8)
+    b1n = b1 / torch.linalg.vector_norm(b1, dim=-1, keepdim=True).clamp_min(1e-8)
     v = b0 - (b0 * b1n).sum(-1, keepdim=True) * b1n
     w = b2 - (b2 * b1n).sum(-1, keepdim=True) * b1n
     x = (v * w).sum(-1)
@@ -46,7 +46,7 @@ def bond_angle(p0: Tensor, p1: Tensor, p2: Tensor) -> Tensor:
     """Angle p0-p1-p2 in radians."""
     a = p0 - p1
     b = p2 - p1
-    cos = (a * b).sum(-1) / (a.norm(dim=-1) * b.norm(dim=-1)).clamp_min(1e-8)
+    cos = (a * b).sum(-1) / (torch.linalg.vector_norm(a, dim=-1) * torch.linalg.vector_norm(b, dim=-1)).clamp_min(1e-8)
     return torch.acos(cos.clamp(-1.0, 1.0))
 
 
@@ -57,9 +57,9 @@ def place_atom(a: Tensor, b: Tensor, c: Tensor, bond: Tensor, angle: Tensor, tor
     All arguments broadcast over leading dimensions.
     """
     bc = c - b
-    bc = bc / bc.norm(dim=-1, keepdim=True).clamp_min(1e-8)
+    bc = bc / torch.linalg.vector_norm(bc, dim=-1, keepdim=True).clamp_min(1e-8)
     n = torch.cross(b - a, bc, dim=-1)
-    n = n / n.norm(dim=-1, keepdim=True).clamp_min(1e-8)
+    n = n / torch.linalg.vector_norm(n, dim=-1, keepdim=True).clamp_min(1e-8)
     m = torch.cross(n, bc, dim=-1)
     d2 = torch.stack([-bond * torch.cos(angle), bond * torch.sin(angle) * torch.cos(torsion),
                       bond * torch.sin(angle) * torch.sin(torsion)], dim=-1)
@@ -74,10 +74,10 @@ def local_frames(origin: Tensor, toward: Tensor, plane: Tensor) -> Tensor:
     in the global frame has local coordinates ``frames @ v``.
     """
     e1 = toward - origin
-    e1 = e1 / e1.norm(dim=-1, keepdim=True).clamp_min(1e-8)
+    e1 = e1 / torch.linalg.vector_norm(e1, dim=-1, keepdim=True).clamp_min(1e-8)
     u = plane - origin
     u = u - (u * e1).sum(-1, keepdim=True) * e1
-    e2 = u / u.norm(dim=-1, keepdim=True).clamp_min(1e-8)
+    e2 = u / torch.linalg.vector_norm(u, dim=-1, keepdim=True).clamp_min(1e-8)
     e3 = torch.cross(e1, e2, dim=-1)
     return torch.stack([e1, e2, e3], dim=-2)
 

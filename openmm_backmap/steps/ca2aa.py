@@ -134,6 +134,11 @@ def ensemble_to_slots(ensemble):
     return xyz, mask
 
 
+def _take(x: Tensor, i: Tensor) -> Tensor:
+    """Gather per-residue vectors: ``x`` (B, R, 3), ``i`` (B, R) -> (B, R, 3)."""
+    return x.gather(1, i.unsqueeze(-1).expand(-1, -1, 3))
+
+
 class _AngleHead(nn.Module):
     """MLP -> mixture of von Mises parameters for one angle."""
 
@@ -240,6 +245,10 @@ class CA2AA(nn.Module):
             self.register_buffer(f"zm_{key}", torch.as_tensor(np.asarray(geometry[key]), dtype=torch.float32))
         self.register_buffer("unit_trans", torch.tensor(_peptide_unit(False), dtype=torch.float32))
         self.register_buffer("unit_cis", torch.tensor(_peptide_unit(True), dtype=torch.float32))
+        self.cis_cutoff = CIS_CUTOFF
+        self.max_atoms = MAX_ATOMS
+        self.bond_n_ca, self.bond_ca_c, self.bond_c_o = _N_CA, _CA_C, _C_O
+        self.angle_n_ca_c, self.angle_ca_c_o = math.radians(_ANG_N_CA_C), math.radians(_ANG_CA_C_O)
 
         h, k = cfg.hidden, cfg.mixture
         self.k_nb = cfg.neighbors
@@ -288,8 +297,7 @@ class CA2AA(nn.Module):
                             torch.where(has_next & has_next2, nxt2,
                                         torch.where(has_prev & has_prev2, prv2,
                                                     torch.where(near1 == toward, near2, near1))))
-        g = lambda i: ca.gather(1, i.unsqueeze(-1).expand(-1, -1, 3))  # noqa: E731
-        frames = local_frames(ca, g(toward), g(plane))
+        frames = local_frames(ca, _take(ca, toward), _take(ca, plane))
         # degenerate (tiny) systems: fall back to a fixed frame
         eye = torch.eye(3, device=dev, dtype=ca.dtype).expand(b, r, 3, 3)
         ok = torch.isfinite(frames).all(-1).all(-1) & (plane != toward) & (plane != idx) & (toward != idx)
@@ -331,9 +339,8 @@ class CA2AA(nn.Module):
         idx = torch.arange(r, device=dev).unsqueeze(0).expand(b, -1)
         nxt = (idx + 1).clamp(max=r - 1)
         prv = (idx - 1).clamp(min=0)
-        g = lambda x, i: x.gather(1, i.unsqueeze(-1).expand(-1, -1, 3))  # noqa: E731
-        ca_next = g(ca, nxt)
-        cis = ((ca_next - ca).norm(dim=-1) < CIS_CUTOFF).unsqueeze(-1).unsqueeze(-1)
+        ca_next = _take(ca, nxt)
+        cis = (torch.linalg.vector_norm(ca_next - ca, dim=-1) < self.cis_cutoff).unsqueeze(-1).unsqueeze(-1)
         unit = torch.where(cis, self.unit_cis, self.unit_trans)  # (B, R, 4, 3)
         th = bb[..., 0]
         cos, sin = torch.cos(th).unsqueeze(-1), torch.sin(th).unsqueeze(-1)
@@ -345,22 +352,22 @@ class CA2AA(nn.Module):
         n_next = ca_next + glob[:, :, 2] - glob[:, :, 3]  # N(i+1) relative to CA(i+1)
 
         # N: from the previous peptide plane, or placed by psi at N-termini
-        n_from_prev = g(n_next, prv)
-        c_prev = g(c_pep, prv)
+        n_from_prev = _take(n_next, prv)
+        c_prev = _take(c_pep, prv)
         ones = torch.ones_like(th)
-        n_term = place_atom(n_next, c_pep, ca, ones * _N_CA, ones * math.radians(_ANG_N_CA_C), bb[..., 1])
-        iso_n = ca + frames[:, :, 1] * _N_CA
+        n_term = place_atom(n_next, c_pep, ca, ones * self.bond_n_ca, ones * self.angle_n_ca_c, bb[..., 1])
+        iso_n = ca + frames[:, :, 1] * self.bond_n_ca
         n = torch.where(has_prev.unsqueeze(-1), n_from_prev, torch.where(has_next.unsqueeze(-1), n_term, iso_n))
         # C and O: from this residue's peptide plane, or placed at C-termini
         ref = torch.where(has_prev.unsqueeze(-1), c_prev, ca + frames[:, :, 2])
-        c_term = place_atom(ref, n, ca, ones * _CA_C, ones * math.radians(_ANG_N_CA_C), bb[..., 2])
-        o_term = place_atom(n, ca, c_term, ones * _C_O, ones * math.radians(_ANG_CA_C_O), bb[..., 3])
+        c_term = place_atom(ref, n, ca, ones * self.bond_ca_c, ones * self.angle_n_ca_c, bb[..., 2])
+        o_term = place_atom(n, ca, c_term, ones * self.bond_c_o, ones * self.angle_ca_c_o, bb[..., 3])
         hn = has_next.unsqueeze(-1)
         c = torch.where(hn, c_pep, c_term)
         o = torch.where(hn, o_pep, o_term)
         cb = ideal_cb(n, ca, c)
 
-        x = torch.zeros(b, r, MAX_ATOMS, 3, device=dev, dtype=ca.dtype)
+        x = torch.zeros(b, r, self.max_atoms, 3, device=dev, dtype=ca.dtype)
         x = torch.cat([torch.stack([n, ca, c, o, cb], dim=2), x[:, :, 5:]], dim=2)
         zm = self.zm[types]  # (B, R, 14, 3)
         lev = self.zm_level[types]
@@ -411,7 +418,7 @@ class CA2AA(nn.Module):
         bb, chi = self.sample_angles(h, seed, temperature)
         x = self.build(ca, types, valid, frames, has_next, has_prev, bb, chi)
         keep = self.slot_valid[residue_types].reshape(-1).nonzero().squeeze(-1)
-        return x.reshape(b, r * MAX_ATOMS, 3).index_select(1, keep) / 10.0
+        return x.reshape(b, r * self.max_atoms, 3).index_select(1, keep) / 10.0
 
     # ------------------------------------------------------------------ training
     @torch.jit.unused
@@ -422,11 +429,11 @@ class CA2AA(nn.Module):
         b, r = types.shape
         idx = torch.arange(r, device=xyz.device).unsqueeze(0).expand(b, -1)
         nxt = (idx + 1).clamp(max=r - 1)
-        g = lambda x, i: x.gather(1, i.unsqueeze(-1).expand(-1, -1, 3))  # noqa: E731
+        g = _take
         n, c, o = xyz[:, :, 0], xyz[:, :, 2], xyz[:, :, 3]
         ca_next = g(ca, nxt)
         n_next = g(n, nxt)
-        cis = ((ca_next - ca).norm(dim=-1) < CIS_CUTOFF).unsqueeze(-1).unsqueeze(-1)
+        cis = (torch.linalg.vector_norm(ca_next - ca, dim=-1) < self.cis_cutoff).unsqueeze(-1).unsqueeze(-1)
         unit = torch.where(cis, self.unit_cis, self.unit_trans)
         pts = torch.stack([c - ca, o - ca, n_next - ca_next], dim=2)
         loc = torch.einsum("brij,brkj->brki", frames, pts)
@@ -527,7 +534,7 @@ def fit_geometry(slot_xyz: list, slot_mask: list, slot_types: list) -> dict:
                 if not ok.any():
                     continue
                 P = [xr[..., i, :][torch.from_numpy(ok)] for i in (a, bb, c, s)]
-                acc["b"][t][s].append((P[3] - P[2]).norm(dim=-1).numpy())
+                acc["b"][t][s].append(torch.linalg.vector_norm(P[3] - P[2], dim=-1).numpy())
                 acc["a"][t][s].append(bond_angle(P[1], P[2], P[3]).numpy())
                 tor = dihedral(*P)
                 if k:

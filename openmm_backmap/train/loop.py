@@ -78,7 +78,7 @@ def train_task(task, cfg: RunConfig, resume: bool = False, log=print) -> dict:
         for _ in range(cfg.optim.grad_accumulation):
             loss, parts = task.loss(task.sample_batch(rng))
             (loss / cfg.optim.grad_accumulation).backward()
-            running.append(float(loss))
+            running.append(float(loss.detach()))
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.clip_grad)
         opt.step()
         state["step"] += 1

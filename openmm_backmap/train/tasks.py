@@ -151,5 +151,8 @@ class CA2AATask:
             n += int(m.sum())
         return {"val_loss": float(np.mean(losses)), "val_rmsd_A": (sq / max(n, 1)) ** 0.5}
 
-    def checkpoint_extra(self):
-        return {"geometry": self.geometry}
+    def export_module(self):
+        """The step wrapped as a transferable k-step model, and its export context."""
+        from ..backmapper import KStepModel
+
+        return KStepModel([self.model]), {"kind": "ca2aa", "metadata": {"template_geometry": "fitted on training data"}}
