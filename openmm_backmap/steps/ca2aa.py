@@ -32,8 +32,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..geometry import (bond_angle, dihedral, hash_normal, hash_uniform, ideal_cb, local_frames, place_atom,
-                        wrap_angle)
+from ..geometry import bond_angle, dihedral, hash_normal, hash_uniform, local_frames, place_atom, wrap_angle
 from ..topology import AMINO_ACIDS, TEMPLATES
 from . import register_step
 
@@ -108,6 +107,8 @@ def residue_tables() -> dict:
         tpl = TEMPLATES[name]
         idx = {a: i for i, a in enumerate(tpl.atoms)}
         valid[t, :len(tpl.atoms)] = True
+        if "CB" in idx:
+            zm[t, 4] = (idx["C"], idx["N"], idx["CA"])  # CB: torsion C-N-CA-CB fixes L chirality
         lev = {"N": 0, "CA": 0, "C": 0, "O": 0, "CB": 0}
         for atom, a, b, c, k in tpl.zmatrix:
             s = idx[atom]
@@ -247,6 +248,8 @@ class CA2AA(nn.Module):
         self.register_buffer("unit_cis", torch.tensor(_peptide_unit(True), dtype=torch.float32))
         self.cis_cutoff = CIS_CUTOFF
         self.max_atoms = MAX_ATOMS
+        self.pro_type = AMINO_ACIDS.index("PRO")
+        self.pro_cd_n = float(geometry.get("pro_cd_n", 1.473))
         self.bond_n_ca, self.bond_ca_c, self.bond_c_o = _N_CA, _CA_C, _C_O
         self.angle_n_ca_c, self.angle_ca_c_o = math.radians(_ANG_N_CA_C), math.radians(_ANG_CA_C_O)
 
@@ -365,17 +368,20 @@ class CA2AA(nn.Module):
         hn = has_next.unsqueeze(-1)
         c = torch.where(hn, c_pep, c_term)
         o = torch.where(hn, o_pep, o_term)
-        cb = ideal_cb(n, ca, c)
+        bond = self.zm_bond[types]
+        angle = self.zm_angle[types]
+        cb = place_atom(c, n, ca, bond[:, :, 4], angle[:, :, 4], self.zm_offset[types][:, :, 4])
 
         x = torch.zeros(b, r, self.max_atoms, 3, device=dev, dtype=ca.dtype)
         x = torch.cat([torch.stack([n, ca, c, o, cb], dim=2), x[:, :, 5:]], dim=2)
         zm = self.zm[types]  # (B, R, 14, 3)
         lev = self.zm_level[types]
         zchi = self.zm_chi[types]
+        # proline rings only close for chi1 within about +-40 degrees
+        chi1 = torch.where(types == self.pro_type, wrap_angle(chi[..., 0]).clamp(-0.7, 0.7), chi[..., 0])
+        chi = torch.cat([chi1.unsqueeze(-1), chi[..., 1:]], dim=-1)
         chi_pad = torch.cat([torch.zeros_like(chi[..., :1]), chi], dim=-1)
         tors = chi_pad.gather(2, zchi) + self.zm_offset[types]
-        bond = self.zm_bond[types]
-        angle = self.zm_angle[types]
         for level in range(1, self.n_levels + 1):
             sel = (lev == level).unsqueeze(-1)
             xa = x.gather(2, zm[..., 0:1].expand(-1, -1, -1, 3))
@@ -383,7 +389,29 @@ class CA2AA(nn.Module):
             xc = x.gather(2, zm[..., 2:3].expand(-1, -1, -1, 3))
             new = place_atom(xa, xb, xc, bond, angle, tors)
             x = torch.where(sel, new, x)
-        return x
+        return self._close_proline(x, types)
+
+    def _close_proline(self, x: Tensor, types: Tensor) -> Tensor:
+        """Put proline CD on the circle where both CG-CD and CD-N have their bond lengths.
+
+        The point nearest the Z-matrix placement is kept, so the ring is closed
+        exactly whatever chi1/chi2 the network sampled.
+        """
+        cg, n, cd = x[:, :, 5], x[:, :, 0], x[:, :, 6]
+        u = n - cg
+        d = torch.linalg.vector_norm(u, dim=-1, keepdim=True).clamp_min(1e-6)
+        u = u / d
+        r1 = self.zm_bond[self.pro_type, 6]
+        r2 = self.pro_cd_n
+        a = (r1 * r1 - r2 * r2 + d * d) / (2.0 * d)
+        h = torch.sqrt((r1 * r1 - a * a).clamp_min(0.0))
+        center = cg + a * u
+        v = cd - center
+        v = v - (v * u).sum(-1, keepdim=True) * u
+        v = v / torch.linalg.vector_norm(v, dim=-1, keepdim=True).clamp_min(1e-6)
+        closed = center + h * v
+        is_pro = (types == self.pro_type).unsqueeze(-1)
+        return torch.cat([x[:, :, :6], torch.where(is_pro, closed, cd).unsqueeze(2), x[:, :, 7:]], dim=2)
 
     # ------------------------------------------------------------------ sampling
     def sample_angles(self, h: Tensor, seed: int, temperature: float) -> tuple[Tensor, Tensor]:
@@ -522,7 +550,7 @@ def fit_geometry(slot_xyz: list, slot_mask: list, slot_types: list) -> dict:
             sel = np.nonzero(types == t)[0]
             xr = x[:, sel]
             mr = mask[:, sel]
-            for s in range(5, MAX_ATOMS):
+            for s in range(4, MAX_ATOMS):
                 if not tabs["valid"][t, s]:
                     continue
                 a, bb, c = tabs["zm"][t, s]
@@ -542,13 +570,21 @@ def fit_geometry(slot_xyz: list, slot_mask: list, slot_types: list) -> dict:
                     tor = wrap_angle(tor - dihedral(*Q))
                 acc["t"][t][s].append(tor.numpy())
     for t in range(N_TYPES):
-        for s in range(5, MAX_ATOMS):
+        for s in range(4, MAX_ATOMS):
             if acc["b"][t][s]:
                 bond[t, s] = np.median(np.concatenate(acc["b"][t][s]))
                 angle[t, s] = np.median(np.concatenate(acc["a"][t][s]))
                 tv = np.concatenate(acc["t"][t][s])
                 offset[t, s] = math.atan2(np.sin(tv).mean(), np.cos(tv).mean())
-    return {"bond": bond.tolist(), "angle": angle.tolist(), "offset": offset.tolist()}
+    pro = AMINO_ACIDS.index("PRO")
+    cdn = []
+    for xyz, mask, types in zip(slot_xyz, slot_mask, slot_types):
+        sel = np.nonzero(types == pro)[0]
+        ok = mask[:, sel, 0] & mask[:, sel, 6]
+        cdn.append(np.linalg.norm(xyz[:, sel, 0] - xyz[:, sel, 6], axis=-1)[ok])
+    cdn = np.concatenate(cdn) if cdn else np.zeros(0)
+    return {"bond": bond.tolist(), "angle": angle.tolist(), "offset": offset.tolist(),
+            "pro_cd_n": float(np.median(cdn)) if len(cdn) else 1.473}
 
 
 def default_geometry() -> dict:

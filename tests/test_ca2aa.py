@@ -1,0 +1,136 @@
+"""The C-alpha -> atoms step: geometry, chirality, equivariance, TorchScript, reproducibility."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from openmm_backmap.geometry import dihedral, place_atom
+from openmm_backmap.metrics import bond_ok
+from openmm_backmap.steps import STEP_KINDS, get_step_class
+from openmm_backmap.steps.ca2aa import CA2AA, CA2AAConfig, ensemble_to_slots, fit_geometry
+
+
+@pytest.fixture(scope="module")
+def step(trpcage):
+    torch.manual_seed(0)
+    x, m = ensemble_to_slots(trpcage)
+    geo = fit_geometry([x], [m], [trpcage.residue_types])
+    return CA2AA(CA2AAConfig(hidden=32, layers=2, neighbors=8), geo).eval()
+
+
+def _inputs(ens):
+    return (torch.tensor(ens.ca_xyz), torch.tensor(ens.residue_types), torch.tensor(ens.segment_start))
+
+
+def _random_rotation(seed):
+    q, _ = torch.linalg.qr(torch.randn(3, 3, generator=torch.Generator().manual_seed(seed)))
+    if torch.det(q) < 0:
+        q[:, 0] = -q[:, 0]
+    return q
+
+
+def test_registry_knows_the_step():
+    assert get_step_class("ca2aa") is CA2AA
+    assert "ca2aa" in STEP_KINDS
+    with pytest.raises(ValueError, match="unknown step kind"):
+        get_step_class("nope")
+
+
+def test_nerf_places_atoms_with_requested_internal_coordinates():
+    a, b, c = torch.tensor([0.0, 1.0, 0.0]), torch.tensor([0.0, 0.0, 0.0]), torch.tensor([1.5, 0.0, 0.0])
+    d = place_atom(a, b, c, torch.tensor(1.3), torch.tensor(math.radians(110)), torch.tensor(math.radians(-60)))
+    assert float(torch.linalg.vector_norm(d - c)) == pytest.approx(1.3, abs=1e-5)
+    assert math.degrees(float(dihedral(a, b, c, d))) == pytest.approx(-60, abs=1e-3)
+
+
+def test_rebuild_from_reference_angles_is_close(step, trpcage):
+    x, m = ensemble_to_slots(trpcage)
+    X = torch.tensor(np.nan_to_num(x))
+    T = torch.tensor(trpcage.residue_types)[None]
+    out = step.rebuild(X, torch.tensor(m), T, torch.ones_like(T, dtype=torch.bool),
+                       torch.tensor(trpcage.segment_start)[None])
+    valid = torch.tensor(m) & step.slot_valid[T]
+    rmsd = float(((out - X) ** 2).sum(-1)[valid].mean().sqrt())
+    assert rmsd < 0.4  # Å: only ideal-geometry error remains
+
+
+def test_covalent_geometry_is_exact_whatever_the_network_says(step, trpcage):
+    ca, types, seg = _inputs(trpcage)
+    out = step(ca, types, seg, 3, 1.0).detach().numpy()
+    ref = trpcage.xyz
+    # every template bond has its reference length (an untrained network may still make
+    # non-bonded contacts, which ged counts; the trained model is checked in benchmarks)
+    bonds = trpcage.layout.bonds(trpcage.segment_start)
+    d_gen = np.linalg.norm(out[0, bonds[:, 0]] - out[0, bonds[:, 1]], axis=-1)
+    d_ref = np.linalg.norm(ref[0, bonds[:, 0]] - ref[0, bonds[:, 1]], axis=-1)
+    assert np.all(np.abs(d_gen / d_ref - 1) < 0.1)
+    assert bond_ok(ref[0], out[0], trpcage.layout.elements) > 95.0
+    # C-alpha positions are kept exactly
+    assert np.allclose(out[0, trpcage.layout.ca_index], ca[0].numpy(), atol=1e-5)
+
+
+def test_chirality_is_l(step, trpcage):
+    ca, types, seg = _inputs(trpcage)
+    out = step(ca, types, seg, 0, 0.0)[0]
+    lay = trpcage.layout
+    for r, name in enumerate(trpcage.sequence):
+        if name == "GLY":
+            continue
+        n, a, c, b = (out[lay.index(r, k)] for k in ("N", "CA", "C", "CB"))
+        # improper N-CA-C-CB: positive (~ +34 degrees) for L amino acids
+        assert float(dihedral(n, c, a, b)) * 180 / math.pi == pytest.approx(-34.0, abs=15.0) or \
+            float(torch.dot(torch.cross(n - a, c - a, dim=0), b - a)) > 0
+
+
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_equivariance_under_rotation_and_translation(step, trpcage, temperature):
+    ca, types, seg = _inputs(trpcage)
+    rot = _random_rotation(1)
+    shift = torch.tensor([1.0, -2.0, 0.5])
+    out = step(ca, types, seg, 11, temperature)
+    out_rot = step(ca @ rot.T + shift, types, seg, 11, temperature)
+    assert torch.allclose(out @ rot.T + shift, out_rot, atol=2e-4)
+
+
+def test_seed_reproducible_and_samples_differ(step, trpcage):
+    ca, types, seg = _inputs(trpcage)
+    a = step(ca, types, seg, 5, 1.0)
+    b = step(ca, types, seg, 5, 1.0)
+    c = step(ca, types, seg, 6, 1.0)
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+    d0 = step(ca, types, seg, 5, 0.0)
+    assert torch.equal(d0, step(ca, types, seg, 99, 0.0))  # deterministic mode ignores the seed
+
+
+def test_torchscript_round_trip(step, trpcage, tmp_path):
+    ca, types, seg = _inputs(trpcage)
+    scripted = torch.jit.script(step)
+    path = tmp_path / "step.pt"
+    torch.jit.save(scripted, str(path))
+    loaded = torch.jit.load(str(path))
+    assert torch.allclose(loaded(ca, types, seg, 2, 1.0), step(ca, types, seg, 2, 1.0), atol=1e-5)
+
+
+def test_chain_breaks_termini_and_tiny_segments(step):
+    # three segments: 1 residue, 2 residues, 4 residues
+    torch.manual_seed(0)
+    ca = torch.cat([torch.zeros(1, 1, 3), torch.tensor([[[1.0, 0, 0], [1.38, 0, 0]]]),
+                    torch.tensor([[[2.5, 0, 0], [2.8, 0.25, 0], [3.1, 0.0, 0.1], [3.4, 0.25, 0.2]]])], dim=1)
+    types = torch.tensor([0, 5, 13, 1, 7, 19, 16])
+    seg = torch.tensor([True, True, False, True, False, False, False])
+    out = step(ca, types, seg, 0, 1.0)
+    assert torch.isfinite(out).all()
+
+
+def test_loss_is_finite_and_has_gradients(step, trpcage):
+    x, m = ensemble_to_slots(trpcage)
+    T = torch.tensor(trpcage.residue_types)[None]
+    loss, parts = step.loss(torch.tensor(np.nan_to_num(x)), torch.tensor(m), T, torch.ones_like(T, dtype=torch.bool),
+                            torch.tensor(trpcage.segment_start)[None], ca_noise=0.05)
+    loss.backward()
+    assert math.isfinite(float(loss)) and set(parts) == {"nll_bb", "nll_chi"}
+    assert step.embed.weight.grad is not None and step.embed.weight.grad.abs().sum() > 0
+    step.zero_grad()

@@ -1,0 +1,69 @@
+"""Training configs and an end-to-end tiny training run."""
+
+import csv
+import json
+
+import pytest
+import yaml
+
+from openmm_backmap.train import load_config, train
+from openmm_backmap.train.config import RunConfig, from_dict
+
+TINY = {
+    "kind": "ca2aa", "name": "tiny", "seed": 1, "run_dir": "run", "output": "run/model.pt",
+    "model": {"hidden": 16, "layers": 1, "neighbors": 8, "mixture": 2, "rbf": 8, "edge_dim": 16},
+    "task": {"ca_noise": 0.05, "val_frames": 2},
+    "data": {"root": "DATA", "files": ["trpcage_train10.pdb.gz"], "validation_fraction": 0.2},
+    "optim": {"max_steps": 6, "validate_every": 3, "batch_residues": 60, "threads": 1},
+}
+
+
+@pytest.fixture
+def tiny_config(tmp_path, tests_data):
+    cfg = dict(TINY)
+    cfg["data"] = dict(TINY["data"], root=str(tests_data))
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_unknown_keys_are_rejected(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"kind": "ca2aa", "optim": {"learning_rate": 1}}))
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['learning_rate'\] in optim"):
+        load_config(bad)
+    with pytest.raises(ValueError, match="expected int"):
+        from_dict(RunConfig, {"seed": "x"})
+
+
+def test_overrides_and_relative_paths(tiny_config):
+    cfg = load_config(tiny_config, ["optim.max_steps=2", "model.hidden=8"])
+    assert cfg.optim.max_steps == 2 and cfg.model["hidden"] == 8
+    assert cfg.run_dir.startswith(str(tiny_config.parent))
+
+
+def test_train_writes_config_log_checkpoint_and_model_then_resumes(tiny_config, seed):
+    from openmm_backmap.backmapper import load_model
+
+    summary = train(tiny_config, log=lambda *a: None)
+    run = tiny_config.parent / "run"
+    assert (run / "config.yaml").exists() and (run / "best.pt").exists() and (run / "last.pt").exists()
+    rows = list(csv.DictReader(open(run / "log.csv")))
+    assert [int(r["step"]) for r in rows] == [3, 6]
+    assert float(rows[-1]["val_rmsd_A"]) > 0
+    resolved = yaml.safe_load(open(run / "config.yaml"))
+    assert resolved["model"]["hidden"] == 16
+    bm = load_model(summary["model_path"], device="cpu")
+    assert bm.metadata["config"]["optim"]["max_steps"] == 6  # resolved config inside the model file
+    assert bm.metadata["training"]["data"]["train_frames"] == 8
+    # resume continues from the checkpoint
+    more = train(tiny_config, resume=True, overrides=["optim.max_steps=9"], log=lambda *a: None)
+    assert more["steps"] == 9
+    assert json.load(open(run / "summary.json"))["steps"] == 9
+
+
+def test_cli_train_reports_missing_config(capsys):
+    from openmm_backmap.cli import main
+
+    assert main(["train", "does-not-exist.yaml"]) == 2
+    assert "does not exist" in capsys.readouterr().err
