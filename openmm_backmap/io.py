@@ -25,7 +25,9 @@ import numpy as np
 from .ensemble import ProteinEnsemble
 from .topology import TEMPLATES, atom_layout, canonical_atom_name, canonical_residue_name
 
-__all__ = ["LoadWarning", "load_ensemble", "detect_segment_starts", "TRAJECTORY_EXTENSIONS", "STRUCTURE_EXTENSIONS"]
+__all__ = ["LoadWarning", "load_ensemble", "detect_segment_starts", "TRAJECTORY_EXTENSIONS", "STRUCTURE_EXTENSIONS",
+           "TrajectoryWriter", "WRITER_EXTENSIONS", "write_topology_pdb", "topology_path_for",
+           "check_output_path"]
 
 #: Peptide C-N distance above which residues are not bonded (nm).
 PEPTIDE_BREAK_NM = 0.2
@@ -416,3 +418,559 @@ def _load_trajectory(path, topology, stride, canon):
     ens = ProteinEnsemble(seq, xyz, mask, detect_segment_starts(xyz[:50], mask[:50], seq, chain_ids), chain_ids,
                           [residues[k].number for k in kept], np.asarray(traj.time, dtype=np.float64), path)
     return ens
+
+
+# --------------------------------------------------------------------------
+# Writing trajectories
+# --------------------------------------------------------------------------
+#: Output formats :class:`TrajectoryWriter` writes, by file extension.
+WRITER_EXTENSIONS = (".dcd", ".xtc", ".pdb", ".h5")
+
+#: First line of the topology PDB files written beside trajectories.
+TOPOLOGY_REMARK = "REMARK   1 openmm-backmap topology"
+
+_AKMA_PS = 0.04888821  # CHARMM/DCD time unit (AKMA) in ps
+
+
+def _writer_format(path) -> str:
+    p = os.fspath(path).lower()
+    for ext in WRITER_EXTENSIONS:
+        if p.endswith(ext):
+            return ext[1:]
+    raise ValueError(f"cannot write {os.fspath(path)!r}: unknown output extension; use one of "
+                     f"{', '.join(WRITER_EXTENSIONS)}")
+
+
+def _as_mdtraj_topology(topology):
+    import mdtraj as md
+
+    if isinstance(topology, md.Topology):
+        return topology
+    if hasattr(topology, "atoms") and hasattr(topology, "getNumAtoms"):  # openmm.app.Topology
+        return md.Topology.from_openmm(topology)
+    raise TypeError(f"topology must be an mdtraj or OpenMM Topology, got {type(topology).__name__}")
+
+
+class _PDBFormatter:
+    """Fixed-width PDB ATOM/TER records of a topology (coordinates written in Å)."""
+
+    def __init__(self, topology):
+        self.n_atoms = topology.n_atoms
+        chain_letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+        self.prefix, self.suffix, self.ter_after = [], [], {}
+        serial = 1
+        for ci, chain in enumerate(topology.chains):
+            cid = (getattr(chain, "chain_id", None) or chain_letters[ci % 26])[:1]
+            last = None
+            for res in chain.residues:
+                for atom in res.atoms:
+                    sym = atom.element.symbol if atom.element is not None else ""
+                    name = atom.name[:4]
+                    if len(name) < 4 and name[:1].isalpha() and len(sym) < 2:
+                        name = " " + name
+                    self.prefix.append(f"ATOM  {serial % 100000:5d} {name:<4s} {res.name[:3]:>3s} {cid}"
+                                       f"{res.resSeq % 10000:4d}    ")
+                    self.suffix.append(f"  1.00  0.00          {sym[-2:]:>2s}  ")
+                    serial += 1
+                    last = (atom.index, res, cid)
+            if last is not None:
+                idx, res, cid = last
+                self.ter_after[idx] = f"TER   {serial % 100000:5d}      {res.name[:3]:>3s} {cid}{res.resSeq % 10000:4d}"
+                serial += 1
+
+    def lines(self, xyz_angstrom):
+        out = []
+        for i, (x, y, z) in enumerate(np.asarray(xyz_angstrom, dtype=np.float64)):
+            out.append(f"{self.prefix[i]}{_f83(x)}{_f83(y)}{_f83(z)}{self.suffix[i]}")
+            if i in self.ter_after:
+                out.append(self.ter_after[i])
+        return out
+
+
+def _f83(v):
+    s = f"{v:8.3f}"
+    if len(s) > 8:
+        raise ValueError(f"coordinate {v:.1f} Å does not fit the PDB format (|x| < 10000 Å)")
+    return s
+
+
+def write_topology_pdb(path, topology, xyz_nm=None, title=None):
+    """Write a single-structure PDB of ``topology`` (the topology file beside a trajectory).
+
+    Parameters
+    ----------
+    path : str or path
+    topology : mdtraj.Topology or openmm.app.Topology
+    xyz_nm : array, (A, 3), nm, optional
+        Coordinates to write (zeros if not given).
+    title : str, optional
+        Added to the first REMARK line.
+
+    Returns
+    -------
+    str
+        The path written.
+
+    Examples
+    --------
+    >>> from openmm_backmap.topology import build_topology
+    >>> write_topology_pdb('/tmp/ga.pdb', build_topology(['GLY', 'ALA']))  # doctest: +SKIP
+    '/tmp/ga.pdb'
+    """
+    top = _as_mdtraj_topology(topology)
+    xyz = np.zeros((top.n_atoms, 3)) if xyz_nm is None else np.asarray(xyz_nm, dtype=np.float64).reshape(-1, 3)
+    if len(xyz) != top.n_atoms:
+        raise ValueError(f"{len(xyz)} coordinates for a topology of {top.n_atoms} atoms")
+    lines = [TOPOLOGY_REMARK + (f" for {title}" if title else "")]
+    lines += _PDBFormatter(top).lines(xyz * 10.0)
+    lines.append("END")
+    with open(path, "w") as fh:
+        fh.write("\n".join(lines) + "\n")
+    return os.fspath(path)
+
+
+def _is_own_topology(path) -> bool:
+    try:
+        with open(path) as fh:
+            return fh.readline().startswith(TOPOLOGY_REMARK)
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def _pdb_atom_count(path) -> int:
+    """Atoms of the first model of a PDB file (ATOM/HETATM records)."""
+    n = 0
+    with open(path, errors="replace") as fh:
+        for line in fh:
+            if line.startswith(("ATOM  ", "HETATM")):
+                n += 1
+            elif line.startswith(("ENDMDL", "END")) and n:
+                break
+    return n
+
+
+def topology_path_for(path, append=False, force=False, n_atoms=None):
+    """Where :class:`TrajectoryWriter` puts the topology PDB of trajectory ``path``.
+
+    ``<stem>.pdb`` unless that file exists and was not written by
+    openmm-backmap (e.g. the input structure), then ``<stem>_topology.pdb``.
+
+    Returns
+    -------
+    str or None
+        None for PDB trajectories (they carry their topology).
+    """
+    path = os.fspath(path)
+    if _writer_format(path) == "pdb":
+        return None
+    stem = path[: -len(os.path.splitext(path)[1])]
+    candidates = [stem + ".pdb", stem + "_topology.pdb"]
+    for c in candidates:
+        if not os.path.exists(c) or _is_own_topology(c):
+            return c
+    if force:
+        return candidates[1]
+    raise FileExistsError(f"{candidates[0]} and {candidates[1]} exist and were not written by openmm-backmap; "
+                          "use --force to overwrite the second, or choose another output name")
+
+
+def check_output_path(path, append=False, force=False) -> str:
+    """Check that :class:`TrajectoryWriter` could write ``path``, before any work is done.
+
+    Raises
+    ------
+    ValueError
+        Unknown extension, or ``path`` is a directory.
+    FileExistsError
+        ``path`` exists and neither ``append`` nor ``force`` is set.
+
+    Examples
+    --------
+    >>> check_output_path('out.mol2')  # doctest: +SKIP
+    Traceback (most recent call last):
+    ValueError: cannot write 'out.mol2': unknown output extension; use one of .dcd, .xtc, .pdb, .h5
+    """
+    path = os.fspath(path)
+    _writer_format(path)
+    if os.path.isdir(path):
+        raise ValueError(f"{path} is a directory; give an output file name")
+    if os.path.exists(path) and not (append or force):
+        raise FileExistsError(f"{path} already exists; use --force (force=True) to overwrite it or "
+                              "--append (append=True) to add frames to it")
+    return path
+
+
+class TrajectoryWriter:
+    """Write heavy-atom (or all-atom) frames incrementally to DCD, XTC, multi-model PDB or HDF5.
+
+    The format is chosen by the extension. Every :meth:`write` is flushed to
+    disk, so a crash leaves a readable file up to the last frame written.
+    Trajectory formats without a topology (DCD, XTC) get a PDB topology file
+    beside them (``<stem>.pdb``, or ``<stem>_topology.pdb`` when ``<stem>.pdb``
+    exists and is not an openmm-backmap topology, e.g. the input), written
+    when the writer opens and again with the first frame's coordinates; HDF5
+    files carry their topology and get one as well, for convenience.
+
+    Time and step are stored where the format allows: XTC (time in ps and
+    step per frame), HDF5 (time per frame), PDB (a GROMACS-style
+    ``TITLE ... t= ... step= ...`` record before each MODEL) and DCD (first
+    step, steps between frames and time step in the header, from the first
+    two frames).
+
+    Parameters
+    ----------
+    path : str or path
+        Output file: ``.dcd``, ``.xtc``, ``.pdb`` or ``.h5`` (``.h5`` needs PyTables).
+    topology : mdtraj.Topology or openmm.app.Topology
+        Topology of the frames (atom order of the coordinates).
+    append : bool
+        Append to an existing file; its format and atom count must match.
+        Without an existing file this starts a new one.
+    force : bool
+        Overwrite an existing file.
+
+    Attributes
+    ----------
+    path, format : str
+    topology : mdtraj.Topology
+    topology_path : str or None
+        The PDB topology written beside the trajectory.
+    n_atoms : int
+    n_frames : int
+        Frames in the file (including those already there when appending).
+
+    Raises
+    ------
+    ValueError
+        Unknown extension, or ``append`` with a file of another format or atom count.
+    FileExistsError
+        The file exists and neither ``append`` nor ``force`` is set.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from openmm_backmap.topology import build_topology
+    >>> top = build_topology(['GLY', 'ALA'])
+    >>> with TrajectoryWriter('/tmp/ga.dcd', top, force=True) as w:  # doctest: +SKIP
+    ...     w.write(np.zeros((2, 9, 3)), time_ps=[0.0, 10.0], step=[0, 1000])
+    """
+
+    def __init__(self, path, topology, append=False, force=False):
+        self.path = os.fspath(path)
+        self.format = _writer_format(self.path)
+        self.topology = _as_mdtraj_topology(topology)
+        self.n_atoms = self.topology.n_atoms
+        self.append = bool(append)
+        self.n_frames = 0
+        self._closed = True
+        check_output_path(self.path, append, force)
+        exists = os.path.exists(self.path)
+        parent = os.path.dirname(os.path.abspath(self.path))
+        os.makedirs(parent, exist_ok=True)
+        self.topology_path = topology_path_for(self.path, append, force)
+        appending = self.append and exists and os.path.getsize(self.path) > 0
+        if appending:
+            self._check_existing()
+        if self.topology_path is not None:
+            if appending and os.path.exists(self.topology_path) and \
+                    _pdb_atom_count(self.topology_path) != self.n_atoms:
+                raise ValueError(f"{self.topology_path} has {_pdb_atom_count(self.topology_path)} atoms but the "
+                                 f"frames have {self.n_atoms}; cannot append")
+            keep = appending and os.path.exists(self.topology_path)
+            if not keep:
+                write_topology_pdb(self.topology_path, self.topology, title=os.path.basename(self.path))
+            self._topology_has_coordinates = keep
+        else:
+            self._topology_has_coordinates = True
+        self._steps, self._times = [], []
+        getattr(self, f"_open_{self.format}")(appending)
+        self._closed = False
+
+    # ------------------------------------------------------------------ checks
+    def _mismatch(self, what):
+        return ValueError(f"cannot append to {self.path}: {what}; write to a new file or use --force to "
+                          "overwrite it")
+
+    def _check_existing(self):
+        n = None
+        fmt = self.format
+        if fmt == "dcd":
+            with open(self.path, "rb") as fh:
+                head = fh.read(100)
+            if len(head) < 92 or head[4:8] != b"CORD" or int.from_bytes(head[:4], "little") != 84:
+                raise self._mismatch("it is not a DCD file")
+            n = self._dcd_natoms()
+        elif fmt == "xtc":
+            with open(self.path, "rb") as fh:
+                head = fh.read(8)
+            if len(head) < 8 or int.from_bytes(head[:4], "big") != 1995:
+                raise self._mismatch("it is not an XTC file")
+            n = int.from_bytes(head[4:8], "big")
+        elif fmt == "pdb":
+            has_model = False
+            with open(self.path, errors="replace") as fh:
+                for line in fh:
+                    if line.startswith("MODEL "):
+                        has_model = True
+                        break
+            if not has_model:
+                raise self._mismatch("it is not a multi-model PDB file (no MODEL records)")
+            n = _pdb_atom_count(self.path)
+        elif fmt == "h5":
+            tables = self._tables()
+            try:
+                with tables.open_file(self.path, "r") as h:
+                    n = int(h.root.coordinates.shape[1])
+            except Exception as err:
+                raise self._mismatch(f"it is not an HDF5 trajectory ({str(err).splitlines()[0]})") from None
+        if n != self.n_atoms:
+            raise self._mismatch(f"it has {n} atoms per frame but the new frames have {self.n_atoms}")
+
+    # ------------------------------------------------------------------ DCD (native writer, Å)
+    def _dcd_natoms(self):
+        import struct
+
+        with open(self.path, "rb") as fh:
+            fh.seek(92)
+            (title_len,) = struct.unpack("<i", fh.read(4))
+            fh.seek(92 + 4 + title_len + 4)
+            marker, natoms, _ = struct.unpack("<iii", fh.read(12))
+            fh.seek(4 + 4 + 4 * 10)
+            (cell_flag,) = struct.unpack("<i", fh.read(4))
+        if marker != 4:
+            raise self._mismatch("its DCD header is not in the CHARMM format")
+        if cell_flag:
+            raise self._mismatch("it stores unit cells (not written by openmm-backmap)")
+        return natoms
+
+    def _open_dcd(self, appending):
+        import struct
+
+        if appending:
+            self._fh = open(self.path, "r+b")
+            self._fh.seek(8)
+            self.n_frames = struct.unpack("<i", self._fh.read(4))[0]
+            self._fh.seek(12)
+            istart, nsavc = struct.unpack("<ii", self._fh.read(8))
+            self._dcd_header = [istart, nsavc]
+            self._fh.seek(0, os.SEEK_END)
+            return
+        self._fh = open(self.path, "wb")
+        icntrl = [0] * 20
+        icntrl[2] = 1  # NSAVC
+        icntrl[19] = 24  # CHARMM version
+        head = struct.pack("<i4s9if10i", 84, b"CORD", *icntrl[:9], 1.0, *icntrl[10:]) + struct.pack("<i", 84)
+        titles = ["REMARKS written by openmm-backmap".ljust(80)[:80].encode(),
+                  f"REMARKS {os.path.basename(self.path)}".ljust(80)[:80].encode()]
+        body = struct.pack("<i", len(titles)) + b"".join(titles)
+        head += struct.pack("<i", len(body)) + body + struct.pack("<i", len(body))
+        head += struct.pack("<iii", 4, self.n_atoms, 4)
+        self._fh.write(head)
+        self._fh.flush()
+        self._dcd_header = None
+
+    def _write_dcd(self, xyz, time, step):
+        import struct
+
+        block = 4 * self.n_atoms
+        marker = struct.pack("<i", block)
+        for frame in (xyz * 10.0).astype("<f4"):
+            for k in range(3):
+                self._fh.write(marker + np.ascontiguousarray(frame[:, k]).tobytes() + marker)
+        # header: NSET (frames), ISTART, NSAVC, NSTEP, DELTA (AKMA)
+        nset = self.n_frames + len(xyz)
+        self._fh.seek(8)
+        self._fh.write(struct.pack("<i", nset))
+        if self._dcd_header is None and step is not None:
+            steps = self._steps + list(step)
+            times = self._times + list(time) if time is not None else None
+            if len(steps) >= 2 and steps[1] > steps[0]:
+                nsavc = int(steps[1] - steps[0])
+                dt = ((times[1] - times[0]) / nsavc / _AKMA_PS) if times is not None else 1.0
+                self._dcd_header = [int(steps[0]), nsavc]
+                self._fh.seek(12)
+                self._fh.write(struct.pack("<ii", int(steps[0]), nsavc))
+                self._fh.seek(44)
+                self._fh.write(struct.pack("<f", dt))
+            else:
+                self._steps, self._times = steps[:2], (times or [])[:2]
+        if self._dcd_header is not None:
+            istart, nsavc = self._dcd_header
+            self._fh.seek(20)
+            self._fh.write(struct.pack("<i", istart + (nset - 1) * nsavc))
+        self._fh.seek(0, os.SEEK_END)
+
+    # ------------------------------------------------------------------ XTC (mdtraj, nm)
+    def _open_xtc(self, appending):
+        from mdtraj.formats import XTCTrajectoryFile
+
+        if appending:
+            self._xtc = None  # each write goes through a temporary file appended byte-wise (XTC frames concatenate)
+            with XTCTrajectoryFile(self.path, "r") as f:
+                self.n_frames = len(f)
+        else:
+            self._xtc = XTCTrajectoryFile(self.path, "w", force_overwrite=True)
+
+    def _write_xtc(self, xyz, time, step):
+        from mdtraj.formats import XTCTrajectoryFile
+
+        n = len(xyz)
+        t = np.asarray(time if time is not None else np.arange(self.n_frames, self.n_frames + n), dtype=np.float32)
+        s = np.asarray(step if step is not None else np.arange(self.n_frames, self.n_frames + n), dtype=np.int32)
+        if self._xtc is not None:
+            self._xtc.write(xyz.astype(np.float32), time=t, step=s)
+            self._xtc.flush()
+            return
+        tmp = self.path + ".part.xtc"
+        try:
+            with XTCTrajectoryFile(tmp, "w", force_overwrite=True) as f:
+                f.write(xyz.astype(np.float32), time=t, step=s)
+            with open(tmp, "rb") as src, open(self.path, "ab") as dst:
+                dst.write(src.read())
+                dst.flush()
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+    # ------------------------------------------------------------------ PDB (native writer, Å)
+    def _open_pdb(self, appending):
+        self._pdb = _PDBFormatter(self.topology)
+        if appending:
+            # drop the END record (and anything after the last ENDMDL), count models
+            with open(self.path, "rb") as fh:
+                data = fh.read()
+            end = data.rfind(b"ENDMDL")
+            if end < 0:
+                raise self._mismatch("it has no complete MODEL")
+            end = data.index(b"\n", end) + 1 if b"\n" in data[end:] else len(data)
+            self.n_frames = data[:end].count(b"\nMODEL ") + data[:end].startswith(b"MODEL ")
+            self._fh = open(self.path, "r+", newline="\n")
+            self._fh.seek(end)
+            self._fh.truncate()
+        else:
+            self._fh = open(self.path, "w", newline="\n")
+            self._fh.write("REMARK   1 written by openmm-backmap\n")
+            self._fh.flush()
+
+    def _write_pdb(self, xyz, time, step):
+        for i, frame in enumerate(xyz):
+            model = self.n_frames + i + 1
+            lines = []
+            if time is not None or step is not None:
+                t = f" t= {float(time[i]):.5f}" if time is not None else ""
+                s = f" step= {int(step[i])}" if step is not None else ""
+                lines.append(f"TITLE     openmm-backmap{t}{s}")
+            lines.append(f"MODEL     {model % 10000:4d}")
+            lines += self._pdb.lines(frame * 10.0)
+            lines.append("ENDMDL")
+            self._fh.write("\n".join(lines) + "\n")
+        self._fh.flush()
+
+    # ------------------------------------------------------------------ HDF5 (mdtraj + PyTables, nm)
+    def _tables(self):
+        try:
+            import tables
+        except ImportError:
+            raise ValueError("writing .h5 files needs PyTables (pip install tables); or write .dcd, .xtc or "
+                             ".pdb instead") from None
+        return tables
+
+    def _open_h5(self, appending):
+        self._tables()
+        from mdtraj.formats import HDF5TrajectoryFile
+
+        if appending:
+            self._h5 = HDF5TrajectoryFile(self.path, "a")
+            self.n_frames = len(self._h5)
+        else:
+            self._h5 = HDF5TrajectoryFile(self.path, "w", force_overwrite=True)
+            self._h5.topology = self.topology
+
+    def _write_h5(self, xyz, time, step):
+        t = None if time is None else np.asarray(time, dtype=np.float32)
+        self._h5.write(xyz.astype(np.float32), time=t)
+        self._h5.flush()
+
+    # ------------------------------------------------------------------ public
+    def write(self, xyz_nm, time_ps=None, step=None):
+        """Append frames and flush them to disk.
+
+        Parameters
+        ----------
+        xyz_nm : array, (F, A, 3) or (A, 3), nm
+            Coordinates in the atom order of ``topology``.
+        time_ps : array of float, (F,), ps, optional
+            Simulation time of every frame.
+        step : array of int, (F,), optional
+            Integration step of every frame.
+
+        Raises
+        ------
+        ValueError
+            Wrong shape or non-finite coordinates.
+        """
+        if self._closed:
+            raise ValueError(f"{self.path}: the writer is closed")
+        xyz = np.asarray(xyz_nm, dtype=np.float64)
+        if xyz.ndim == 2:
+            xyz = xyz[None]
+        if xyz.ndim != 3 or xyz.shape[1:] != (self.n_atoms, 3):
+            raise ValueError(f"frames have shape {xyz.shape}; {self.path} needs (frames, {self.n_atoms}, 3) in nm")
+        if not np.isfinite(xyz).all():
+            raise ValueError("frames contain NaN or infinite coordinates")
+        n = len(xyz)
+        time = None if time_ps is None else np.atleast_1d(np.asarray(time_ps, dtype=np.float64))
+        step = None if step is None else np.atleast_1d(np.asarray(step, dtype=np.int64))
+        for name, arr in (("time_ps", time), ("step", step)):
+            if arr is not None and len(arr) != n:
+                raise ValueError(f"{name} has {len(arr)} entries for {n} frames")
+        if n == 0:
+            return
+        getattr(self, f"_write_{self.format}")(xyz, time, step)
+        if self.topology_path is not None and not self._topology_has_coordinates:
+            # the topology file gets the first frame, so that it is a viewable structure on its own
+            write_topology_pdb(self.topology_path, self.topology, xyz[0], title=os.path.basename(self.path))
+            self._topology_has_coordinates = True
+        self.n_frames += n
+
+    def flush(self):
+        """Flush buffered output (every :meth:`write` already does)."""
+        fh = getattr(self, "_fh", None)
+        if fh is not None and not fh.closed:
+            fh.flush()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self):
+        """Finish and close the file (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self.format == "pdb":
+            self._fh.write("END\n")
+            self._fh.close()
+        elif self.format == "dcd":
+            self._fh.close()
+        elif self.format == "xtc" and self._xtc is not None:
+            self._xtc.close()
+        elif self.format == "h5":
+            self._h5.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - never raise from a finaliser
+            pass
+
+    def __repr__(self):
+        return (f"TrajectoryWriter({self.path!r}, format={self.format!r}, atoms={self.n_atoms}, "
+                f"frames={self.n_frames}, closed={self._closed})")

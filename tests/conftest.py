@@ -52,3 +52,85 @@ def trpcage():
     from openmm_backmap.io import load_ensemble
 
     return load_ensemble(TESTS_DATA / "trpcage.pdb")
+
+
+def _test_geometry():
+    """Template geometry fitted on Trp-cage and villin (OpenMM's test.pdb); generic values for residue types
+    neither has (CYS). The package fallback (no data/ideal_geometry.json) puts branched atoms on top of each other,
+    which the relaxer cannot handle."""
+    import math
+    import warnings
+
+    import openmm.app as app
+
+    from openmm_backmap.io import load_ensemble
+    from openmm_backmap.steps.ca2aa import ensemble_to_slots, fit_geometry
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # villin's waters and ions are dropped
+        ensembles = [load_ensemble(TESTS_DATA / "trpcage.pdb"),
+                     load_ensemble(Path(app.__file__).parent / "data" / "test.pdb")]
+    slots = [ensemble_to_slots(e) for e in ensembles]
+    geo = fit_geometry([s[0] for s in slots], [s[1] for s in slots], [e.residue_types for e in ensembles])
+    bond, angle = np.asarray(geo["bond"]), np.asarray(geo["angle"])
+    missing = bond == 0
+    bond[missing], angle[missing] = 1.5, math.radians(110.0)
+    geo["bond"], geo["angle"] = bond.tolist(), angle.tolist()
+    return geo
+
+
+@pytest.fixture(scope="session")
+def tiny_ca_model(tmp_path_factory):
+    """Path of a tiny untrained transferable C-alpha -> heavy-atom model (fast, for plumbing tests)."""
+    import torch
+
+    from openmm_backmap.backmapper import KStepModel, save_model
+    from openmm_backmap.steps.ca2aa import CA2AA, CA2AAConfig
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("models") / "tiny_ca2aa.pt"
+    step = CA2AA(CA2AAConfig(hidden=16, layers=1, neighbors=8), geometry=_test_geometry())
+    save_model(KStepModel([step]), str(path),
+               {"kind": "ca2aa", "transferable": True, "steps": [{"kind": "ca2aa"}], "name": "tiny"})
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_ca_backmapper(tiny_ca_model):
+    """The tiny model loaded once on the CPU and warmed up (TorchScript optimises on the first calls)."""
+    import torch
+
+    from openmm_backmap.backmapper import load_model
+
+    bm = load_model(tiny_ca_model, device="cpu")
+    x = torch.randn(1, 6, 3).cumsum(1).numpy() * 0.38
+    for _ in range(2):
+        bm.backmap(x, ["ALA", "GLY", "SER", "LEU", "TRP", "PRO"], seed=0)
+    return bm
+
+
+@pytest.fixture(scope="session")
+def tiny_persystem_model(tmp_path_factory, trpcage):
+    """Path of a tiny per-system model for Trp-cage: 20 C-alpha beads, the sequence embedded."""
+    import torch
+
+    from openmm_backmap.backmapper import KStepModel, save_model
+    from openmm_backmap.steps.ca2aa import CA2AA, CA2AAConfig
+
+    torch.manual_seed(1)
+    path = tmp_path_factory.mktemp("models") / "tiny_trpcage.pt"
+    step = CA2AA(CA2AAConfig(hidden=16, layers=1, neighbors=8), geometry=_test_geometry())
+    module = KStepModel([step], torch.as_tensor(trpcage.residue_types), torch.as_tensor(trpcage.segment_start),
+                        n_beads=trpcage.n_residues)
+    save_model(module, str(path), {"kind": "kstep", "transferable": False, "name": "tiny-trpcage",
+                                   "steps": [{"kind": "ca2aa"}], "sequence": list(trpcage.sequence),
+                                   "segment_start": trpcage.segment_start.tolist(), "n_beads": trpcage.n_residues})
+    return path
+
+
+@pytest.fixture(scope="session")
+def trpcage_go(trpcage):
+    """C-alpha Go model of Trp-cage: (openmm Topology, System, positions (20, 3) nm)."""
+    from openmm_backmap.cgmodels import calpha_go_model
+
+    return calpha_go_model(trpcage)

@@ -1,0 +1,251 @@
+"""Post-hoc backmapping of CG trajectories: ``openmm-backmap convert``.
+
+:func:`convert` reads a CG structure or trajectory in chunks (constant
+memory), and sends the frames through the same
+:class:`~openmm_backmap.pipeline.BackmapPipeline` (model -> optional
+:class:`~openmm_backmap.relax.Relaxer` -> :class:`~openmm_backmap.io.TrajectoryWriter`)
+that :class:`~openmm_backmap.reporter.BackmapReporter` uses during a simulation.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import numpy as np
+
+__all__ = ["convert"]
+
+_PDB_EXTENSIONS = (".pdb", ".pdb.gz", ".ent", ".ent.gz")
+#: Unit cells smaller than this (nm) are placeholders (e.g. the 1 nm box of box-less XTC files), not periodic boxes.
+MIN_BOX_NM = 2.0
+
+
+def _is_pdb(path):
+    return path.lower().endswith(_PDB_EXTENSIONS)
+
+
+def _load_topology(input, topology):
+    import mdtraj as md
+
+    if topology is not None:
+        topology = os.fspath(topology)
+        if not os.path.exists(topology):
+            raise FileNotFoundError(f"topology file {topology!r} does not exist")
+        try:
+            return md.load_topology(topology), topology
+        except Exception as err:  # noqa: BLE001 - mdtraj raises many kinds
+            raise ValueError(f"cannot read the CG topology {topology!r}: {str(err).splitlines()[0]}") from None
+    if _is_pdb(input):
+        return None, input
+    if input.lower().endswith(".h5"):
+        return None, input
+    raise ValueError(f"{input!r} is a trajectory without a topology; pass the CG topology with -t/--topology "
+                     "(a PDB of the CG particles, e.g. the one written by 'openmm-backmap coarsen')")
+
+
+def _select_particles(top, model):
+    """CG particle indices in ``top`` for ``model``: all atoms, or the C-alphas of an all-atom topology."""
+    n = top.n_atoms
+    if not model.transferable:
+        return np.arange(n), None
+    ca = [a.index for a in top.atoms if a.name == "CA"]
+    if len(ca) == n or not ca:
+        return np.arange(n), None
+    if len(ca) != top.n_residues and len({top.atom(i).residue.index for i in ca}) != len(ca):
+        return np.arange(n), None
+    return np.asarray(ca, dtype=np.int64), (f"the input has {n} particles in {top.n_residues} residues; using its "
+                                            f"{len(ca)} C-alpha atoms as the CG beads")
+
+
+def _frames(input, top, atom_indices, stride, chunk):
+    """Yield (xyz nm (F, N, 3), time ps (F,), unit cell vectors (F, 3, 3) or None), chunk by chunk."""
+    import mdtraj as md
+
+    if _is_pdb(input):
+        traj = md.load(input, stride=stride, atom_indices=atom_indices, standard_names=False)
+        for i in range(0, traj.n_frames, chunk):
+            t = traj[i:i + chunk]
+            yield t.xyz, None, t.unitcell_vectors
+        return
+    kw = {} if top is None else {"top": top}
+    try:
+        for t in md.iterload(input, chunk=chunk, stride=stride, atom_indices=atom_indices, **kw):
+            time = np.asarray(t.time, dtype=np.float64) if t.time is not None else None
+            yield t.xyz, time, t.unitcell_vectors
+    except (ValueError, OSError, IndexError) as err:
+        raise ValueError(f"cannot read {input!r} with the CG topology ({str(err).splitlines()[0]}); pass the "
+                         "topology the trajectory was written with") from None
+
+
+def convert(input, output, model=None, topology=None, samples=1, seed=None, device=None, stride=1, chunk=100,
+            minimize=False, keep_hydrogens=False, deterministic=False, force=False, on_bad_frame="skip",
+            progress=True, append=False, relax_options=None) -> dict:
+    """Backmap a CG structure or trajectory file to an all-atom trajectory.
+
+    Parameters
+    ----------
+    input : str or path
+        A C-alpha PDB (one or many models), a bead PDB as written by
+        ``openmm-backmap coarsen``, or any trajectory mdtraj reads (DCD, XTC,
+        HDF5 ...) with ``topology``. Coordinates in the file's units (read as
+        nm by mdtraj).
+    output : str or path
+        ``.dcd``, ``.xtc``, ``.pdb`` (multi-model) or ``.h5``; DCD and XTC get
+        a topology PDB beside them.
+    model : str, path or Backmapper, optional
+        Default: the shipped C-alpha model.
+    topology : str or path, optional
+        CG topology (PDB) for trajectories. For a C-alpha model its residue
+        names give the sequence; for a per-system model its particle count
+        (and, at C-alpha level, its sequence) must match the model. An
+        all-atom topology works with a C-alpha model: its C-alphas are used.
+    samples : int
+        Structures per CG frame.
+    seed : int, optional
+        Seed for reproducible output (random if None; reported in the summary).
+    device : str, optional
+        Torch device (default: CUDA if available).
+    stride : int
+        Use every ``stride``-th frame.
+    chunk : int
+        Frames read and backmapped at a time (memory stays constant).
+    minimize : bool
+        Relax every structure with :class:`~openmm_backmap.relax.Relaxer`.
+    keep_hydrogens : bool
+        With ``minimize``: write hydrogens too.
+    deterministic : bool
+        Most likely structure instead of samples.
+    force, append : bool
+        Overwrite, or append to, an existing output.
+    on_bad_frame : {'skip', 'raise'}
+        NaN or exploded CG frames are skipped with a warning, or raise.
+    progress : bool
+        Show a progress bar and print the summary.
+    relax_options : dict, optional
+        Keyword arguments of :class:`~openmm_backmap.relax.Relaxer`.
+
+    Returns
+    -------
+    dict
+        :meth:`BackmapPipeline.summary` plus ``input`` and ``cg_topology``:
+        frames in, skipped and written, frames per second, seconds per stage,
+        and the reference-free clash and bond checks before and after
+        relaxation (see :mod:`openmm_backmap.pipeline`).
+
+    Raises
+    ------
+    FileNotFoundError
+        Missing input, topology or model file.
+    FileExistsError
+        The output exists (use ``force`` or ``append``).
+    ValueError
+        Unknown output extension, particle-count or sequence mismatch with
+        the model, unreadable or wrong-kind model, bad frames with
+        ``on_bad_frame='raise'``.
+
+    Examples
+    --------
+    >>> convert('villin_ca.pdb', 'villin_aa.pdb', model='models/ca2aa.pt', seed=1)  # doctest: +SKIP
+    >>> convert('cg.dcd', 'aa.xtc', topology='cg.pdb', stride=10, samples=5, minimize=True)  # doctest: +SKIP
+    """
+    from .backmapper import load_model
+    from .io import check_output_path, topology_path_for
+    from .pipeline import BackmapPipeline, cg_particle_info, format_summary, make_whole
+
+    input = os.fspath(input)
+    output = os.fspath(output)
+    if not os.path.exists(input):
+        raise FileNotFoundError(f"input file {input!r} does not exist")
+    for name, value in (("stride", stride), ("chunk", chunk), ("samples", samples)):
+        if int(value) < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value}")
+    stride, chunk = int(stride), int(chunk)
+    if os.path.abspath(input) == os.path.abspath(output):
+        raise ValueError("the output would overwrite the input; choose another output name")
+    check_output_path(output, append=append, force=force)  # fail before loading anything
+    top_out = topology_path_for(output, append=append, force=force)
+    if top_out is not None and os.path.abspath(top_out) in {os.path.abspath(input), os.path.abspath(
+            os.fspath(topology)) if topology is not None else None}:
+        raise ValueError(f"the output's topology file {top_out} would overwrite the input; choose another output "
+                         "name")
+    top, top_source = _load_topology(input, topology)
+    bm = load_model(model, device=device)
+
+    if top is None:  # PDB or HDF5 input: the file carries the CG topology
+        import mdtraj as md
+
+        try:
+            first = md.load_pdb(input, frame=0, standard_names=False) if _is_pdb(input) else md.load_frame(input, 0)
+        except Exception as err:  # noqa: BLE001 - mdtraj raises many kinds
+            raise ValueError(f"cannot read {input!r}: {str(err).splitlines()[0]}") from None
+        top = first.topology
+    particles, note = _select_particles(top, bm)
+    if note:
+        warnings.warn(note, UserWarning, stacklevel=2)
+    atom_indices = None if len(particles) == top.n_atoms else particles
+    frames = _frames(input, top if topology is not None else None, atom_indices, stride, chunk)
+
+    pipe = None
+    bar = None
+    try:
+        for xyz, time_ps, box in frames:
+            if pipe is None:
+                info = cg_particle_info(top, particles, xyz[0] if len(xyz) else None)
+                sequence = info["sequence"]
+                if bm.transferable and sequence is None:
+                    if not info["one_per_residue"]:
+                        raise ValueError(f"{top_source}: the {len(particles)} CG particles are not one per residue; "
+                                         "a C-alpha model needs a C-alpha topology (one particle per residue)")
+                    raise ValueError(f"{top_source}: residue names {', '.join(info['bad_names'][:6])} are not "
+                                     "standard amino acids, so the C-alpha model cannot know the sequence; give a "
+                                     "CG topology with the real residue names (-t/--topology)")
+                if not bm.transferable and sequence is not None and len(sequence) != bm.n_beads:
+                    sequence = None
+                ca_level = info["one_per_residue"] and sequence is not None
+                pipe = BackmapPipeline(
+                    bm, output, len(particles), sequence=sequence,
+                    segment_start=info["segment_start"] if bm.transferable else None,
+                    chain_ids=info["chain_ids"] if ca_level else None,
+                    residue_numbers=info["residue_numbers"] if ca_level else None, samples=samples, seed=seed,
+                    deterministic=deterministic, minimize=minimize, relax_options=relax_options,
+                    keep_hydrogens=keep_hydrogens, append=append, force=force, device=device,
+                    on_bad_frame=on_bad_frame)
+                bonds = info["bonds"]
+                if progress:
+                    bar = _progress_bar(input, top, stride)
+            if box is not None and np.isfinite(box).all() and (np.diagonal(box, axis1=1, axis2=2) >= MIN_BOX_NM).all():
+                xyz = make_whole(xyz, box, bonds).astype(np.float32)  # periodic input: molecules whole again
+            base = pipe.frames_in + pipe.frames_skipped
+            good = pipe.filter_frames(xyz, index=np.arange(base, base + len(xyz)) * stride)
+            pipe.process(xyz[good], None if time_ps is None else time_ps[good])
+            if bar is not None:
+                bar.update(len(xyz))
+        if pipe is None:
+            raise ValueError(f"{input!r} has no frames")
+    finally:
+        if bar is not None:
+            bar.close()
+        if pipe is not None:
+            pipe.close()
+    summary = {"input": input, "cg_topology": top_source, **pipe.summary()}
+    if progress:
+        print(format_summary(summary))
+    return summary
+
+
+def _progress_bar(input, top, stride):
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover - tqdm is a dependency
+        return None
+    total = None
+    try:
+        import mdtraj as md
+
+        if not _is_pdb(input):
+            with md.open(input) as f:
+                total = (len(f) + stride - 1) // stride
+    except Exception:  # noqa: BLE001 - the count is only for the bar
+        total = None
+    return tqdm(total=total, unit="frame", desc="backmapping", leave=False)

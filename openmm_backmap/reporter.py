@@ -1,0 +1,369 @@
+"""On-the-fly backmapping of a running OpenMM simulation.
+
+:class:`BackmapReporter` is an OpenMM reporter (the ``describeNextReport`` /
+``report`` protocol of OpenMM >= 8.2). It only collects the positions of the
+CG particles, makes the molecule whole across periodic boundaries, batches
+frames and hands them to a :class:`~openmm_backmap.pipeline.BackmapPipeline`
+(backmap -> optional relaxation -> :class:`~openmm_backmap.io.TrajectoryWriter`),
+either in the simulation's thread or in a background worker thread. It holds
+no model logic: :func:`~openmm_backmap.convert.convert` uses the same pipeline.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import warnings
+
+import numpy as np
+
+__all__ = ["BackmapReporter"]
+
+_STOP = object()
+
+
+class _Worker:
+    """Background thread feeding batches to the pipeline, in order. Holds no reference to the reporter."""
+
+    def __init__(self, pipeline, maxsize):
+        self.pipeline = pipeline
+        self.queue = queue.Queue(maxsize=maxsize)
+        self.error = None
+        self.reported = False
+        self.thread = threading.Thread(target=self._run, name="BackmapReporter-worker", daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while True:
+            item = self.queue.get()
+            try:
+                if item is _STOP:
+                    return
+                if self.error is None:
+                    self.pipeline.process(*item)
+            except BaseException as err:  # noqa: BLE001 - re-raised in the simulation's thread
+                self.error = err
+            finally:
+                self.queue.task_done()
+
+    def put(self, item, even_after_error=False):
+        """Queue an item; blocks while the queue is full (never drops a frame).
+
+        Returns False (and queues nothing) once the worker has failed or stopped.
+        """
+        while True:
+            if (self.error is not None and not even_after_error) or not self.thread.is_alive():
+                return False
+            try:
+                self.queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+
+    def stop(self):
+        self.put(_STOP, even_after_error=True)
+        self.thread.join()
+
+
+class BackmapReporter:
+    """Backmap the CG particles of a running simulation to all-atom frames and write them.
+
+    Parameters
+    ----------
+    file : str or path
+        Output trajectory: ``.dcd``, ``.xtc``, ``.pdb`` (multi-model) or
+        ``.h5``; DCD and XTC get a topology PDB beside them.
+    reportInterval : int
+        Steps between reports.
+    model : str, path or Backmapper, optional
+        Model file or loaded model (default: the shipped C-alpha model).
+    cgParticles : sequence of int, optional
+        Indices of the CG particles, in bead order (default: all particles).
+        Their number must match the model (one per residue for a C-alpha
+        model, ``model.n_beads`` for a per-system model).
+    device : str, optional
+        Torch device (default: CUDA if available).
+    samples : int
+        Structures drawn per CG frame.
+    seed : int, optional
+        Base seed for reproducible output (see :class:`~openmm_backmap.pipeline.BackmapPipeline`).
+    minimize : bool
+        Relax every structure with :class:`~openmm_backmap.relax.Relaxer` (built once).
+    append : bool
+        Append to an existing output file (atom count and format must match).
+    enforcePeriodicBox : bool, optional
+        Passed to OpenMM as the ``periodic`` flag of ``describeNextReport``
+        (wrap molecule centres into the box); default False. Either way the
+        reporter makes the CG molecule whole itself for periodic systems.
+    batchSize : int
+        CG frames collected before they are backmapped together.
+    asynchronous : bool
+        Backmap in a background thread while the simulation keeps stepping.
+        The queue is bounded (the simulation waits when it is full, no frame
+        is lost); an exception in the worker is raised at the next
+        :meth:`report` or at :meth:`close`. Output is identical to the
+        synchronous mode with the same seed and ``batchSize``.
+    deterministic : bool
+        Most likely structure instead of a sample.
+    relaxOptions : dict, optional
+        Keyword arguments of :class:`~openmm_backmap.relax.Relaxer` (e.g.
+        ``{'restraint': 'ca', 'platform': 'CPU', 'max_iterations': 500}``).
+    onBadFrame : {'skip', 'raise'}
+        Frames with NaN, infinite or exploded coordinates are skipped with a
+        :class:`~openmm_backmap.pipeline.BadFrameWarning`, or raise ValueError.
+    keepHydrogens : bool
+        With ``minimize``: write all atoms, hydrogens included.
+    sequence : list of str, optional
+        Residue names of the CG beads, when the simulation's topology does
+        not name them as standard amino acids.
+    force : bool
+        Overwrite an existing output file.
+    queueSize : int
+        Batches the asynchronous queue holds before the simulation waits.
+
+    Attributes
+    ----------
+    pipeline : BackmapPipeline or None
+        Created on the first report.
+
+    Notes
+    -----
+    Everything expensive (loading the model, checking the particle count and
+    sequence, opening the file, building the relaxer) happens on the first
+    report, so errors in the set-up surface there. Call :meth:`close` (or use
+    the reporter as a context manager) at the end to write the last partial
+    batch and close the file.
+
+    Examples
+    --------
+    >>> from openmm_backmap.cgmodels import calpha_go_model
+    >>> top, system, pos = calpha_go_model('villin.pdb')  # doctest: +SKIP
+    >>> sim = app.Simulation(top, system, openmm.LangevinMiddleIntegrator(300, 1, 0.01))  # doctest: +SKIP
+    >>> sim.context.setPositions(pos)  # doctest: +SKIP
+    >>> with BackmapReporter('villin_aa.dcd', 1000, model='models/ca2aa.pt', minimize=True) as rep:  # doctest: +SKIP
+    ...     sim.reporters.append(rep)
+    ...     sim.step(10000)
+    """
+
+    def __init__(self, file, reportInterval, model=None, cgParticles=None, device=None, samples=1, seed=None,
+                 minimize=False, append=False, enforcePeriodicBox=None, batchSize=1, asynchronous=False,
+                 deterministic=False, relaxOptions=None, onBadFrame="skip", keepHydrogens=False, sequence=None,
+                 force=False, queueSize=4):
+        from .io import check_output_path
+
+        self._closed = True  # until fully constructed, so __del__ is safe
+        if int(reportInterval) < 1:
+            raise ValueError(f"reportInterval must be a positive integer, got {reportInterval}")
+        if int(batchSize) < 1:
+            raise ValueError(f"batchSize must be a positive integer, got {batchSize}")
+        if onBadFrame not in ("skip", "raise"):
+            raise ValueError(f"onBadFrame must be 'skip' or 'raise', not {onBadFrame!r}")
+        if int(samples) < 1:
+            raise ValueError(f"samples must be a positive integer, got {samples}")
+        if keepHydrogens and not minimize:
+            raise ValueError("keepHydrogens needs minimize=True (the relaxer adds the hydrogens)")
+        self.file = check_output_path(file, append=append, force=force)
+        self.reportInterval = int(reportInterval)
+        self.model = model
+        self.cgParticles = None if cgParticles is None else np.asarray(list(cgParticles), dtype=np.int64)
+        self.device = device
+        self.samples = int(samples)
+        self.seed = seed
+        self.minimize = bool(minimize)
+        self.append = bool(append)
+        self.enforcePeriodicBox = enforcePeriodicBox
+        self.batchSize = int(batchSize)
+        self.asynchronous = bool(asynchronous)
+        self.deterministic = bool(deterministic)
+        self.relaxOptions = dict(relaxOptions or {})
+        self.onBadFrame = onBadFrame
+        self.keepHydrogens = bool(keepHydrogens)
+        self.sequence = None if sequence is None else list(sequence)
+        self.force = bool(force)
+        self.queueSize = max(1, int(queueSize))
+        self.pipeline = None
+        self._worker = None
+        self._buffer = []
+        self._bonds = None
+        self._periodic = False
+        self.frames_reported = 0
+        self._closed = False
+
+    # ------------------------------------------------------------------ OpenMM protocol
+    def describeNextReport(self, simulation):
+        """Steps until the next report and what it needs (OpenMM >= 8.2 dictionary form).
+
+        Returns
+        -------
+        dict
+            ``{'steps': int, 'periodic': bool, 'include': ['positions']}``.
+        """
+        steps = self.reportInterval - simulation.currentStep % self.reportInterval
+        periodic = False if self.enforcePeriodicBox is None else bool(self.enforcePeriodicBox)
+        return {"steps": steps, "periodic": periodic, "include": ["positions"]}
+
+    def report(self, simulation, state):
+        """Collect the CG positions of ``state`` and backmap them (now, or when the batch is full).
+
+        Raises
+        ------
+        ValueError
+            Set-up problems (particle count, sequence, output file) on the
+            first report; a bad frame with ``onBadFrame='raise'``.
+        Exception
+            Whatever the background worker raised, re-raised here.
+        """
+        if self._closed:
+            raise ValueError(f"the BackmapReporter for {self.file} is closed")
+        self._raise_worker_error()
+        pos = np.asarray(state.getPositions(asNumpy=True).value_in_unit(_nm()), dtype=np.float64)
+        if self.pipeline is None:
+            self._setup(simulation, pos)
+        xyz = pos[self.cgParticles]
+        if self._periodic:
+            box = np.asarray(state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(_nm()), dtype=np.float64)
+            if np.isfinite(xyz).all():
+                from .pipeline import make_whole
+
+                xyz = make_whole(xyz, box, self._bonds)
+        index = self.frames_reported
+        self.frames_reported += 1
+        if not self.pipeline.filter_frames(xyz[None], index=[simulation.currentStep])[0]:
+            return
+        time_ps = float(state.getTime().value_in_unit(_ps()))
+        self._buffer.append((xyz.astype(np.float32), time_ps, int(simulation.currentStep)))
+        if len(self._buffer) >= self.batchSize:
+            self._submit()
+
+    # ------------------------------------------------------------------ internals
+    def _setup(self, simulation, pos):
+        from .pipeline import BackmapPipeline, cg_particle_info
+
+        n_total = len(pos)
+        if self.cgParticles is None:
+            self.cgParticles = np.arange(n_total, dtype=np.int64)
+        p = self.cgParticles
+        if len(p) == 0 or p.min() < 0 or p.max() >= n_total:
+            raise ValueError(f"cgParticles must be indices in 0..{n_total - 1} (the system has {n_total} particles)")
+        if len(np.unique(p)) != len(p):
+            raise ValueError("cgParticles contains duplicate indices")
+        info = cg_particle_info(simulation.topology, p, pos[p])
+        self._bonds = info["bonds"]
+        self._periodic = bool(simulation.system.usesPeriodicBoundaryConditions())
+        from .backmapper import load_model
+
+        model = load_model(self.model, device=self.device)
+        sequence = self.sequence
+        if sequence is None:
+            sequence = info["sequence"]
+            if model.transferable and sequence is None:
+                if not info["one_per_residue"]:
+                    raise ValueError(f"the {len(p)} CG particles are not one per residue; a C-alpha model needs "
+                                     "one particle per residue: select them with cgParticles=[...]")
+                raise ValueError(f"the CG particles' residue names ({', '.join(info['bad_names'][:6])}) are not "
+                                 "standard amino acids; pass sequence=[...] (three-letter names, one per particle) "
+                                 "or select the protein's particles with cgParticles=[...]")
+            if not model.transferable and sequence is not None and len(sequence) != model.n_beads:
+                sequence = None  # beads are not residues: nothing to check
+        seg = info["segment_start"] if model.transferable else None
+        ca_level = info["one_per_residue"] and sequence is not None and len(sequence) == len(p)
+        self.pipeline = BackmapPipeline(
+            model, self.file, len(p), sequence=sequence, segment_start=seg,
+            chain_ids=info["chain_ids"] if ca_level else None,
+            residue_numbers=info["residue_numbers"] if ca_level else None, samples=self.samples, seed=self.seed,
+            deterministic=self.deterministic, minimize=self.minimize, relax_options=self.relaxOptions,
+            keep_hydrogens=self.keepHydrogens, append=self.append, force=self.force, on_bad_frame=self.onBadFrame)
+        if self.asynchronous:
+            self._worker = _Worker(self.pipeline, self.queueSize)
+
+    def _submit(self):
+        if not self._buffer:
+            return
+        xyz = np.stack([b[0] for b in self._buffer])
+        time_ps = np.array([b[1] for b in self._buffer])
+        step = np.array([b[2] for b in self._buffer], dtype=np.int64)
+        self._buffer = []
+        if self._worker is None:
+            self.pipeline.process(xyz, time_ps, step)
+        elif not self._worker.put((xyz, time_ps, step)):
+            self._raise_worker_error()
+            raise RuntimeError("the backmapping worker thread stopped unexpectedly")
+
+    def _raise_worker_error(self):
+        w = self._worker
+        if w is None or w.error is None:
+            return
+        if w.reported:
+            raise RuntimeError(f"the backmapping worker failed earlier ({w.error!r}); no more frames are written")
+        w.reported = True
+        raise w.error
+
+    # ------------------------------------------------------------------ results
+    def summary(self) -> dict:
+        """The pipeline's summary (frames, timings, clash and bond checks); empty before the first report."""
+        return {} if self.pipeline is None else self.pipeline.summary()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self):
+        """Backmap the last partial batch, wait for the worker, and close the file.
+
+        Raises
+        ------
+        Exception
+            An exception raised in the background worker (after the file is closed).
+        """
+        if self._closed:
+            return
+        self._closed = True
+        error = None
+        try:
+            if self.pipeline is not None and (self._worker is None or self._worker.error is None):
+                self._submit()
+        except BaseException as err:  # noqa: BLE001 - re-raised after the file is closed
+            error = err
+        finally:
+            w = self._worker
+            if w is not None:
+                w.stop()
+                if error is None and w.error is not None and not w.reported:
+                    w.reported = True
+                    error = w.error
+            if self.pipeline is not None:
+                self.pipeline.close()
+        if error is not None:
+            raise error
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def __del__(self):
+        if getattr(self, "_closed", True):
+            return
+        try:
+            self.close()
+        except Exception as err:  # noqa: BLE001 - never raise from a finaliser
+            warnings.warn(f"BackmapReporter for {getattr(self, 'file', '?')}: error while closing: {err}",
+                          RuntimeWarning, stacklevel=2)
+
+    def __repr__(self):
+        return (f"BackmapReporter({self.file!r}, reportInterval={self.reportInterval}, samples={self.samples}, "
+                f"asynchronous={self.asynchronous}, minimize={self.minimize}, frames={self.frames_reported})")
+
+
+def _nm():
+    import openmm.unit as u
+
+    return u.nanometer
+
+
+def _ps():
+    import openmm.unit as u
+
+    return u.picosecond
