@@ -588,14 +588,12 @@ def fit_geometry(slot_xyz: list, slot_mask: list, slot_types: list) -> dict:
 
 
 def default_geometry() -> dict:
-    """Template geometry shipped with the package (fitted on the training chains)."""
+    """Template geometry shipped with the package (``data/ideal_geometry.json``).
+
+    Medians over the training chains, written by ``examples/fit_template_geometry.py``;
+    trained models carry their own fitted copy as buffers.
+    """
     import json
     from importlib import resources
 
-    path = resources.files("openmm_backmap") / "data" / "ideal_geometry.json"
-    if path.is_file():
-        return json.loads(path.read_text())
-    # generic fallback: 1.5 Å bonds, tetrahedral angles, planar offsets
-    return {"bond": np.full((N_TYPES, MAX_ATOMS), 1.5).tolist(),
-            "angle": np.full((N_TYPES, MAX_ATOMS), math.radians(110.0)).tolist(),
-            "offset": np.zeros((N_TYPES, MAX_ATOMS)).tolist()}
+    return json.loads((resources.files("openmm_backmap") / "data" / "ideal_geometry.json").read_text())
