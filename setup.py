@@ -30,6 +30,7 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=7.0"],
+        "h5": ["tables>=3.8"],  # PyTables, for writing .h5 trajectories
         "bench": ["pulchra>=1.0"],
     },
     entry_points={"console_scripts": ["openmm-backmap=openmm_backmap.cli:main"]},

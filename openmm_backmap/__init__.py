@@ -8,12 +8,14 @@ from ._version import __version__
 
 _PUBLIC = {
     "load_ensemble": "io",
+    "TrajectoryWriter": "io",
     "ProteinEnsemble": "ensemble",
     "Mapping": "mapping",
     "Hierarchy": "mapping",
     "load_model": "backmapper",
     "Backmapper": "backmapper",
     "BackmapReporter": "reporter",
+    "BackmapPipeline": "pipeline",
     "Relaxer": "relax",
     "evaluate": "metrics",
     "convert": "convert",

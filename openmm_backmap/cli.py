@@ -46,7 +46,7 @@ def _convert(args):
     convert(args.input, args.output, model=args.model, topology=args.topology, samples=args.samples, seed=args.seed,
             device=args.device, stride=args.stride, chunk=args.chunk, minimize=args.minimize,
             keep_hydrogens=args.keep_hydrogens, deterministic=args.deterministic, force=args.force,
-            on_bad_frame=args.on_bad_frame)
+            append=args.append, on_bad_frame=args.on_bad_frame)
 
 
 def _train(args):
@@ -129,6 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--on-bad-frame", choices=["skip", "raise"], default="skip",
                    help="what to do with NaN or exploded CG frames (default: %(default)s)")
     v.add_argument("--force", action="store_true", help="overwrite the output")
+    v.add_argument("--append", action="store_true",
+                   help="add the frames to an existing output (same format and atoms) instead of failing")
     v.set_defaults(func=_convert)
 
     t = sub.add_parser("train", help="train a model from a YAML config")

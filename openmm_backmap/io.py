@@ -871,8 +871,8 @@ class TrajectoryWriter:
         try:
             import tables
         except ImportError:
-            raise ValueError("writing .h5 files needs PyTables (pip install tables); or write .dcd, .xtc or "
-                             ".pdb instead") from None
+            raise ValueError('writing .h5 files needs PyTables: pip install "openmm-backmap[h5]" (or pip install '
+                             'tables); or write .dcd, .xtc or .pdb instead') from None
         return tables
 
     def _open_h5(self, appending):

@@ -23,7 +23,9 @@ GenZProt):
     ``|E_gen xor E_ref| / |E_ref|``.
 ``clash``
     Percent of residues with a heavy atom closer than 1.2 Å to a heavy atom
-    of another residue, pairs bonded in the reference graph excluded.
+    of another residue, pairs bonded in the reference graph excluded
+    (``clash_topology``: the same with the bonded pairs taken from a bond
+    list, e.g. the topology's, for structures without a reference).
 ``bond_ok``
     Percent of reference-graph bonds whose generated length is within 10 %
     of the reference length.
@@ -66,6 +68,7 @@ __all__ = [
     "bond_graph",
     "ged",
     "clash",
+    "clash_topology",
     "bond_ok",
     "dihedral",
     "backbone_dihedrals",
@@ -499,6 +502,11 @@ def clash(gen_xyz, ref_xyz, atom_residue, elements, mask=None, distance_angstrom
     float or ndarray, shape (F_gen,)
         Percent of residues (0-100).
 
+    See Also
+    --------
+    clash_topology : the same with the bonded pairs taken from a bond list
+        (no reference structure needed).
+
     Examples
     --------
     >>> import numpy as np
@@ -516,29 +524,103 @@ def _clash(graphs, atom_residue, distance_angstrom=CLASH_DISTANCE_ANGSTROM):
     n = graphs.n
     if len(atom_residue) != n:
         raise ValueError(f"atom_residue has {len(atom_residue)} entries for {n} atoms")
+    return np.array([_clash_frame(graphs.gen[j], graphs.valid[j], atom_residue, graphs.ref_keys(j),
+                                  distance_angstrom) for j in range(len(graphs.gen))], dtype=np.float64)
+
+
+def _clash_frame(xyz, valid, atom_residue, bonded_keys, distance_angstrom):
+    """Clash percentage of one frame: the core of :func:`clash` and :func:`clash_topology`.
+
+    ``xyz`` (A, 3) nm; ``valid`` (A,) bool, the atoms considered; ``bonded_keys``
+    the excluded pairs as sorted keys ``i * A + j`` (``i < j``). NaN when no
+    atom is valid.
+    """
+    n = len(xyz)
+    idx = np.flatnonzero(valid)
+    present = np.unique(atom_residue[idx])
+    if len(present) == 0:
+        return np.nan
     cut = distance_angstrom / _NM_TO_A
-    n_res = int(atom_residue.max()) + 1 if n else 0
-    out = np.full(len(graphs.gen), np.nan)
-    for j in range(len(graphs.gen)):
-        idx = np.flatnonzero(graphs.valid[j])
-        present = np.unique(atom_residue[idx])
-        if len(present) == 0:
-            continue
-        x = graphs.gen[j, idx]
-        pairs = cKDTree(x).query_pairs(cut, output_type="ndarray")
-        flagged = 0
-        if len(pairs):
-            d = np.linalg.norm(x[pairs[:, 0]] - x[pairs[:, 1]], axis=1)
-            a, b = idx[pairs[:, 0]], idx[pairs[:, 1]]
-            lo, hi = np.minimum(a, b), np.maximum(a, b)
-            sel = (d < cut) & (atom_residue[lo] != atom_residue[hi])
-            sel &= ~np.isin(lo * n + hi, graphs.ref_keys(j))
-            hit = np.zeros(n_res, dtype=bool)
-            hit[atom_residue[lo[sel]]] = True
-            hit[atom_residue[hi[sel]]] = True
-            flagged = int(hit.sum())
-        out[j] = 100.0 * flagged / len(present)
-    return out
+    x = xyz[idx]
+    pairs = cKDTree(x).query_pairs(cut, output_type="ndarray")
+    if len(pairs) == 0:
+        return 0.0
+    d = np.linalg.norm(x[pairs[:, 0]] - x[pairs[:, 1]], axis=1)
+    a, b = idx[pairs[:, 0]], idx[pairs[:, 1]]
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    sel = (d < cut) & (atom_residue[lo] != atom_residue[hi])
+    if sel.any() and len(bonded_keys):
+        sel[sel] = ~np.isin(lo[sel] * n + hi[sel], bonded_keys)
+    flagged = np.union1d(atom_residue[lo[sel]], atom_residue[hi[sel]])
+    return 100.0 * len(flagged) / len(present)
+
+
+def clash_topology(xyz, bonds, atom_residue, distance_angstrom=CLASH_DISTANCE_ANGSTROM):
+    """Reference-free clash: percent of residues with a heavy atom closer than 1.2 Å to one of another residue.
+
+    The definition of :func:`clash`, with the bonded pairs that are not
+    clashes (peptide C-N bonds, disulfides) taken from a given bond list, such
+    as the topology's (``AtomLayout.bonds``), instead of a bond graph inferred
+    from a reference structure. Use it when there is no reference: with a
+    clashing structure as its own reference, every pair closer than ~2 Å
+    would be read as bonded and every clash missed. The relaxer's
+    ``clash_before``/``clash_after`` and the pipeline's ``clash_percent`` are
+    this function.
+
+    Atoms with NaN coordinates are left out; the percentage is over the
+    residues that have at least one atom left.
+
+    Parameters
+    ----------
+    xyz : array, (A, 3) or (F, A, 3), nm
+        Heavy-atom coordinates (canonical order, or any order matching
+        ``bonds`` and ``atom_residue``).
+    bonds : array of int, (n, 2)
+        Atom index pairs that are bonded (either order); they never clash.
+    atom_residue : array of int, (A,)
+        Residue index of every atom (``AtomLayout.atom_residue``).
+    distance_angstrom : float
+        Clash distance (Å), 1.2 by default; pairs strictly closer clash.
+
+    Returns
+    -------
+    float or ndarray, shape (F,)
+        Percent of residues (0-100); a float for one frame of shape (A, 3),
+        NaN for a frame without any finite atom.
+
+    Raises
+    ------
+    ValueError
+        When the shapes of ``xyz``, ``bonds`` and ``atom_residue`` disagree.
+
+    See Also
+    --------
+    clash : the same with the bonds inferred from a reference structure.
+
+    Examples
+    --------
+    Three one-atom residues in a row, bonded 0-1; residue 2 is moved 1 Å
+    from residue 1, and residue 0 is 1 Å from residue 1 but bonded to it:
+
+    >>> import numpy as np
+    >>> xyz = np.array([[0.0, 0, 0], [0.1, 0, 0], [0.2, 0, 0]])
+    >>> round(clash_topology(xyz, [[0, 1]], [0, 1, 2]), 4)
+    66.6667
+    >>> clash_topology(np.stack([xyz, xyz * 3]), [[0, 1]], [0, 1, 2]).tolist()  # frames: 1 Å apart, 3 Å apart
+    [66.66666666666667, 0.0]
+    """
+    x = _as_frames(xyz, "xyz")
+    n = x.shape[1]
+    atom_residue = np.asarray(atom_residue, dtype=np.int64).reshape(-1)
+    if len(atom_residue) != n:
+        raise ValueError(f"atom_residue has {len(atom_residue)} entries for {n} atoms")
+    bonds = np.asarray(bonds, dtype=np.int64).reshape(-1, 2) if np.size(bonds) else np.zeros((0, 2), np.int64)
+    if len(bonds) and (bonds.min() < 0 or bonds.max() >= n):
+        raise ValueError(f"bonds refer to atoms outside 0..{n - 1}")
+    keys = np.unique(np.minimum(bonds[:, 0], bonds[:, 1]) * n + np.maximum(bonds[:, 0], bonds[:, 1]))
+    valid = np.isfinite(x).all(-1)
+    out = [_clash_frame(x[f], valid[f], atom_residue, keys, distance_angstrom) for f in range(len(x))]
+    return _out(out, np.ndim(xyz) == 2)
 
 
 def bond_ok(ref_xyz, gen_xyz, elements, mask=None, tolerance=BOND_OK_TOLERANCE):

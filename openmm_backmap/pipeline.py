@@ -21,9 +21,10 @@ definitions of :mod:`openmm_backmap.metrics` with the reference replaced by
 the chemistry of the topology:
 
 ``clash_percent``
-    as :func:`openmm_backmap.metrics.clash` (residues with a heavy atom
-    closer than 1.2 Å to a heavy atom of another residue), with the bonded
-    pairs excluded taken from the *topology* (template and peptide bonds).
+    :func:`openmm_backmap.metrics.clash_topology`: as
+    :func:`openmm_backmap.metrics.clash` (residues with a heavy atom closer
+    than 1.2 Å to a heavy atom of another residue), with the bonded pairs
+    excluded taken from the *topology* (template and peptide bonds).
     Using the generated frame itself as the reference would not work: its
     distance-inferred bond graph counts every pair closer than ~2 Å as
     bonded and so hides every clash.
@@ -46,7 +47,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from .metrics import BOND_OK_TOLERANCE, CLASH_DISTANCE_ANGSTROM
+from .metrics import BOND_OK_TOLERANCE, clash_topology
+from .relax import FAILED_ENERGY_KJ_MOL
 from .topology import TEMPLATES, atom_layout, build_topology, canonical_residue_name
 
 __all__ = ["BackmapPipeline", "BadFrameWarning", "RelaxationWarning", "make_whole", "frame_quality",
@@ -60,7 +62,7 @@ CG_BREAK_NM = 0.5
 
 
 #: A relaxed structure with a force-field energy above this (kJ/mol) was not relaxed.
-RELAX_FAILED_KJ_MOL = 1.0e6
+RELAX_FAILED_KJ_MOL = FAILED_ENERGY_KJ_MOL
 
 
 class BadFrameWarning(UserWarning):
@@ -68,7 +70,8 @@ class BadFrameWarning(UserWarning):
 
 
 class RelaxationWarning(UserWarning):
-    """The minimiser left a structure with an absurd energy (it is written as it came out)."""
+    """Relaxation failed (``RelaxResult.converged`` False, or an absurd energy); the structure is written as it
+    came out of the minimiser."""
 
 
 # --------------------------------------------------------------------------
@@ -240,31 +243,21 @@ def frame_quality(xyz, sequence, segment_start=None):
     >>> frame_quality(ens.xyz, ens.sequence, ens.segment_start)  # doctest: +SKIP
     (array([0.]), array([100.]))
     """
-    from scipy.spatial import cKDTree
-
     x = np.asarray(xyz, dtype=np.float64)
     if x.ndim == 2:
         x = x[None]
     bonds, r0 = ideal_bond_lengths(sequence, segment_start)
     lay = atom_layout(sequence)
-    res = lay.atom_residue
-    n_res = len(lay.sequence)
-    n = x.shape[1]
-    bond_keys = np.minimum(bonds[:, 0], bonds[:, 1]) * n + np.maximum(bonds[:, 0], bonds[:, 1])
-    known = np.isfinite(r0)
-    cut = CLASH_DISTANCE_ANGSTROM / 10.0
+    finite = np.isfinite(x).all(axis=(1, 2))
     clash = np.full(len(x), np.nan)
+    if finite.any():
+        clash[finite] = clash_topology(x[finite], bonds, lay.atom_residue)
+    known = np.isfinite(r0)
     ok = np.full(len(x), np.nan)
-    for f, frame in enumerate(x):
-        if not np.isfinite(frame).all():
-            continue
-        pairs = cKDTree(frame).query_pairs(cut, output_type="ndarray")
-        if len(pairs):
-            pairs = pairs[res[pairs[:, 0]] != res[pairs[:, 1]]]
-            pairs = pairs[~np.isin(pairs.min(1) * n + pairs.max(1), bond_keys)]
-        clash[f] = 100.0 * len(np.unique(res[pairs])) / n_res if len(pairs) else 0.0
-        d = np.linalg.norm(frame[bonds[known, 0]] - frame[bonds[known, 1]], axis=1)
-        ok[f] = 100.0 * np.mean(np.abs(d - r0[known]) <= BOND_OK_TOLERANCE * r0[known]) if known.any() else np.nan
+    if known.any():
+        for f in np.flatnonzero(finite):
+            d = np.linalg.norm(x[f, bonds[known, 0]] - x[f, bonds[known, 1]], axis=1)
+            ok[f] = 100.0 * np.mean(np.abs(d - r0[known]) <= BOND_OK_TOLERANCE * r0[known])
     return clash, ok
 
 
@@ -585,7 +578,8 @@ class BackmapPipeline:
                     full.append(res.xyz_h)
                 self._stats["energy_before"].append(res.energy_before)
                 self._stats["energy_after"].append(res.energy_after)
-                if not np.isfinite(res.energy_after) or res.energy_after > RELAX_FAILED_KJ_MOL:
+                if (not getattr(res, "converged", True) or not np.isfinite(res.energy_after)
+                        or res.energy_after > RELAX_FAILED_KJ_MOL):
                     self.relax_failures += 1
                     warnings.warn(f"relaxation of structure {self.frames_written + j} failed: energy "
                                   f"{res.energy_before:.3g} -> {res.energy_after:.3g} kJ/mol, clash "
@@ -689,7 +683,8 @@ def format_summary(summary: dict) -> str:
     if s["frames_skipped"]:
         lines.append(f"skipped {s['frames_skipped']} bad CG frame(s)")
     if s.get("relax_failures"):
-        lines.append(f"relaxation failed for {s['relax_failures']} structure(s) (written unrelaxed)")
+        lines.append(f"relaxation failed for {s['relax_failures']} structure(s) (written as the minimiser left "
+                     "them)")
     c, b = s["clash_percent"], s["bond_ok_percent"]
     if s["energy_kj_mol"]["after"] is not None:
         lines.append(f"clash (residues, < 1.2 Å): {f(c['before'])} % -> {f(c['after'])} % after relaxation; "

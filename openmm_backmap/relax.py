@@ -19,6 +19,22 @@ minimiser then relaxes hydrogens and heavy atoms together.
 Minimisation runs without constraints: with ``HBonds`` constraints OpenMM's
 minimiser repeats L-BFGS with growing constraint penalties and took 6x longer.
 
+Badly clashing frames (atoms of different residues on top of each other, as
+from an untrained or poor model) put hydrogens within 0.05 Å of each other;
+the energy is then ~1e19 kJ/mol and L-BFGS cannot take a single step. Such
+frames (energy above :data:`STAGED_ENERGY_KJ_MOL` or not finite, or any
+frame the normal minimisation leaves with an energy above
+:data:`FAILED_ENERGY_KJ_MOL` or with a clash) are relaxed in two stages:
+first in a *soft* system (the bonded terms, constraints and restraints of the
+force field, Lennard-Jones, Coulomb and implicit solvent replaced by a capped
+harmonic repulsion, :data:`SOFT_K` ``* (d0 - r)^2`` for ``r < d0``, with
+``d0`` :data:`SOFT_RADIUS_SCALE` times the sum of the Bondi radii and the
+force field's 1-2, 1-3 and 1-4 pairs excluded), which separates overlapping
+atoms whatever their distance; then with the full force field from there.
+The soft system and its Context are built once, on the first frame that
+needs them. A frame that still fails is returned as the minimiser left it
+with ``RelaxResult.converged = False``, never silently.
+
 Units: positions in nm, energies in kJ/mol, restraint constants ``k`` in
 kJ/mol/nm^2, minimiser tolerance in kJ/mol/nm (OpenMM's convention).
 """
@@ -31,14 +47,26 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .metrics import CLASH_DISTANCE_ANGSTROM, clash_topology
 from .topology import TEMPLATES, atom_layout, canonical_atom_name, canonical_residue_name
 
-__all__ = ["Relaxer", "RelaxResult", "DEFAULT_K", "CLASH_CUTOFF_NM", "place_oxt"]
+__all__ = ["Relaxer", "RelaxResult", "DEFAULT_K", "CLASH_CUTOFF_NM", "FAILED_ENERGY_KJ_MOL", "STAGED_ENERGY_KJ_MOL",
+           "place_oxt"]
 
 #: Default restraint constant in kJ/mol/nm^2 (= 10 kJ/mol/Å^2, about 2.4 kcal/mol/Å^2).
 DEFAULT_K = 1000.0
 #: Heavy atoms of different residues closer than this (nm) clash.
-CLASH_CUTOFF_NM = 0.12
+CLASH_CUTOFF_NM = CLASH_DISTANCE_ANGSTROM / 10.0
+#: A relaxed structure with a force-field energy above this (kJ/mol) is not relaxed (``converged=False``).
+FAILED_ENERGY_KJ_MOL = 1.0e6
+#: Frames with a starting energy above this (kJ/mol), or not finite, go through the soft stage first.
+STAGED_ENERGY_KJ_MOL = 1.0e9
+#: Force constant of the soft repulsion, kJ/mol/nm^2 (``E = SOFT_K * (d0 - r)^2``, at most ``SOFT_K * d0^2``).
+SOFT_K = 1.0e4
+#: Contact distance of the soft repulsion as a fraction of the sum of the Bondi radii.
+SOFT_RADIUS_SCALE = 0.75
+#: Bondi van der Waals radii (nm) by element symbol (others: 0.17).
+BONDI_RADII_NM = {"H": 0.12, "C": 0.17, "N": 0.155, "O": 0.152, "S": 0.18, "P": 0.18, "Se": 0.19}
 #: C-OXT bond length (nm).
 OXT_BOND_NM = 0.125
 #: SG-SG distance below which two cysteines are treated as a disulfide (nm).
@@ -61,8 +89,8 @@ class RelaxResult:
     clash_before, clash_after : float, percent
         Percentage of residues with a heavy atom closer than
         :data:`CLASH_CUTOFF_NM` (1.2 Å) to a heavy atom of another residue
-        it is not bonded to (the definition of
-        :func:`openmm_backmap.metrics.clash`, bonds taken from the topology).
+        it is not bonded to (:func:`openmm_backmap.metrics.clash_topology`,
+        bonds taken from the topology).
     rmsd : float, nm
         Heavy-atom RMSD between input and relaxed structure (no superposition:
         the restraints keep the frame fixed).
@@ -71,6 +99,14 @@ class RelaxResult:
         (only with ``keep_hydrogens=True``).
     topology_h : openmm.app.Topology or None
         Topology of ``xyz_h`` (each segment its own chain).
+    converged : bool
+        False when the relaxation failed: the energy after minimisation is
+        not finite or above :data:`FAILED_ENERGY_KJ_MOL` even after the soft
+        stage (``xyz`` is then what the minimiser left, or the input when it
+        produced non-finite coordinates).
+    staged : bool
+        True when the soft stage ran before the normal minimisation (see the
+        module docstring).
     """
 
     xyz: np.ndarray
@@ -81,6 +117,8 @@ class RelaxResult:
     rmsd: float
     xyz_h: np.ndarray | None = None
     topology_h: object = None
+    converged: bool = True
+    staged: bool = False
 
 
 def place_oxt(ca, c, o, bond=OXT_BOND_NM):
@@ -113,32 +151,6 @@ def place_oxt(ca, c, o, bond=OXT_BOND_NM):
     d = -(u1 + u2)
     d = d / np.maximum(np.linalg.norm(d, axis=-1, keepdims=True), 1e-9)
     return c + bond * d
-
-
-def _clash_percent(xyz, atom_residue, bonds, cutoff=CLASH_CUTOFF_NM):
-    """Percent of residues with a heavy atom closer than ``cutoff`` to a heavy atom of another residue.
-
-    Same definition as :func:`openmm_backmap.metrics.clash`, except that the
-    excluded bonded pairs (peptide bonds, disulfides) come from the topology
-    instead of a bond graph inferred from a reference structure: with the
-    clashing input as its own reference, atoms 1 Å apart would be read as
-    bonded and the clash missed.
-    """
-    from scipy.spatial import cKDTree
-
-    xyz = np.asarray(xyz, dtype=np.float64)
-    n_res = int(atom_residue.max()) + 1 if len(atom_residue) else 0
-    if n_res == 0 or not np.isfinite(xyz).all():
-        return float("nan")
-    pairs = cKDTree(xyz).query_pairs(cutoff, output_type="ndarray")
-    if len(pairs) == 0:
-        return 0.0
-    pairs = pairs[atom_residue[pairs[:, 0]] != atom_residue[pairs[:, 1]]]
-    if len(pairs) and len(bonds):
-        n = len(xyz)
-        lo, hi = np.minimum(bonds[:, 0], bonds[:, 1]), np.maximum(bonds[:, 0], bonds[:, 1])
-        pairs = pairs[~np.isin(pairs.min(1) * n + pairs.max(1), lo * n + hi)]
-    return 100.0 * len(np.unique(atom_residue[pairs])) / n_res
 
 
 def _native_obc2(system, cutoff):
@@ -338,6 +350,8 @@ class Relaxer:
         self.topology_h = None
         self.heavy_index = None
         self.timings = {}
+        self._soft_context = None
+        self._soft_restraint = None
         if template_xyz is not None:
             self._build(self._check_xyz(template_xyz))
 
@@ -365,6 +379,8 @@ class Relaxer:
         self._k = float(value)
         if self.context is not None and self.restraint is not None:
             self.context.setParameter("k_restraint", self._k)
+        if self._soft_context is not None and self.restraint is not None:
+            self._soft_context.setParameter("k_restraint", self._k)
 
     @property
     def segment_start(self):
@@ -515,6 +531,7 @@ class Relaxer:
         import openmm
 
         self._restraint_force = None
+        self._restraint_force_index = None
         if self.restraint is None:
             return
         if self.restraint in ("heavy", "ca"):
@@ -547,11 +564,56 @@ class Relaxer:
                 force.addBond([g], [*(w @ xyz[m]), float(len(m))])
             self._cg_members = members
         force.setForceGroup(_RESTRAINT_GROUP)
-        system.addForce(force)
+        self._restraint_force_index = system.addForce(force)
         self._restraint_force = force
 
-    def _set_targets(self, xyz, cg_xyz):
-        force = self._restraint_force
+    def _build_soft(self):
+        """The soft system (bonded terms, constraints, restraints, capped repulsion) and its Context; built once."""
+        import openmm
+
+        system = self.system
+        soft = openmm.System()
+        for i in range(system.getNumParticles()):
+            soft.addParticle(system.getParticleMass(i))
+        for i in range(system.getNumConstraints()):
+            soft.addConstraint(*system.getConstraintParameters(i))
+        nonbonded_types = (openmm.NonbondedForce, openmm.CustomNonbondedForce, openmm.GBSAOBCForce,
+                           openmm.CustomGBForce)
+        exclusions = []
+        for index, force in enumerate(system.getForces()):
+            if isinstance(force, openmm.NonbondedForce):
+                exclusions = [force.getExceptionParameters(k)[:2] for k in range(force.getNumExceptions())]
+            if isinstance(force, nonbonded_types):
+                continue
+            clone = openmm.XmlSerializer.clone(force)
+            soft.addForce(clone)
+            if index == self._restraint_force_index:
+                self._soft_restraint = clone
+        repulsion = openmm.CustomNonbondedForce("soft_k*step(d0-r)*(d0-r)^2; d0=rad1+rad2")
+        repulsion.addGlobalParameter("soft_k", SOFT_K)
+        repulsion.addPerParticleParameter("rad")
+        radii = [SOFT_RADIUS_SCALE * BONDI_RADII_NM.get(a.element.symbol if a.element else "", 0.17)
+                 for a in self.topology_h.atoms()]
+        for r in radii:
+            repulsion.addParticle([r])
+        if exclusions:
+            for i, j in exclusions:
+                repulsion.addExclusion(i, j)
+        else:  # a force field without NonbondedForce: exclude 1-2, 1-3 and 1-4 pairs of the topology
+            repulsion.createExclusionsFromBonds([(a.index, b.index) for a, b in self.topology_h.bonds()], 3)
+        repulsion.setNonbondedMethod(openmm.CustomNonbondedForce.CutoffNonPeriodic)
+        repulsion.setCutoffDistance(2 * max(radii) + 0.01)
+        repulsion.setForceGroup(2)
+        soft.addForce(repulsion)
+        self._soft_integrator = openmm.VerletIntegrator(0.001)
+        self._soft_context = openmm.Context(soft, self._soft_integrator, self.platform, self.platform_properties)
+        self._soft_system = soft
+        return self._soft_context
+
+    def _set_targets(self, xyz, cg_xyz, force=None, context=None):
+        """Restraint targets of a frame, in the main Context (default) or the soft one."""
+        force = self._restraint_force if force is None else force
+        context = self.context if context is None else context
         if force is None:
             return
         if self.restraint in ("heavy", "ca"):
@@ -565,7 +627,7 @@ class Relaxer:
                 raise ValueError(f"cg_xyz has shape {cg_xyz.shape}; the mapping has {len(self._cg_members)} beads")
             for b, m in enumerate(self._cg_members):
                 force.setBondParameters(b, [b], [*cg_xyz[b], float(len(m))])
-        force.updateParametersInContext(self.context)
+        force.updateParametersInContext(context)
 
     # ------------------------------------------------------------------ frames
     def full_positions(self, xyz):
@@ -597,7 +659,7 @@ class Relaxer:
     def clash(self, xyz):
         """Percent of residues in clashes (see :class:`RelaxResult`) of a heavy-atom frame (nm)."""
         bonds = self._heavy_bonds if self.context is not None else self.layout.bonds(self._segment_start)
-        return _clash_percent(xyz, self.layout.atom_residue, bonds)
+        return float(clash_topology(xyz, bonds, self.layout.atom_residue))
 
     def relax(self, xyz, cg_xyz=None, keep_hydrogens=False) -> RelaxResult:
         """Relax one heavy-atom frame.
@@ -622,29 +684,23 @@ class Relaxer:
         >>> res.xyz.shape == ens.xyz[0].shape  # doctest: +SKIP
         True
         """
-        import openmm
-        import openmm.unit as u
-
         t0 = time.perf_counter()
         xyz = self._check_xyz(xyz)
         full = self.full_positions(xyz)
         self._set_targets(xyz, cg_xyz)
         self.context.setPositions(full)
         e_before = self._energy()
-        openmm.LocalEnergyMinimizer.minimize(self.context, self.tolerance, self.max_iterations)
-        state = self.context.getState(getPositions=True)
-        out = np.asarray(state.getPositions(asNumpy=True).value_in_unit(u.nanometer))
-        e_after = self._energy()
-        if not np.isfinite(out).all() or not np.isfinite(e_after):
-            # Overlapping atoms can make the first steps blow up: retry from a slightly jittered start.
-            rng = np.random.default_rng(0)
-            self.context.setPositions(full + rng.normal(scale=0.005, size=full.shape))
-            openmm.LocalEnergyMinimizer.minimize(self.context, self.tolerance, self.max_iterations)
-            out = np.asarray(self.context.getState(getPositions=True).getPositions(asNumpy=True)
-                             .value_in_unit(u.nanometer))
-            e_after = self._energy()
-            if not np.isfinite(out).all():
-                raise RuntimeError("minimisation produced non-finite coordinates")
+        staged = not np.isfinite(e_before) or e_before > STAGED_ENERGY_KJ_MOL
+        out, e_after = self._minimize_staged(full, xyz, cg_xyz) if staged else self._minimize(full)
+        if not staged and (not self._relaxed(out, e_after) or self.clash(out[self.heavy_index]) > 0):
+            # the minimiser was stuck (or left a clash): start again with the soft stage, keep the better result
+            staged = True
+            out2, e2 = self._minimize_staged(full, xyz, cg_xyz)
+            if self._rank(out2, e2) <= self._rank(out, e_after):
+                out, e_after = out2, e2
+        converged = self._relaxed(out, e_after)
+        if not np.isfinite(out).all():
+            out, e_after = full, e_before  # nothing usable came out: return the input, flagged
         heavy = out[self.heavy_index]
         result = RelaxResult(
             xyz=heavy.astype(np.float32),
@@ -655,9 +711,45 @@ class Relaxer:
             rmsd=float(np.sqrt(np.mean(np.sum((heavy - xyz) ** 2, axis=1)))),
             xyz_h=out.astype(np.float32) if keep_hydrogens else None,
             topology_h=self.topology_h if keep_hydrogens else None,
+            converged=bool(converged),
+            staged=bool(staged),
         )
         self.timings["frame"] = time.perf_counter() - t0
         return result
+
+    @staticmethod
+    def _relaxed(pos, energy):
+        return bool(np.isfinite(pos).all() and np.isfinite(energy) and energy <= FAILED_ENERGY_KJ_MOL)
+
+    def _rank(self, pos, energy):
+        """Sort key of minimisation results: relaxed first, then without clashes, then by energy."""
+        if not np.isfinite(pos).all() or not np.isfinite(energy):
+            return (2, 1, np.inf)
+        return (0 if energy <= FAILED_ENERGY_KJ_MOL else 1, int(self.clash(pos[self.heavy_index]) > 0), energy)
+
+    def _minimize(self, start, context=None):
+        """Minimise from ``start`` (nm) in the main Context; returns positions (nm) and force-field energy."""
+        import openmm
+        import openmm.unit as u
+
+        context = self.context if context is None else context
+        context.setPositions(start)
+        openmm.LocalEnergyMinimizer.minimize(context, self.tolerance, self.max_iterations)
+        pos = np.asarray(context.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(u.nanometer))
+        if context is not self.context:
+            return pos, None
+        return pos, self._energy() if np.isfinite(pos).all() else float("nan")
+
+    def _minimize_staged(self, full, xyz, cg_xyz):
+        """Soft stage (capped repulsion, no electrostatics or solvent), then the normal minimisation from there."""
+        context = self._soft_context or self._build_soft()
+        self._set_targets(xyz, cg_xyz, self._soft_restraint, context)
+        # a small deterministic jitter: atoms exactly on top of each other have no direction to separate in
+        start = full + np.random.default_rng(0).normal(scale=0.002, size=full.shape)
+        soft, _ = self._minimize(start, context)
+        if not np.isfinite(soft).all():
+            soft = start
+        return self._minimize(soft)
 
     def relax_batch(self, xyz, cg_xyz=None, keep_hydrogens=False) -> RelaxResult:
         """Relax frames one after the other in the same Context.
@@ -672,7 +764,7 @@ class Relaxer:
         -------
         RelaxResult
             Every field with a leading frame axis (``xyz`` (F, A, 3),
-            energies, clashes and RMSDs (F,)).
+            energies, clashes, RMSDs, ``converged`` and ``staged`` (F,)).
 
         Examples
         --------
@@ -703,6 +795,8 @@ class Relaxer:
             rmsd=stack("rmsd"),
             xyz_h=stack("xyz_h") if keep_hydrogens else None,
             topology_h=self.topology_h if keep_hydrogens else None,
+            converged=stack("converged"),
+            staged=stack("staged"),
         )
 
     def __repr__(self):

@@ -180,3 +180,36 @@ def test_failed_relaxation_is_reported(tmp_path, ca_files, tiny_ca_backmapper, m
         s = convert(ca_files["pdb"], tmp_path / "stuck.pdb", model=tiny_ca_backmapper, minimize=True, seed=0,
                     **QUIET)
     assert s["relax_failures"] == 1 and s["frames_written"] == 1
+
+
+def test_cli_convert_append(tmp_path, ca_files, tiny_ca_model, capsys):
+    with pytest.raises(SystemExit):
+        main(["convert", "--help"])
+    assert "--append" in capsys.readouterr().out
+    out = tmp_path / "app.dcd"
+    base = ["convert", ca_files["traj"], "-t", ca_files["pdb"], "-o", str(out), "--model", str(tiny_ca_model),
+            "--device", "cpu", "--seed", "3", "--stride", "4"]  # frames 0 and 4
+    assert main(base) == 0
+    assert main(base + ["--append"]) == 0
+    assert md.load(str(out), top=str(tmp_path / "app.pdb")).n_frames == 4
+
+
+def test_unconverged_relaxation_is_reported(tmp_path, ca_files, tiny_ca_backmapper, monkeypatch):
+    """A RelaxResult flagged converged=False counts as a failure even with an unremarkable energy."""
+    import openmm_backmap.relax as relax
+    from openmm_backmap.pipeline import RelaxationWarning
+
+    class FlaggingRelaxer:
+        restraint = "heavy"
+
+        def __init__(self, topology, **kwargs):
+            self.topology_h = None
+
+        def relax(self, xyz, cg_xyz=None, keep_hydrogens=False):
+            return relax.RelaxResult(np.asarray(xyz, np.float32), 5e5, 2e5, 35.0, 10.0, 0.01, converged=False)
+
+    monkeypatch.setattr(relax, "Relaxer", FlaggingRelaxer)
+    with pytest.warns(RelaxationWarning, match="failed"):
+        s = convert(ca_files["pdb"], tmp_path / "flagged.pdb", model=tiny_ca_backmapper, minimize=True, seed=0,
+                    **QUIET)
+    assert s["relax_failures"] == 1

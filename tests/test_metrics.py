@@ -129,6 +129,51 @@ def test_clash_synthetic_one_atom_residues():
     assert M.clash(gen, ref, [0, 1, 2, 3], ["C"] * 4) == 100.0
 
 
+def test_clash_topology_known_answer():
+    """Four two-atom residues on a line; bonds from a list, not from a reference structure."""
+    res = [0, 0, 1, 1, 2, 2, 3, 3]
+    xyz = np.array([[0.0, 0, 0], [0.15, 0, 0], [0.25, 0, 0], [0.40, 0, 0],  # residue 0 C-end to residue 1: 1.0 Å
+                    [1.0, 0, 0], [1.15, 0, 0], [1.265, 0, 0], [1.40, 0, 0]])  # residues 2 and 3: 1.15 Å
+    intra = [[0, 1], [2, 3], [4, 5], [6, 7]]
+    assert M.clash_topology(xyz, intra, res) == 100.0
+    # the 1.0 Å pair 1-2 is bonded (a peptide bond, say): only residues 2 and 3 clash
+    assert M.clash_topology(xyz, intra + [[2, 1]], res) == 50.0
+    # pairs strictly closer than the distance clash
+    assert M.clash_topology(xyz, intra + [[1, 2]], res, distance_angstrom=1.15) == 0.0
+    assert M.clash_topology(xyz, intra + [[1, 2]], res, distance_angstrom=1.16) == 50.0
+    # several frames at once; a frame without atoms is NaN; missing (NaN) atoms are left out, and the percentage
+    # is over the residues that still have atoms
+    frames = np.stack([xyz, xyz * 2, np.full_like(xyz, np.nan), xyz])
+    frames[3, 6:] = np.nan  # residue 3 missing: residue 2 has nobody to clash with
+    out = M.clash_topology(frames, intra + [[1, 2]], res)
+    assert out.shape == (4,)
+    np.testing.assert_array_equal(out[[0, 1, 3]], [50.0, 0.0, 0.0])
+    assert np.isnan(out[2])
+    frames[3, 1] = frames[3, 2] + [0.05, 0, 0]  # now residue 0 clashes with residue 1 (atoms 1 and 3, not bonded)
+    assert M.clash_topology(frames[3], intra + [[1, 2]], res) == pytest.approx(100.0 * 2 / 3)
+    with pytest.raises(ValueError, match="atom_residue"):
+        M.clash_topology(xyz, intra, res[:-1])
+    with pytest.raises(ValueError, match="outside"):
+        M.clash_topology(xyz, [[0, 8]], res)
+
+
+def test_clash_topology_agrees_with_clash(trpcage):
+    """With the template bonds, clash_topology gives what clash gives with the bonds of the native structure."""
+    lay = trpcage.layout
+    x = _xyz(trpcage)
+    bonds = lay.bonds(trpcage.segment_start)
+    gen = x.copy()
+    gen[lay.index(12, "OG")] = x[lay.index(7, "NZ")] + [0.05, 0.0, 0.0]  # SER13 OG 0.5 Å from LYS8 NZ
+    c, n = lay.index(3, "C"), lay.index(4, "N")
+    gen[lay.residue_start[4]:] += (x[c] + (x[n] - x[c]) * 1.1 / (10 * np.linalg.norm(x[n] - x[c]))) - x[n]
+    frames = np.stack([x, gen])
+    expected = M.clash(frames, x, lay.atom_residue, lay.elements)
+    np.testing.assert_allclose(M.clash_topology(frames, bonds, lay.atom_residue), expected)
+    assert expected.tolist() == [0.0, 10.0]
+    # without the bonds, the short peptide bond C4-N5 reads as a clash
+    assert M.clash_topology(gen, bonds[:0], lay.atom_residue) == pytest.approx(20.0)
+
+
 def test_rmsd_sym_undoes_symmetric_swaps(trpcage):
     x, seq, lay = _xyz(trpcage), trpcage.sequence, trpcage.layout
     assert seq[8] == "ASP" and seq[2] == "TYR" and seq[15] == "ARG"

@@ -211,3 +211,64 @@ def test_bad_input(trpcage, heavy_relaxer):
     sub = trpcage.to_mdtraj().atom_slice(np.arange(1, trpcage.n_atoms)).topology
     with pytest.raises(ValueError, match="canonical"):
         Relaxer(sub)
+
+
+def _badly_clashing(ens, offset_nm=(0.01, 0.005, 0.0)):
+    """LEU7's side chain put on ILE4's (CB on CB) and SER14 shifted onto SER13 (CA on CA), 0.11 Å off.
+
+    Atoms and hydrogens of different residues nearly coincide (force-field energy ~1e18 kJ/mol): the plain
+    minimiser stalls on such frames (as on the output of an untrained model).
+    """
+    lay = ens.layout
+    x = ens.xyz[0].astype(np.float64)
+    assert (ens.sequence[6], ens.sequence[3], ens.sequence[13], ens.sequence[12]) == ("LEU", "ILE", "SER", "SER")
+    bad = x.copy()
+    side = np.arange(lay.residue_start[6] + 4, lay.residue_start[7])  # CB onwards
+    bad[side] += x[lay.index(3, "CB")] - x[lay.index(6, "CB")] + offset_nm
+    whole = np.arange(lay.residue_start[13], lay.residue_start[14])
+    bad[whole] += x[lay.index(12, "CA")] - x[lay.index(13, "CA")] + offset_nm
+    return x, bad
+
+
+@pytest.mark.parametrize("template", ["native", "bad"])
+def test_badly_clashing_frame_is_relaxed_in_stages(trpcage, template):
+    """Overlapping atoms of different residues: soft stage, then the force field; no clash, bonds within 10 %."""
+    from openmm_backmap.metrics import clash_topology
+    from openmm_backmap.pipeline import ideal_bond_lengths
+    from openmm_backmap.relax import STAGED_ENERGY_KJ_MOL
+
+    x, bad = _badly_clashing(trpcage)
+    lay = trpcage.layout
+    bonds, r0 = ideal_bond_lengths(trpcage.sequence, trpcage.segment_start)
+    assert clash_topology(bad, bonds, lay.atom_residue) == pytest.approx(25.0)  # residues 4, 7, 13, 14, 15
+    # the relaxer built on the clashing frame itself (hydrogens added to it), as in a pipeline whose first frame
+    # is bad, or on a good frame
+    relaxer = Relaxer(trpcage.topology(), template_xyz=x if template == "native" else bad, **FAST)
+    res = relaxer.relax(bad)
+    assert res.energy_before > STAGED_ENERGY_KJ_MOL and res.staged and res.converged
+    assert res.clash_before == pytest.approx(25.0) and res.clash_after == 0.0
+    assert clash_topology(res.xyz, bonds, lay.atom_residue) == 0.0
+    d = _bond_lengths(res.xyz, bonds)
+    known = np.isfinite(r0)
+    assert np.all(np.abs(d[known] - r0[known]) <= 0.10 * r0[known])  # every heavy-atom bond within 10 % of ff14SB
+    assert res.energy_after < -500
+    assert 0.01 < res.rmsd < 0.2  # nm: it moved, but only what it had to
+    soft = relaxer._soft_context
+    assert soft is not None
+    res2 = relaxer.relax(bad)  # the soft Context is built once and reused; same result for the same frame
+    assert relaxer._soft_context is soft
+    np.testing.assert_allclose(res2.xyz, res.xyz, atol=1e-4)
+    good = relaxer.relax(x)  # an ordinary frame takes the normal path
+    assert not good.staged and good.converged and good.clash_after == 0.0
+
+
+def test_failed_relaxation_is_flagged(trpcage):
+    """A relaxation that cannot finish (here: one iteration per stage) comes back with converged=False."""
+    from openmm_backmap.relax import FAILED_ENERGY_KJ_MOL
+
+    _, bad = _badly_clashing(trpcage)
+    relaxer = Relaxer(trpcage.topology(), platform="CPU", implicit=None, max_iterations=1)
+    res = relaxer.relax(bad)
+    assert not res.converged and res.staged and res.energy_after > FAILED_ENERGY_KJ_MOL
+    batch = relaxer.relax_batch(np.stack([bad, bad]))
+    assert batch.converged.tolist() == [False, False] and batch.staged.tolist() == [True, True]
