@@ -73,6 +73,9 @@ def train_task(task, cfg: RunConfig, resume: bool = False, log=print) -> dict:
     stop_reason = "max_steps"
     peak_rss = 0
     while state["step"] < cfg.optim.max_steps:
+        if time.time() - t0 > 60 * cfg.optim.time_limit_min:  # e.g. resumed after the limit
+            stop_reason = "time_limit"
+            break
         model.train()
         opt.zero_grad(set_to_none=True)
         for _ in range(cfg.optim.grad_accumulation):
