@@ -258,9 +258,22 @@ class Backmapper:
             raise ValueError("segment_start needs one entry per residue")
         return sequence, segment_start
 
+    @property
+    def output_level(self) -> str:
+        """``'aa'`` (heavy atoms) or ``'ca'`` for a UCG -> C-alpha step exported on its own."""
+        steps = self.metadata.get("steps") or [{}]
+        return steps[-1].get("output", "aa") if isinstance(steps[-1], dict) else "aa"
+
     def topology(self, sequence=None, segment_start=None):
-        """Heavy-atom mdtraj topology of the model's output."""
+        """mdtraj topology of the model's output (heavy atoms, or C-alphas for a C-alpha-level model)."""
         sequence, segment_start = self.resolve_sequence(sequence, segment_start)
+        return self._output_topology(sequence, segment_start)
+
+    def _output_topology(self, sequence, segment_start):
+        if self.output_level == "ca":
+            from .mapping import ca_mapping, cg_topology
+
+            return cg_topology(ca_mapping(sequence), sequence, "ca", segment_start=segment_start)
         return build_topology(sequence, segment_start)
 
     # ---- backmapping --------------------------------------------------------
@@ -307,7 +320,7 @@ class Backmapper:
         with torch.inference_mode():
             out = self.module(x.to(self.device), types.to(self.device), seg.to(self.device), int(seed),
                               int(samples), temp)
-        return BackmapResult(out.cpu().numpy(), build_topology(sequence, segment_start), samples)
+        return BackmapResult(out.cpu().numpy(), self._output_topology(sequence, segment_start), samples)
 
     def __repr__(self):
         return (f"Backmapper(kind={self.kind!r}, transferable={self.transferable}, beads={self.n_beads or 'any'}, "
@@ -418,7 +431,9 @@ def load_model(path=None, device=None) -> Backmapper:
         raise ValueError(f"{path!r} has unknown model kind {meta.get('kind')!r}")
     meta["_path"] = path
     module.eval()
-    return Backmapper(module, meta, {k: v for k, v in extra.items() if isinstance(v, str)}, device)
+    # torch.jit.load hands extra files back as bytes
+    texts = {k: v.decode() if isinstance(v, bytes) else v for k, v in extra.items()}
+    return Backmapper(module, meta, {k: v for k, v in texts.items() if v}, device)
 
 
 def default_model_path() -> str:
@@ -518,7 +533,8 @@ def export_kstep(step_paths, output: str, force: bool = False) -> str:
     first = models[0]
     steps = []
     for m in models:
-        steps += [m.module.steps[i] for i in range(len(m.metadata.get("steps", [1])))]
+        # a loaded script ModuleList cannot be indexed; its children are named "0", "1", ...
+        steps += [getattr(m.module.steps, str(i)) for i in range(len(m.metadata.get("steps", [1])))]
     module = KStepModel(steps, torch.as_tensor(residue_type_indices(first.sequence)) if first.sequence else None,
                         torch.as_tensor(first.segment_start) if first.sequence else None, first.n_beads)
     meta = {k: v for k, v in first.metadata.items() if not k.startswith("_") and k not in (

@@ -42,8 +42,9 @@ def train(config, output_dir=None, resume=False, overrides=(), log=print) -> dic
     from .tasks import make_task
 
     cfg = config if isinstance(config, RunConfig) else load_config(config, overrides)
-    if output_dir:
+    if output_dir:  # a separate run: keep its model in its own directory too
         cfg.run_dir = os.path.abspath(output_dir)
+        cfg.output = os.path.join(cfg.run_dir, "model.pt")
     train_set, val_set, data_summary = load_training_data(cfg.data, log=log)
     if not train_set or not val_set:
         raise ValueError("training needs both training and validation data; add files or change "

@@ -1,0 +1,271 @@
+"""Training task of the per-system UCG -> C-alpha / heavy-atom step (kind ``cgvae``).
+
+The task trains one system (one sequence) from its all-atom frames:
+
+1. training ensembles are concatenated (they must share the sequence) and
+   frames missing an atom the target level needs are dropped (logged);
+2. the hierarchy ``aa -> ca -> ucgN`` is built on the TRAINING frames
+   (:func:`openmm_backmap.mapping.build_hierarchy`, AutoGrain-like partition);
+3. every frame gives (fine, beads) pairs: fine = C-alphas (``target: ca``) or
+   all heavy atoms (``target: aa``), beads = the mapped C-alphas;
+4. the loss is the :meth:`CGVAE.loss <openmm_backmap.steps.cgvae.CGVAE.loss>`
+   negative ELBO (+ bond and deterministic terms); validation reports it and
+   the RMSD (Å, no alignment: the beads fix the frame) of the deterministic
+   (prior-mean) reconstruction.
+
+Example config (``examples/configs/trpcage-ucg4-step1.yaml``)::
+
+    kind: cgvae
+    task: {beads: 4, target: ca}
+    data: {root: ..., files: [md/trpcage/trpcage_train.dcd:md/trpcage/trpcage.pdb]}
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from ..steps import get_step_class
+from .config import from_dict
+from .tasks import register_task
+
+__all__ = ["CGVAETaskConfig", "CGVAETask"]
+
+
+@dataclass
+class CGVAETaskConfig:
+    """Options of the ``cgvae`` task.
+
+    Attributes
+    ----------
+    beads : int
+        Ultra-coarse beads (the input level is ``ucg{beads}``).
+    target : str
+        ``'ca'`` (UCG -> C-alpha, first step of a 2-step model) or ``'aa'``
+        (UCG -> heavy atoms in one step).
+    beta : float
+        Weight of the KL term (nats) relative to the reconstruction (Å^2).
+    free_bits : float
+        KL floor per latent dimension (nats), against posterior collapse.
+    kl_anneal_steps : int
+        Linear warm-up of beta over this many steps (0 = none).
+    bond_weight : float
+        Weight of the bonded-distance term (Å^2): consecutive C-alphas
+        (3.8 Å in trans peptides; the reference distance is used, so cis
+        peptides are right too) or template bonds of the heavy atoms.
+    det_weight : float
+        Weight of the reconstruction loss of the prior-mean decode (the
+        deterministic output); 0 = pure ELBO.
+    batch_frames : int
+        Frames per batch (0 = ``optim.batch_residues // residues``, at least 1).
+    val_frames : int
+        Validation frames used (evenly spaced; 0 = all).
+    augment : bool
+        Random rotations/translations of training pairs (unnecessary: the
+        model is equivariant; harmless).
+    refine, fragment_penalty :
+        Options of :func:`openmm_backmap.mapping.partition_mapping`.
+    context_frames : int
+        Training frames used for the static fine graph and the scales.
+    """
+
+    beads: int = 12
+    target: str = "ca"
+    beta: float = 0.05
+    free_bits: float = 0.0
+    kl_anneal_steps: int = 0
+    bond_weight: float = 1.0
+    det_weight: float = 0.0
+    batch_frames: int = 0
+    val_frames: int = 32
+    augment: bool = False
+    refine: bool = True
+    fragment_penalty: float = 1.0
+    context_frames: int = 200
+
+
+def _one_system(ensembles, what):
+    from ..ensemble import ProteinEnsemble
+
+    if not ensembles:
+        raise ValueError(f"cgvae: no {what} data")
+    first = ensembles[0]
+    for e in ensembles[1:]:
+        if e.sequence != first.sequence:
+            raise ValueError(f"cgvae trains ONE system, but {e.source!r} has a different sequence from "
+                             f"{first.source!r} ({e.n_residues} vs {first.n_residues} residues); list the files "
+                             "of one protein in data.files")
+    return first if len(ensembles) == 1 else ProteinEnsemble.concatenate(ensembles)
+
+
+def _random_rotations(rng, n):
+    from scipy.spatial.transform import Rotation
+
+    return Rotation.random(n, random_state=int(rng.integers(2**31 - 1))).as_matrix().astype(np.float32)
+
+
+@register_task("cgvae")
+class CGVAETask:
+    """Trains :class:`~openmm_backmap.steps.cgvae.CGVAE` on the frames of one protein.
+
+    Attributes
+    ----------
+    hierarchy : Hierarchy
+        ``aa -> ca -> ucgN`` built on the training frames.
+    level : str
+        Input level name (``ucgN``).
+    model : CGVAE
+    """
+
+    def __init__(self, cfg, train, val, summary, log=print):
+        from ..mapping import build_hierarchy
+        from ..steps.cgvae import CGVAEConfig, system_context
+
+        self.cfg = cfg
+        self.opts = o = from_dict(CGVAETaskConfig, cfg.task, "task")
+        if o.target not in ("ca", "aa"):
+            raise ValueError(f"task.target must be 'ca' or 'aa', got {o.target!r}")
+        self.summary = summary
+        tr = _one_system(train, "training")
+        va = _one_system(val, "validation")
+        if va.sequence != tr.sequence:
+            raise ValueError("training and validation data are different proteins")
+        tr = self._complete(tr, "training", log)
+        va = self._complete(va, "validation", log)
+        self.ensemble = tr
+        self.sequence = list(tr.sequence)
+        self.segment_start = np.asarray(tr.segment_start, dtype=bool).copy()
+        self.segment_start[0] = True
+        self.hierarchy, _ = build_hierarchy(tr, f"ucg:{o.beads}", refine=o.refine,
+                                            fragment_penalty=o.fragment_penalty)
+        self.level = self.hierarchy.levels[-1]
+        self.bead_mapping = self.hierarchy.composed(self.level)
+        self.train_fine, self.train_beads = self._pairs(tr)
+        self.val_fine, self.val_beads = self._pairs(va)
+        if o.val_frames and len(self.val_fine) > o.val_frames:
+            keep = np.linspace(0, len(self.val_fine) - 1, o.val_frames).round().astype(int)
+            self.val_fine, self.val_beads = self.val_fine[keep], self.val_beads[keep]
+        residue_bead = self.hierarchy.mappings[-1].assignment()
+        model_cfg = from_dict(CGVAEConfig, cfg.model, "model")
+        pick = np.linspace(0, len(self.train_fine) - 1, min(o.context_frames, len(self.train_fine)))
+        self.context = system_context(self.sequence, self.segment_start, residue_bead, o.target,
+                                      self.train_fine[pick.round().astype(int)], model_cfg.fine_neighbors,
+                                      model_cfg.bead_neighbors)
+        self.model = get_step_class("cgvae")(model_cfg, self.context)
+        self.model_config = model_cfg
+        n_res = len(self.sequence)
+        self.batch_frames = o.batch_frames or max(1, cfg.optim.batch_residues // n_res)
+        log(f"cgvae: {self.level} ({o.beads} beads, rho {n_res / o.beads:.1f} residues/bead) -> "
+            f"{'C-alpha' if o.target == 'ca' else 'heavy atoms'} ({self.model.n_fine} particles); "
+            f"{len(self.train_fine)} training / {len(self.val_fine)} validation frames, {self.batch_frames} per "
+            f"batch; {sum(p.numel() for p in self.model.parameters())} parameters")
+
+    # ------------------------------------------------------------------ data
+    def _complete(self, ens, what, log):
+        ok = ens.complete if self.opts.target == "aa" else ens.ca_mask.all(1)
+        if not ok.all():
+            need = "heavy atom" if self.opts.target == "aa" else "C-alpha"
+            log(f"cgvae: dropped {int((~ok).sum())} of {ens.n_frames} {what} frames with a missing {need} "
+                f"(target {self.opts.target!r} needs every one)")
+        if not ok.any():
+            raise ValueError(f"cgvae: no complete {what} frames left")
+        return ens.select_frames(np.flatnonzero(ok))
+
+    def _pairs(self, ens):
+        """Fine (F, n_fine, 3) and bead (F, N, 3) coordinates in Å, float32."""
+        fine = ens.ca_xyz if self.opts.target == "ca" else ens.xyz
+        beads = self.bead_mapping.apply(np.nan_to_num(ens.xyz.astype(np.float64)))
+        return (fine * 10.0).astype(np.float32), (beads * 10.0).astype(np.float32)
+
+    def sample_batch(self, rng):
+        n = len(self.train_fine)
+        idx = rng.choice(n, size=self.batch_frames, replace=n < self.batch_frames)
+        fine, beads = self.train_fine[idx], self.train_beads[idx]
+        if self.opts.augment:
+            rot = _random_rotations(rng, len(idx))
+            shift = rng.normal(scale=10.0, size=(len(idx), 1, 3)).astype(np.float32)
+            fine = np.einsum("bij,bnj->bni", rot, fine) + shift
+            beads = np.einsum("bij,bnj->bni", rot, beads) + shift
+        return torch.from_numpy(np.ascontiguousarray(fine)), torch.from_numpy(np.ascontiguousarray(beads))
+
+    # ------------------------------------------------------------------ objective
+    def beta(self) -> float:
+        o = self.opts
+        if o.kl_anneal_steps <= 0:
+            return o.beta
+        return o.beta * min(1.0, float(self.model.train_steps) / o.kl_anneal_steps)
+
+    def loss(self, batch):
+        o = self.opts
+        fine, beads = batch
+        loss, parts = self.model.loss(fine, beads, self.beta(), o.free_bits, o.bond_weight, o.det_weight)
+        if self.model.training:
+            self.model.train_steps += 1
+        return loss, parts
+
+    def validate(self) -> dict:
+        """``val_loss`` (objective at the full beta, no free bits), and RMSDs in Å (no alignment).
+
+        ``val_rmsd_A``: deterministic (prior mean) reconstruction from the beads;
+        ``val_sample_rmsd_A``: one sample at temperature 1; ``val_post_rmsd_A``:
+        decode of the posterior mean (what the latents can carry); ``val_kl``:
+        KL(q || p) in nats per latent vector (near 0: the latents are unused and
+        samples are nearly deterministic); ``val_bond_rms_A``: RMS deviation of
+        bonded distances of the deterministic output.
+        """
+        o = self.opts
+        losses, kl, sq_det, sq_post, sq_sample, sq_bond, n = [], 0.0, 0.0, 0.0, 0.0, 0.0, 0
+        empty_t, empty_s = torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.bool)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(12345)
+            for s in range(0, len(self.val_fine), self.batch_frames):
+                fine = torch.from_numpy(self.val_fine[s:s + self.batch_frames])
+                beads = torch.from_numpy(self.val_beads[s:s + self.batch_frames])
+                loss, parts = self.model.loss(fine, beads, o.beta, 0.0, o.bond_weight, o.det_weight)
+                losses.append(float(loss) * len(fine))
+                kl += parts["kl"] * len(fine)
+                det = self.model(beads / 10.0, empty_t, empty_s, 0, 0.0) * 10.0
+                sample = self.model(beads / 10.0, empty_t, empty_s, s + 1, 1.0) * 10.0
+                post = self.model.reconstruct(fine, beads)
+                sq_det += float(((det - fine) ** 2).sum(-1).mean(-1).sum())
+                sq_sample += float(((sample - fine) ** 2).sum(-1).mean(-1).sum())
+                sq_post += float(((post - fine) ** 2).sum(-1).mean(-1).sum())
+                sq_bond += float(self.model.bond_error(det, fine)) * len(fine)
+                n += len(fine)
+        return {"val_loss": sum(losses) / n, "val_rmsd_A": (sq_det / n) ** 0.5,
+                "val_sample_rmsd_A": (sq_sample / n) ** 0.5, "val_post_rmsd_A": (sq_post / n) ** 0.5,
+                "val_kl": kl / n, "val_bond_rms_A": (sq_bond / n) ** 0.5}
+
+    # ------------------------------------------------------------------ export
+    def export_module(self):
+        """KStepModel([step]) with the system's sequence, and the export context."""
+        from ..backmapper import KStepModel
+        from ..mapping import cg_topology
+        from ..topology import build_topology
+
+        o = self.opts
+        n_beads = self.bead_mapping.n_beads
+        module = KStepModel([self.model], torch.as_tensor(self.ensemble.residue_types),
+                            torch.as_tensor(self.segment_start), n_beads)
+        top = cg_topology(self.bead_mapping, self.sequence, self.level)
+        resolved = {"fine_cutoff": self.model.fine_cutoff, "coarse_cutoff": self.model.coarse_cutoff,
+                    "offset_scale": self.model.offset_scale}
+        context = {
+            "kind": "cgvae",
+            "sequence": list(self.sequence),
+            "segment_start": [bool(s) for s in self.segment_start],
+            "n_beads": int(n_beads),
+            "levels": list(self.hierarchy.levels),
+            "hierarchy": self.hierarchy,
+            "cg_topology": top,
+            "cg_xyz": self.train_beads[0] / 10.0,
+            "aa_topology": build_topology(self.sequence, self.segment_start),
+            "step_meta": {"input": self.level, "output": o.target, "n_in": int(n_beads),
+                          "n_out": int(self.model.n_fine), "resolved_config": {**asdict(self.model_config),
+                                                                              **resolved}},
+            "metadata": {"output_level": o.target, "input_level": self.level, "task": asdict(o),
+                         "rho": len(self.sequence) / n_beads},
+        }
+        return module, context
