@@ -134,3 +134,30 @@ def test_loss_is_finite_and_has_gradients(step, trpcage):
     assert math.isfinite(float(loss)) and set(parts) == {"nll_bb", "nll_chi"}
     assert step.embed.weight.grad is not None and step.embed.weight.grad.abs().sum() > 0
     step.zero_grad()
+
+
+def _close_contacts(xyz, ens, cutoff_nm=0.2):
+    from scipy.spatial import cKDTree
+
+    lay = ens.layout
+    bonds = set(map(tuple, lay.bonds(ens.segment_start).tolist()))
+    pairs = cKDTree(xyz).query_pairs(cutoff_nm)
+    return sum(1 for i, j in pairs if lay.atom_residue[i] != lay.atom_residue[j] and (i, j) not in bonds)
+
+
+def test_repacking_removes_side_chain_overlaps(trpcage):
+    torch.manual_seed(3)
+    x, m = ensemble_to_slots(trpcage)
+    geo = fit_geometry([x], [m], [trpcage.residue_types])
+    plain = CA2AA(CA2AAConfig(hidden=32, layers=2, neighbors=8, repack_sweeps=0), geo).eval()
+    packed = CA2AA(CA2AAConfig(hidden=32, layers=2, neighbors=8, repack_sweeps=6), geo).eval()
+    packed.load_state_dict(plain.state_dict())
+    ca, types, seg = _inputs(trpcage)
+    before = sum(_close_contacts(plain(ca, types, seg, s, 1.0)[0].detach().numpy(), trpcage) for s in range(4))
+    after = sum(_close_contacts(packed(ca, types, seg, s, 1.0)[0].detach().numpy(), trpcage) for s in range(4))
+    assert before > 0 and after < before
+    # repacking only changes side chains beyond CB
+    a, b = plain(ca, types, seg, 0, 0.0)[0], packed(ca, types, seg, 0, 0.0)[0]
+    lay = trpcage.layout
+    slot = np.arange(lay.n_atoms) - lay.residue_start[lay.atom_residue]
+    assert torch.allclose(a[slot < 5], b[slot < 5])

@@ -66,6 +66,10 @@ class CA2AAConfig:
         Radial basis functions for distances (0-20 Å).
     edge_dim : int
         Width of edge features.
+    repack_sweeps : int
+        Sweeps of side-chain repacking after sampling (0 disables it).
+    repack_neighbors : int
+        Neighbouring residues whose atoms a side chain is checked against.
     """
 
     hidden: int = 128
@@ -75,6 +79,8 @@ class CA2AAConfig:
     mixture: int = 4
     rbf: int = 16
     edge_dim: int = 64
+    repack_sweeps: int = 6
+    repack_neighbors: int = 16
 
 
 def _peptide_unit(cis: bool) -> np.ndarray:
@@ -248,6 +254,12 @@ class CA2AA(nn.Module):
         self.register_buffer("unit_cis", torch.tensor(_peptide_unit(True), dtype=torch.float32))
         self.cis_cutoff = CIS_CUTOFF
         self.max_atoms = MAX_ATOMS
+        self.mixture = cfg.mixture
+        self.repack_sweeps = cfg.repack_sweeps
+        self.repack_k = cfg.repack_neighbors
+        self.repack_wall = 2.5  # Å: side-chain atoms closer than this to another residue's atoms are penalised
+        self.repack_weight = 10.0  # penalty units per Å^2 of overlap, against 1 per nat of likelihood
+        self.repack_chunk = 16  # frames per chunk (bounds memory)
         self.pro_type = AMINO_ACIDS.index("PRO")
         self.pro_cd_n = float(geometry.get("pro_cd_n", 1.473))
         self.bond_n_ca, self.bond_ca_c, self.bond_c_o = _N_CA, _CA_C, _C_O
@@ -445,8 +457,95 @@ class CA2AA(nn.Module):
         h, frames, has_next, has_prev = self.encode(ca, types, valid, seg)
         bb, chi = self.sample_angles(h, seed, temperature)
         x = self.build(ca, types, valid, frames, has_next, has_prev, bb, chi)
+        if self.repack_sweeps > 0 and r > 2:
+            x = self.repack(x, h, chi, ca, types, valid, frames, has_next, has_prev, bb)
         keep = self.slot_valid[residue_types].reshape(-1).nonzero().squeeze(-1)
         return x.reshape(b, r * self.max_atoms, 3).index_select(1, keep) / 10.0
+
+    # ------------------------------------------------------------------ repacking
+    def candidate_chis(self, h: Tensor, chi: Tensor) -> tuple[list[Tensor], Tensor]:
+        """Side-chain candidates: the sampled chis, then every pair of chi1 and chi2 mixture
+        component modes, completed autoregressively with the most probable chi3 and chi4. Returns the
+        candidates and a likelihood penalty (nats below the most probable components) of shape (C, B, R)."""
+        cands = [chi]
+        pens = [torch.zeros_like(chi[..., 0])]
+        zeros = torch.zeros(h.shape[0], h.shape[1], 8, device=h.device, dtype=h.dtype)
+        for k1 in range(self.mixture):
+            for k2 in range(self.mixture):
+                prev = zeros
+                chis: list[Tensor] = []
+                pen = torch.zeros_like(chi[..., 0])
+                for i, head in enumerate(self.chi_heads):
+                    logp, mu, kappa = head(torch.cat([h, prev], dim=-1))
+                    if i < 2:
+                        k = k1 if i == 0 else k2
+                        c = mu[..., k]
+                        pen = pen + logp.max(dim=-1).values - logp[..., k]
+                    else:
+                        c = mu.gather(-1, logp.argmax(dim=-1, keepdim=True)).squeeze(-1)
+                    chis.append(c)
+                    upd = torch.stack([torch.cos(c), torch.sin(c)], dim=-1)
+                    prev = torch.cat([prev[..., : 2 * i], upd, prev[..., 2 * i + 2:]], dim=-1)
+                cands.append(torch.stack(chis, dim=-1))
+                pens.append(pen)
+        return cands, torch.stack(pens, 0)
+
+    def repack(self, x: Tensor, h: Tensor, chi: Tensor, ca: Tensor, types: Tensor, valid: Tensor, frames: Tensor,
+               has_next: Tensor, has_prev: Tensor, bb: Tensor) -> Tensor:
+        """Swap clashing side chains for other likely rotamers (residue slots, Å).
+
+        Greedy sweeps: each residue takes the candidate minimising
+        ``weight * overlap + likelihood penalty``, where overlap sums
+        ``(wall - d)^2`` over its side-chain atoms closer than ``wall`` to any
+        atom of its nearest residues; alternate residues move in alternate
+        sweeps so neighbours do not swap into each other.
+        """
+        cands, lik = self.candidate_chis(h, chi)
+        xs = [x] + [self.build(ca, types, valid, frames, has_next, has_prev, bb, c) for c in cands[1:]]
+        allx = torch.stack(xs, dim=2)  # (B, R, C, 14, 3)
+        lik = lik.permute(1, 2, 0)  # (B, R, C)
+        b, r = types.shape
+        n_c = allx.shape[2]
+        sv = self.slot_valid[types]  # (B, R, 14)
+        kk = min(self.repack_k, r - 1)
+        d = torch.cdist(ca, ca) + torch.eye(r, device=ca.device, dtype=ca.dtype).unsqueeze(0) * 1e6
+        nb = d.topk(kk, dim=-1, largest=False).indices  # (B, R, kk)
+        idx = torch.arange(r, device=ca.device)
+        n_sc = self.max_atoms - 5
+        out: list[Tensor] = []
+        for start in range(0, b, self.repack_chunk):
+            stop = min(start + self.repack_chunk, b)
+            X = allx[start:stop]
+            m = stop - start
+            N = nb[start:stop]
+            S = sv[start:stop]
+            L = lik[start:stop].reshape(m * r, n_c)
+            nmask = S.gather(1, N.reshape(m, r * kk, 1).expand(-1, -1, self.max_atoms)).reshape(m * r, 1, -1)
+            smask = S[:, :, 5:].reshape(m * r, n_sc, 1)  # side-chain atoms beyond CB
+            cand_sc = X[:, :, :, 5:].reshape(m * r, n_c, n_sc, 3)
+            choice = torch.zeros(m * r, dtype=torch.long, device=x.device)
+            for sweep in range(self.repack_sweeps):
+                cur = X.gather(2, choice.view(m, r, 1, 1, 1).expand(-1, -1, 1, self.max_atoms, 3)).squeeze(2)
+                neigh = cur.gather(1, N.reshape(m, r * kk, 1, 1).expand(-1, -1, self.max_atoms, 3))
+                neigh = neigh.reshape(m * r, kk * self.max_atoms, 3)
+                own = cur[:, :, 5:].reshape(m * r, n_sc, 3)
+                over = ((self.repack_wall - torch.cdist(own, neigh)).clamp_min(0.0) ** 2) * nmask * smask
+                pen = over.sum(dim=(-1, -2))
+                turn = ((idx + sweep) % 2 == 0).repeat(m)
+                act = ((pen > 0) & turn).nonzero().squeeze(-1)
+                if act.numel() == 0:
+                    continue
+                sc = cand_sc.index_select(0, act).reshape(-1, n_c * n_sc, 3)
+                dist = torch.cdist(sc, neigh.index_select(0, act)).reshape(-1, n_c, n_sc, neigh.shape[1])
+                o = ((self.repack_wall - dist).clamp_min(0.0) ** 2) * nmask.index_select(0, act).unsqueeze(1)
+                o = o * smask.index_select(0, act).unsqueeze(1)
+                score = self.repack_weight * o.sum(dim=(-1, -2)) + L.index_select(0, act)
+                ch = choice.index_select(0, act)
+                best = score.argmin(dim=-1)
+                gain = score.gather(-1, best.unsqueeze(-1)).squeeze(-1) < score.gather(-1, ch.unsqueeze(-1)).squeeze(-1) - 1e-4
+                choice = choice.scatter(0, act, torch.where(gain, best, ch))
+            out.append(X.gather(2, choice.view(m, r, 1, 1, 1).expand(-1, -1, 1, self.max_atoms, 3)).squeeze(2))
+        return torch.cat(out, dim=0)
 
     # ------------------------------------------------------------------ training
     @torch.jit.unused
