@@ -257,7 +257,8 @@ def test_badly_clashing_frame_is_relaxed_in_stages(trpcage, template):
     assert soft is not None
     res2 = relaxer.relax(bad)  # the soft Context is built once and reused; same result for the same frame
     assert relaxer._soft_context is soft
-    np.testing.assert_allclose(res2.xyz, res.xyz, atol=1e-4)
+    # the multi-threaded CPU platform is not bit-reproducible (differences of a few 1e-3 nm)
+    np.testing.assert_allclose(res2.xyz, res.xyz, atol=1e-2)
     good = relaxer.relax(x)  # an ordinary frame takes the normal path
     assert not good.staged and good.converged and good.clash_after == 0.0
 
