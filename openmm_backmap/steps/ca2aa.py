@@ -361,10 +361,14 @@ class CA2AA(nn.Module):
         cos, sin = torch.cos(th).unsqueeze(-1), torch.sin(th).unsqueeze(-1)
         loc = torch.stack([unit[..., 0], unit[..., 1] * cos - unit[..., 2] * sin,
                            unit[..., 1] * sin + unit[..., 2] * cos], dim=-1)
+        # a C-alpha pair farther from (or closer to) each other than the ideal unit stretches the unit
+        # along its axis, sharing the error between the CA-C, C-N and N-CA bonds
+        stretch = torch.linalg.vector_norm(ca_next - ca, dim=-1) / unit[..., 3, 0].clamp_min(1e-6)
+        loc = torch.cat([(loc[..., 0] * stretch.unsqueeze(-1)).unsqueeze(-1), loc[..., 1:]], dim=-1)
         glob = torch.einsum("brji,brkj->brki", frames, loc)  # rotate back to global
         c_pep = ca + glob[:, :, 0]
         o_pep = ca + glob[:, :, 1]
-        n_next = ca_next + glob[:, :, 2] - glob[:, :, 3]  # N(i+1) relative to CA(i+1)
+        n_next = ca + glob[:, :, 2]
 
         # N: from the previous peptide plane, or placed by psi at N-termini
         n_from_prev = _take(n_next, prv)

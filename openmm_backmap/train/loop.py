@@ -71,7 +71,7 @@ def train_task(task, cfg: RunConfig, resume: bool = False, log=print) -> dict:
                disable=None, dynamic_ncols=True)
     running = []
     stop_reason = "max_steps"
-    peak_rss = 0
+    peak_rss = state.get("peak_rss_mb") or 0.0
     while state["step"] < cfg.optim.max_steps:
         if time.time() - t0 > 60 * cfg.optim.time_limit_min:  # e.g. resumed after the limit
             stop_reason = "time_limit"
@@ -102,6 +102,7 @@ def train_task(task, cfg: RunConfig, resume: bool = False, log=print) -> dict:
                 peak_rss = max(peak_rss, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
             except ImportError:  # pragma: no cover
                 pass
+            state["peak_rss_mb"] = peak_rss
             row = {"step": state["step"], "time_s": round(elapsed, 1), "lr": opt.param_groups[0]["lr"],
                    "train_loss": float(np.mean(running)) if running else float("nan"), **metrics}
             running = []
@@ -137,7 +138,8 @@ def train_task(task, cfg: RunConfig, resume: bool = False, log=print) -> dict:
     best = torch.load(best_path, map_location="cpu", weights_only=False)
     model.load_state_dict(best["model"])
     summary = {"steps": state["step"], "best_step": best["step"], "stop_reason": stop_reason,
-               "train_time_s": round(state["elapsed"], 1), "peak_rss_mb": round(peak_rss, 1),
+               "train_time_s": round(state["elapsed"], 1),
+               "peak_rss_mb": round(peak_rss, 1) if peak_rss else None,
                "best_metrics": state["best_metrics"]}
     with open(os.path.join(cfg.run_dir, "summary.json"), "w") as fh:
         json.dump(summary, fh, indent=2)
