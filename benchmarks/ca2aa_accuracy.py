@@ -33,7 +33,7 @@ from openmm_backmap.ensemble import ProteinEnsemble
 from openmm_backmap.io import LoadWarning, load_ensemble
 from openmm_backmap.metrics import (backbone_dihedrals, chi_dihedrals, evaluate, kl_divergence,
                                     ramachandran_plot)
-from openmm_backmap.topology import TEMPLATES, atom_layout
+from openmm_backmap.topology import TEMPLATES
 
 METRICS = ("rmsd_angstrom", "rmsd_sym_angstrom", "ged", "clash_percent", "bond_ok_percent")
 SETS = {

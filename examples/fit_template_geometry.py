@@ -37,7 +37,7 @@ def main():
             ms.append(m)
             ts.append(ens.residue_types)
     geo = fit_geometry(xs, ms, ts)
-    geo["source"] = f"medians over {len(files)} training chains (../shared/data/train/chains)"
+    geo["source"] = f"medians over {len(files)} experimental training chains (train/chains of the project's data set)"
     with open(args.output, "w") as fh:
         json.dump(geo, fh)
     print(f"wrote {args.output} from {len(files)} chains")

@@ -151,7 +151,7 @@ def convert(input, output, model=None, topology=None, samples=1, seed=None, devi
     """
     from .backmapper import load_model
     from .io import check_output_path, topology_path_for
-    from .pipeline import BackmapPipeline, cg_particle_info, format_summary, make_whole
+    from .pipeline import BackmapPipeline, cg_particle_info, cg_sequence, format_summary, make_whole
 
     input = os.fspath(input)
     output = os.fspath(output)
@@ -192,16 +192,8 @@ def convert(input, output, model=None, topology=None, samples=1, seed=None, devi
         for xyz, time_ps, box in frames:
             if pipe is None:
                 info = cg_particle_info(top, particles, xyz[0] if len(xyz) else None)
-                sequence = info["sequence"]
-                if bm.transferable and sequence is None:
-                    if not info["one_per_residue"]:
-                        raise ValueError(f"{top_source}: the {len(particles)} CG particles are not one per residue; "
-                                         "a C-alpha model needs a C-alpha topology (one particle per residue)")
-                    raise ValueError(f"{top_source}: residue names {', '.join(info['bad_names'][:6])} are not "
-                                     "standard amino acids, so the C-alpha model cannot know the sequence; give a "
-                                     "CG topology with the real residue names (-t/--topology)")
-                if not bm.transferable and sequence is not None and len(sequence) != bm.n_beads:
-                    sequence = None
+                sequence = cg_sequence(info, bm, f"{top_source}: ", fix_count=": give a C-alpha topology",
+                                       fix_names="; give a CG topology with the real residue names (-t/--topology)")
                 ca_level = info["one_per_residue"] and sequence is not None
                 pipe = BackmapPipeline(
                     bm, output, len(particles), sequence=sequence,

@@ -350,6 +350,26 @@ def cg_particle_info(topology, particles=None, xyz=None):
     }
 
 
+def cg_sequence(info, model, where="", fix_count="", fix_names=""):
+    """The residue sequence a model needs from CG particle info (:func:`cg_particle_info`).
+
+    A transferable (C-alpha) model needs one particle per residue with
+    standard residue names; raises ValueError saying what is wrong, followed
+    by the caller's hint on how to fix it. For a per-system model whose beads
+    are not residues, returns None (nothing to check).
+    """
+    sequence = info["sequence"]
+    if model.transferable and sequence is None:
+        if not info["one_per_residue"]:
+            raise ValueError(f"{where}the CG particles are not one per residue; a C-alpha model needs one particle "
+                             f"per residue{fix_count}")
+        raise ValueError(f"{where}residue names {', '.join(info['bad_names'][:6])} are not standard amino acids, so "
+                         f"the C-alpha model cannot know the sequence{fix_names}")
+    if not model.transferable and sequence is not None and len(sequence) != model.n_beads:
+        return None  # beads are not residues
+    return sequence
+
+
 # --------------------------------------------------------------------------
 # the pipeline
 # --------------------------------------------------------------------------

@@ -226,7 +226,6 @@ class BackmapReporter:
                 from .pipeline import make_whole
 
                 xyz = make_whole(xyz, box, self._bonds)
-        index = self.frames_reported
         self.frames_reported += 1
         if not self.pipeline.filter_frames(xyz[None], index=[simulation.currentStep])[0]:
             return
@@ -237,7 +236,7 @@ class BackmapReporter:
 
     # ------------------------------------------------------------------ internals
     def _setup(self, simulation, pos):
-        from .pipeline import BackmapPipeline, cg_particle_info
+        from .pipeline import BackmapPipeline, cg_particle_info, cg_sequence
 
         n_total = len(pos)
         if self.cgParticles is None:
@@ -255,16 +254,9 @@ class BackmapReporter:
         model = load_model(self.model, device=self.device)
         sequence = self.sequence
         if sequence is None:
-            sequence = info["sequence"]
-            if model.transferable and sequence is None:
-                if not info["one_per_residue"]:
-                    raise ValueError(f"the {len(p)} CG particles are not one per residue; a C-alpha model needs "
-                                     "one particle per residue: select them with cgParticles=[...]")
-                raise ValueError(f"the CG particles' residue names ({', '.join(info['bad_names'][:6])}) are not "
-                                 "standard amino acids; pass sequence=[...] (three-letter names, one per particle) "
-                                 "or select the protein's particles with cgParticles=[...]")
-            if not model.transferable and sequence is not None and len(sequence) != model.n_beads:
-                sequence = None  # beads are not residues: nothing to check
+            sequence = cg_sequence(info, model, fix_count=": select them with cgParticles=[...]",
+                                   fix_names="; pass sequence=[...] (three-letter names, one per particle) or select "
+                                             "the protein's particles with cgParticles=[...]")
         seg = info["segment_start"] if model.transferable else None
         ca_level = info["one_per_residue"] and sequence is not None and len(sequence) == len(p)
         self.pipeline = BackmapPipeline(

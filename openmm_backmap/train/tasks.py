@@ -136,8 +136,6 @@ class CA2AATask:
 
     def validate(self):
         """Validation NLL, plus heavy-atom RMSD (Å) of the deterministic reconstruction."""
-        from ..steps.ca2aa import MAX_ATOMS  # noqa: F401
-
         losses, sq, n = [], 0.0, 0
         for it in self._val_items():
             xyz, mask, types, valid, seg = self._batch([it])
