@@ -467,31 +467,43 @@ class CA2AA(nn.Module):
         return x.reshape(b, r * self.max_atoms, 3).index_select(1, keep) / 10.0
 
     # ------------------------------------------------------------------ repacking
+    def _chi(self, index: int, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Evaluate chi head ``index`` (TorchScript cannot call a ModuleList entry by a variable index)."""
+        out = (x, x, x)
+        for i, head in enumerate(self.chi_heads):
+            if i == index:
+                out = head(x)
+        return out
+
     def candidate_chis(self, h: Tensor, chi: Tensor) -> tuple[list[Tensor], Tensor]:
         """Side-chain candidates: the sampled chis, then every pair of chi1 and chi2 mixture
         component modes, completed autoregressively with the most probable chi3 and chi4. Returns the
-        candidates and a likelihood penalty (nats below the most probable components) of shape (C, B, R)."""
+        candidates and a likelihood penalty (nats below the most probable components) of shape (C, B, R).
+
+        Head evaluations are shared between candidates: chi1 once, chi2 once per chi1 mode.
+        """
         cands = [chi]
         pens = [torch.zeros_like(chi[..., 0])]
         zeros = torch.zeros(h.shape[0], h.shape[1], 8, device=h.device, dtype=h.dtype)
+        logp1, mu1, _k1 = self._chi(0, torch.cat([h, zeros], dim=-1))
+        best1 = logp1.max(dim=-1).values
         for k1 in range(self.mixture):
+            c1 = mu1[..., k1]
+            prev1 = torch.cat([torch.stack([torch.cos(c1), torch.sin(c1)], dim=-1), zeros[..., 2:]], dim=-1)
+            logp2, mu2, _k2 = self._chi(1, torch.cat([h, prev1], dim=-1))
+            best2 = logp2.max(dim=-1).values
             for k2 in range(self.mixture):
-                prev = zeros
-                chis: list[Tensor] = []
-                pen = torch.zeros_like(chi[..., 0])
-                for i, head in enumerate(self.chi_heads):
-                    logp, mu, kappa = head(torch.cat([h, prev], dim=-1))
-                    if i < 2:
-                        k = k1 if i == 0 else k2
-                        c = mu[..., k]
-                        pen = pen + logp.max(dim=-1).values - logp[..., k]
-                    else:
-                        c = mu.gather(-1, logp.argmax(dim=-1, keepdim=True)).squeeze(-1)
-                    chis.append(c)
-                    upd = torch.stack([torch.cos(c), torch.sin(c)], dim=-1)
-                    prev = torch.cat([prev[..., : 2 * i], upd, prev[..., 2 * i + 2:]], dim=-1)
-                cands.append(torch.stack(chis, dim=-1))
-                pens.append(pen)
+                c2 = mu2[..., k2]
+                prev2 = torch.cat([prev1[..., :2], torch.cos(c2).unsqueeze(-1), torch.sin(c2).unsqueeze(-1),
+                                   zeros[..., 4:]], dim=-1)
+                logp3, mu3, _k3 = self._chi(2, torch.cat([h, prev2], dim=-1))
+                c3 = mu3.gather(-1, logp3.argmax(dim=-1, keepdim=True)).squeeze(-1)
+                prev3 = torch.cat([prev2[..., :4], torch.cos(c3).unsqueeze(-1), torch.sin(c3).unsqueeze(-1),
+                                   zeros[..., 6:]], dim=-1)
+                logp4, mu4, _k4 = self._chi(3, torch.cat([h, prev3], dim=-1))
+                c4 = mu4.gather(-1, logp4.argmax(dim=-1, keepdim=True)).squeeze(-1)
+                cands.append(torch.stack([c1, c2, c3, c4], dim=-1))
+                pens.append(best1 - logp1[..., k1] + best2 - logp2[..., k2])
         return cands, torch.stack(pens, 0)
 
     def repack(self, x: Tensor, h: Tensor, chi: Tensor, ca: Tensor, types: Tensor, valid: Tensor, frames: Tensor,
