@@ -191,7 +191,7 @@ def main(argv=None):
         t0 = time.time()
         structures = load_set(root, name, args.max_frames)
         rows = {"deterministic": [], f"best_of_{args.samples}": [], f"mean_of_{args.samples}": [], "pulchra": []}
-        refs, gen_det, gen_pul = [], [], []
+        refs, gen_det, gen_pul, gen_sto = [], [], [], []
         per_structure = []
         for sname, ref in structures:
             det = bm.backmap(ref.ca_xyz, sequence=ref.sequence, segment_start=ref.segment_start, deterministic=True)
@@ -199,12 +199,14 @@ def main(argv=None):
                              samples=args.samples, seed=1)
             g_det = generated(ref, det.xyz, "model-deterministic")
             r_det = evaluate(ref, g_det, name=sname)
-            r_sto = evaluate(ref, generated(ref, sto.xyz, "model-samples"), name=sname)
+            g_sto = generated(ref, sto.xyz, "model-samples")
+            r_sto = evaluate(ref, g_sto, name=sname)
             rows["deterministic"].append(r_det)
             rows[f"mean_of_{args.samples}"].append(r_sto)
             rows[f"best_of_{args.samples}"].append(best_of(r_sto, args.samples))
             refs.append(ref)
             gen_det.append(g_det)
+            gen_sto.append((ref, g_sto))
             entry = {"name": sname, "residues": ref.n_residues, "frames": ref.n_frames,
                      "deterministic": {m: r_det[m]["mean"] for m in METRICS}}
             if not args.skip_pulchra:
@@ -221,7 +223,10 @@ def main(argv=None):
         kl_det, ra, ga = pooled_kl(refs, gen_det)
         ramachandran_plot(ra, ga, out / "plots" / f"ca2aa_{name}_ramachandran.png",
                           title=f"{name}: reference vs openmm-backmap (deterministic)", kl=kl_det["ramachandran"])
-        entry = {"structures": per_structure, "kl_deterministic": kl_det,
+        # samples: compare with the reference frames repeated once per sample
+        kl_sto = pooled_kl([r.select_frames(np.repeat(np.arange(r.n_frames), args.samples)) for r, _ in gen_sto],
+                           [g for _, g in gen_sto])[0]
+        entry = {"structures": per_structure, "kl_deterministic": kl_det, "kl_samples": kl_sto,
                  "summary": {k: summarize(v) for k, v in rows.items() if v}, "seconds": round(time.time() - t0, 1)}
         if gen_pul:
             entry["kl_pulchra"] = pooled_kl(refs, gen_pul)[0]
@@ -267,12 +272,14 @@ def markdown(report):
     for name, entry in report["sets"].items():
         for method, summ in entry["summary"].items():
             lines.append(f"| {name} | {method} | " + " | ".join(_fmt(summ[m], m) for m in METRICS) + " |")
-    lines += ["", "| set | KL rama (model) | KL chi1 (model) | KL rama (PULCHRA) | KL chi1 (PULCHRA) |",
-              "|---|---|---|---|---|"]
+    lines += ["", "| set | KL rama (deterministic) | KL chi1 (deterministic) | KL rama (samples) | "
+              "KL chi1 (samples) | KL rama (PULCHRA) | KL chi1 (PULCHRA) |", "|---|---|---|---|---|---|---|"]
     for name, entry in report["sets"].items():
         kp = entry.get("kl_pulchra", {})
         kd = entry["kl_deterministic"]
+        ks = entry.get("kl_samples", {})
         lines.append(f"| {name} | {kd['ramachandran']:.3f} | {kd['chi1']:.3f} | "
+                     f"{ks.get('ramachandran', float('nan')):.3f} | {ks.get('chi1', float('nan')):.3f} | "
                      f"{kp.get('ramachandran', float('nan')):.3f} | {kp.get('chi1', float('nan')):.3f} |")
     if "casp" in report["sets"]:
         lines += ["", "## CASP targets (deterministic vs PULCHRA, rmsd Å)", "", "| target | residues | model | PULCHRA |",
