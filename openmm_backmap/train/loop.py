@@ -30,6 +30,13 @@ def _save(path, payload):
     os.replace(tmp, path)
 
 
+def _after_load(task):
+    """Let the task restore what is not learned (e.g. data-fitted tables) after a checkpoint load."""
+    hook = getattr(task, "on_load", None)
+    if hook is not None:
+        hook()
+
+
 def train_task(task, cfg: RunConfig, resume: bool = False, log=print) -> dict:
     """Optimise ``task.model``; return a summary (best validation metrics, time, steps).
 
@@ -57,6 +64,7 @@ def train_task(task, cfg: RunConfig, resume: bool = False, log=print) -> dict:
             raise FileNotFoundError(f"cannot resume: no checkpoint {last_path!r}; run without --resume")
         ck = torch.load(last_path, map_location="cpu", weights_only=False)
         model.load_state_dict(ck["model"])
+        _after_load(task)
         opt.load_state_dict(ck["optim"])
         sched.load_state_dict(ck["sched"])
         state = ck["state"]
@@ -137,6 +145,7 @@ def train_task(task, cfg: RunConfig, resume: bool = False, log=print) -> dict:
     bar.close()
     best = torch.load(best_path, map_location="cpu", weights_only=False)
     model.load_state_dict(best["model"])
+    _after_load(task)
     summary = {"steps": state["step"], "best_step": best["step"], "stop_reason": stop_reason,
                "train_time_s": round(state["elapsed"], 1),
                "peak_rss_mb": round(peak_rss, 1) if peak_rss else None,

@@ -149,13 +149,18 @@ class CA2AATask:
             n += int(m.sum())
         return {"val_loss": float(np.mean(losses)), "val_rmsd_A": (sq / max(n, 1)) ** 0.5}
 
+    def on_load(self):
+        """Template geometry is fitted from the data, not learned: write the task's fit into the buffers
+        after a checkpoint is loaded (an older checkpoint may carry stale or incomplete tables)."""
+        with torch.no_grad():
+            for key in ("bond", "angle", "offset"):
+                getattr(self.model, f"zm_{key}").copy_(torch.as_tensor(np.asarray(self.geometry[key]),
+                                                                        dtype=torch.float32))
+        self.model.pro_cd_n = float(self.geometry["pro_cd_n"])
+
     def export_module(self):
         """The step wrapped as a transferable k-step model, and its export context."""
         from ..backmapper import KStepModel
 
-        # template geometry is fitted from the data, not learned: write the task's fit into the buffers
-        # (a checkpoint from an older version may carry stale or incomplete tables)
-        for key in ("bond", "angle", "offset"):
-            getattr(self.model, f"zm_{key}").copy_(torch.as_tensor(np.asarray(self.geometry[key]), dtype=torch.float32))
-        self.model.pro_cd_n = float(self.geometry["pro_cd_n"])
+        self.on_load()
         return KStepModel([self.model]), {"kind": "ca2aa", "metadata": {"template_geometry": "fitted on training data"}}
