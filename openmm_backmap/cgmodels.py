@@ -23,6 +23,8 @@ import os
 
 import numpy as np
 
+from .metrics import dihedral
+
 __all__ = ["calpha_go_model", "elastic_network_model", "bead_masses", "RESIDUE_MASSES", "BOLTZMANN_KJ_PER_MOL_K"]
 
 #: Average masses (amu) of amino-acid residues in a chain (free amino acid minus water).
@@ -93,16 +95,6 @@ def bead_masses(sequence, residue_groups):
 
     per_res = np.array([RESIDUE_MASSES[canonical_residue_name(s) or s] for s in sequence])
     return np.array([per_res[np.asarray(g, dtype=np.int64)].sum() for g in residue_groups])
-
-
-def _dihedral(p0, p1, p2, p3):
-    b0, b1, b2 = p0 - p1, p2 - p1, p3 - p2
-    b1n = b1 / np.linalg.norm(b1, axis=-1, keepdims=True)
-    v = b0 - np.sum(b0 * b1n, -1, keepdims=True) * b1n
-    w = b2 - np.sum(b2 * b1n, -1, keepdims=True) * b1n
-    x = np.sum(v * w, -1)
-    y = np.sum(np.cross(b1n, v) * w, -1)
-    return np.arctan2(y, x)
 
 
 def _angle(p0, p1, p2):
@@ -231,7 +223,7 @@ def calpha_go_model(ensemble_or_path, frame=0, epsilon=10.0, contact_cutoff=0.8,
     torsion_force = openmm.PeriodicTorsionForce()
     for i in range(n - 3):
         if seg_id[i] == seg_id[i + 3]:
-            phi0 = float(_dihedral(ca[i], ca[i + 1], ca[i + 2], ca[i + 3]))
+            phi0 = float(np.radians(dihedral(ca[i], ca[i + 1], ca[i + 2], ca[i + 3])))
             # k (1 - cos(n(phi - phi0))) == k (1 + cos(n phi - (n phi0 + pi)))
             torsion_force.addTorsion(i, i + 1, i + 2, i + 3, 1, phi0 + np.pi, torsion_k1)
             torsion_force.addTorsion(i, i + 1, i + 2, i + 3, 3, 3 * phi0 + np.pi, torsion_k3)
