@@ -22,7 +22,8 @@ C-alpha level carries. Training time and peak memory of every training run
 Usage::
 
     python benchmarks/kstep_table.py [--data ../shared/data] [--ca-model models/ca2aa.pt] \\
-        [--seeds 0 1 2] [--rows adk12,trpcage4] [--reuse] [--threads 2] [--eval-frames 100]
+        [--seeds 0 1 2] [--rows adk12,trpcage4] [--reuse] [--threads 2] [--eval-frames 100] \\
+        [--time-limit-min 25]
     python benchmarks/kstep_table.py --quick   # plumbing check: tiny models, a few steps
 
 Rows: adenylate kinase with 12, 22 and 60 beads (train: DIMS + TMD paths;
@@ -103,7 +104,8 @@ def _set(d: dict, dotted: str, value):
     node[parts[-1]] = value
 
 
-def build_config(base, overrides: dict, data_root: Path, run_dir: Path, seed: int, threads: int) -> dict:
+def build_config(base, overrides: dict, data_root: Path, run_dir: Path, seed: int, threads: int,
+                 name: str) -> dict:
     """A config dict with absolute paths for one training run."""
     if isinstance(base, str):
         d = yaml.safe_load((CONFIGS / base).read_text())
@@ -121,7 +123,7 @@ def build_config(base, overrides: dict, data_root: Path, run_dir: Path, seed: in
     d["output"] = str(run_dir / "model.pt")
     d["seed"] = int(seed)
     d.setdefault("optim", {})["threads"] = int(threads)
-    d["name"] = f"{d.get('name', 'cgvae')}-s{seed}"
+    d["name"] = f"{name}-s{seed}"
     return d
 
 
@@ -288,6 +290,8 @@ def main(argv=None):
     ap.add_argument("--runs", default=None, help="run directory root (default runs/kstep, runs/kstep_quick)")
     ap.add_argument("--out", default=None, help="output prefix (default docs/benchmarks/kstep_table)")
     ap.add_argument("--threads", type=int, default=2, help="threads per training run")
+    ap.add_argument("--time-limit-min", type=float, default=None,
+                    help="training budget of every run in minutes (default: each config's optim.time_limit_min)")
     ap.add_argument("--eval-frames", type=int, default=100, help="evenly spaced eval frames per system (0 = all)")
     ap.add_argument("--samples", type=int, default=1, help="samples per frame at temperature 1")
     ap.add_argument("--quick", action="store_true", help="tiny models and a few steps: checks the plumbing only")
@@ -335,8 +339,10 @@ def main(argv=None):
             for variant in ("onestep", "step1"):
                 base, over = spec[variant]
                 over = dict(over, **(QUICK if args.quick else {}))
+                if args.time_limit_min is not None and not args.quick:
+                    over["optim.time_limit_min"] = args.time_limit_min
                 run_dir = runs / row / f"{variant}_s{seed}"
-                cfg = build_config(base, over, data_root, run_dir, seed, args.threads)
+                cfg = build_config(base, over, data_root, run_dir, seed, args.threads, f"{row}-{variant}")
                 summary = train_one(cfg, run_dir, args.reuse, args.threads, log)
                 model = str(run_dir / "model.pt")
                 if variant == "step1":

@@ -1,21 +1,26 @@
 """Cost of on-the-fly backmapping: CG steps/s with and without a BackmapReporter.
 
-Runs the CG simulation (default: the C-alpha Go model of villin from
-OpenMM's test.pdb) without a reporter, then with a BackmapReporter at report
-intervals of 100, 1000 and 10000 steps, synchronous and asynchronous, all in
-the same process, and reports steps/s and the ratio to the no-reporter
-baseline measured in the same run. It also times the relaxation of
-backmapped frames (seconds per frame) with the Relaxer defaults (AMBER14 +
-GBn2) and with the demo's vacuum settings.
+For every model (default: both shipped models) the CG simulation runs
+without a reporter and with a BackmapReporter at report intervals of 100,
+1000 and 10000 steps, synchronous and asynchronous. Runs are interleaved
+(each reporter run directly after a no-reporter run, ``--repeats`` times) and
+each setting is reported as the median ratio of the two speeds, so machine
+drift cancels. It also times the relaxation of backmapped frames (seconds per
+frame) with the Relaxer defaults (AMBER14 + GBn2) and with the demo's vacuum
+settings.
 
-A per-system model (``--model`` with an ultra-coarse-grained k-step model,
-e.g. adenylate kinase) is simulated with an elastic network of its
-reference bead positions (:func:`openmm_backmap.cgmodels.elastic_network_model`).
+CG systems: the transferable C-alpha model drives the C-alpha Go model of
+villin from OpenMM's test.pdb; a per-system ultra-coarse-grained k-step
+model (e.g. adenylate kinase) drives an elastic network of its reference bead
+positions (:func:`openmm_backmap.cgmodels.elastic_network_model`).
+
+The CPU platform runs with ``--cpu-threads`` (default 1), so that on a small
+machine one core integrates and the others backmap.
 
 Writes ``reporter_overhead.json`` and ``reporter_overhead.md`` into
 ``--output-dir`` (default ``docs/benchmarks``)::
 
-    python benchmarks/reporter_overhead.py --model models/ca2aa.pt
+    python benchmarks/reporter_overhead.py
     python benchmarks/reporter_overhead.py --quick --model tiny.pt --output-dir /tmp/bench
 """
 
@@ -31,6 +36,8 @@ import time
 import warnings
 
 import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _cg_system(bm, seed):
@@ -59,13 +66,14 @@ def _cg_system(bm, seed):
     return top, system, pos, f"{bm.metadata.get('name', 'per-system model')}: elastic network of {len(xyz)} beads"
 
 
-def _simulation(top, system, pos, platform_name, seed):
+def _simulation(top, system, pos, platform_name, seed, cpu_threads):
     import openmm
     import openmm.app as app
 
     integrator = openmm.LangevinMiddleIntegrator(300.0, 1.0, 0.010)
     integrator.setRandomNumberSeed(seed)
-    sim = app.Simulation(top, system, integrator, openmm.Platform.getPlatformByName(platform_name))
+    props = {"Threads": str(cpu_threads)} if platform_name == "CPU" and cpu_threads else {}
+    sim = app.Simulation(top, system, integrator, openmm.Platform.getPlatformByName(platform_name), props)
     sim.context.setPositions(pos)
     sim.context.setVelocitiesToTemperature(300.0, seed)
     sim.step(100)  # warm up
@@ -73,14 +81,55 @@ def _simulation(top, system, pos, platform_name, seed):
 
 
 def _run(sim, steps, reporter=None):
+    """Seconds for ``steps`` steps; with a reporter, closing it (the asynchronous queue drained) is included."""
     if reporter is not None:
         sim.reporters.append(reporter)
     t0 = time.perf_counter()
     sim.step(steps)
     if reporter is not None:
-        reporter.close()  # includes the frames still queued in the asynchronous mode
+        reporter.close()
         sim.reporters.remove(reporter)
     return time.perf_counter() - t0
+
+
+def _measure(bm, top, system, pos, args, intervals, tmp):
+    """Interleaved runs: for every repeat and setting, a no-reporter run directly before the reporter run.
+
+    The ratio of a setting is the median over repeats of (reporter steps/s) / (steps/s of the no-reporter run
+    next to it), so slow drifts of the machine cancel.
+    """
+    from openmm_backmap.reporter import BackmapReporter
+
+    settings = [(i, a) for i in intervals for a in (False, True)]
+    rows = {s: {"seconds": [], "baseline_seconds": [], "frames": 0} for s in settings}
+    for rep_i in range(args.repeats):
+        for interval, asynchronous in settings:
+            base = _run(_simulation(top, system, pos, args.platform, args.seed, args.cpu_threads), args.steps)
+            sim = _simulation(top, system, pos, args.platform, args.seed, args.cpu_threads)
+            rep = BackmapReporter(os.path.join(tmp, f"b{interval}_{asynchronous}.dcd"), interval, model=bm,
+                                  seed=args.seed, asynchronous=asynchronous, force=True)
+            sec = _run(sim, args.steps, rep)
+            row = rows[(interval, asynchronous)]
+            row["seconds"].append(sec)
+            row["baseline_seconds"].append(base)
+            row["frames"] = rep.summary().get("frames_written", 0)
+            print(f"  repeat {rep_i}: interval {interval:6d} {'async' if asynchronous else 'sync ':5s}: "
+                  f"{args.steps / sec:9.0f} steps/s vs {args.steps / base:9.0f} without ({row['frames']} frames)",
+                  flush=True)
+    runs = []
+    all_base = [b for row in rows.values() for b in row["baseline_seconds"]]
+    runs.append({"reporter": None, "interval": None, "asynchronous": None, "frames": None,
+                 "steps_per_second": args.steps / float(np.median(all_base)), "ratio": 1.0,
+                 "seconds_each": all_base})
+    for (interval, asynchronous), row in rows.items():
+        ratios = [b / s for s, b in zip(row["seconds"], row["baseline_seconds"])]
+        runs.append({"reporter": "BackmapReporter", "interval": interval, "asynchronous": asynchronous,
+                     "frames": row["frames"], "seconds_each": row["seconds"],
+                     "baseline_seconds_each": row["baseline_seconds"],
+                     "steps_per_second": args.steps / float(np.median(row["seconds"])),
+                     "ratio": float(np.median(ratios)), "ratio_min": float(np.min(ratios)),
+                     "ratio_max": float(np.max(ratios))})
+    return runs
 
 
 def _relax_timing(bm, top, pos, n_frames, options):
@@ -104,32 +153,13 @@ def _relax_timing(bm, top, pos, n_frames, options):
             "seconds_per_frame": float(np.mean(times)), "clash_before_after_percent": np.mean(clash, 0).tolist()}
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default=None, help="model file (default: the shipped C-alpha model)")
-    p.add_argument("--device", default=None, help="torch device of the model (default: CUDA if available)")
-    p.add_argument("--platform", default="CPU", help="OpenMM platform of the CG simulation (default: %(default)s)")
-    p.add_argument("--steps", type=int, default=20000, help="CG steps per run (default: %(default)s)")
-    p.add_argument("--intervals", default="100,1000,10000", help="report intervals (default: %(default)s)")
-    p.add_argument("--relax-frames", type=int, default=3, help="frames for the relaxation timing")
-    p.add_argument("--output-dir", default=os.path.join("docs", "benchmarks"))
-    p.add_argument("--quick", action="store_true",
-                   help="tiny configuration to check the script: 1000 steps, intervals 100 and 500, 1 relaxed frame")
-    p.add_argument("--seed", type=int, default=0)
-    args = p.parse_args(argv)
-    if args.quick:
-        args.steps, args.intervals, args.relax_frames = 1000, "100,500", 1
-    intervals = [int(i) for i in args.intervals.split(",")]
-
-    import torch
-
-    from openmm_backmap import __version__
+def _benchmark_model(path, args, intervals):
+    """All measurements for one model: backmapping time, reporter runs, relaxation timing."""
     from openmm_backmap.backmapper import load_model
-    from openmm_backmap.reporter import BackmapReporter
 
-    bm = load_model(args.model, device=args.device)
+    bm = load_model(path, device=args.device)
     top, system, pos, description = _cg_system(bm, args.seed)
-    n = system.getNumParticles()
+    print(f"{description}; model {bm.metadata.get('name') or bm.kind}", flush=True)
     warm = np.asarray(pos, np.float32)[None]
     seq = None
     if bm.transferable:
@@ -142,35 +172,8 @@ def main(argv=None):
     for _ in range(5):
         bm.backmap(warm, seq, seed=0)
     backmap_s = (time.perf_counter() - t0) / 5
-
-    runs = []
     with tempfile.TemporaryDirectory() as tmp:
-        sim = _simulation(top, system, pos, args.platform, args.seed)
-        base_runs = [_run(sim, args.steps)]
-        base_rate = args.steps / base_runs[0]
-        print(f"no reporter: {base_rate:9.0f} steps/s", flush=True)
-        for interval in intervals:
-            for asynchronous in (False, True):
-                sim = _simulation(top, system, pos, args.platform, args.seed)
-                rep = BackmapReporter(os.path.join(tmp, f"b{interval}_{asynchronous}.dcd"), interval, model=bm,
-                                      seed=args.seed, asynchronous=asynchronous, force=True)
-                sec = _run(sim, args.steps, rep)
-                rate = args.steps / sec
-                frames = rep.summary().get("frames_written", 0)
-                runs.append({"reporter": "BackmapReporter", "interval": interval, "asynchronous": asynchronous,
-                             "frames": frames, "seconds": sec, "steps_per_second": rate})
-                print(f"interval {interval:6d} {'async' if asynchronous else 'sync ':5s}: {rate:9.0f} steps/s "
-                      f"({frames} frames)", flush=True)
-        sim = _simulation(top, system, pos, args.platform, args.seed)
-        base_runs.append(_run(sim, args.steps))  # baseline again at the end: the mean is the reference
-        base_rate = args.steps / float(np.mean(base_runs))
-        print(f"no reporter (again): {args.steps / base_runs[-1]:9.0f} steps/s; baseline {base_rate:.0f} steps/s",
-              flush=True)
-    runs.insert(0, {"reporter": None, "interval": None, "asynchronous": None, "seconds": float(np.mean(base_runs)),
-                    "seconds_each": base_runs, "steps_per_second": base_rate, "ratio": 1.0})
-    for run in runs[1:]:
-        run["ratio"] = run["steps_per_second"] / base_rate
-
+        runs = _measure(bm, top, system, pos, args, intervals, tmp)
     relax = []
     relax_settings = [{"implicit": None, "max_iterations": 200}]
     if not args.quick:
@@ -179,25 +182,51 @@ def main(argv=None):
         opts = dict(opts, platform=args.platform if args.platform in ("CPU", "CUDA", "OpenCL") else "CPU")
         relax.append(_relax_timing(bm, top, pos, args.relax_frames, opts))
         r = relax[-1]
-        print(f"relaxation {r['options']}: {r['seconds_per_frame']:.2f} s/frame (build {r['build_seconds']:.1f} s)",
+        print(f"  relaxation {r['options']}: {r['seconds_per_frame']:.2f} s/frame (build {r['build_seconds']:.1f} s)",
               flush=True)
+    return {"system": description, "particles": system.getNumParticles(),
+            "model": bm.metadata.get("name") or bm.kind, "model_file": bm.path, "device": str(bm.device),
+            "backmap_seconds_per_frame": backmap_s, "runs": runs, "relaxation": relax}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", nargs="+", default=None,
+                   help="model file(s) (default: the shipped models/ca2aa.pt and models/adk-ucg12.pt)")
+    p.add_argument("--device", default=None, help="torch device of the model (default: CUDA if available)")
+    p.add_argument("--platform", default="CPU", help="OpenMM platform of the CG simulation (default: %(default)s)")
+    p.add_argument("--cpu-threads", type=int, default=1,
+                   help="threads of the CPU platform (default: %(default)s, leaving a core for the backmapping)")
+    p.add_argument("--steps", type=int, default=20000, help="CG steps per run (default: %(default)s)")
+    p.add_argument("--repeats", type=int, default=3, help="interleaved repeats of every setting")
+    p.add_argument("--intervals", default="100,1000,10000", help="report intervals (default: %(default)s)")
+    p.add_argument("--relax-frames", type=int, default=3, help="frames for the relaxation timing")
+    p.add_argument("--output-dir", default=os.path.join("docs", "benchmarks"))
+    p.add_argument("--quick", action="store_true",
+                   help="tiny configuration to check the script: 1000 steps, intervals 100 and 500, 1 repeat, "
+                        "1 relaxed frame")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    if args.quick:
+        args.steps, args.intervals, args.relax_frames, args.repeats = 1000, "100,500", 1, 1
+    intervals = [int(i) for i in args.intervals.split(",")]
+    models = args.model or [os.path.join(REPO, "models", "ca2aa.pt"), os.path.join(REPO, "models", "adk-ucg12.pt")]
+
+    import torch
+
+    from openmm_backmap import __version__
 
     result = {
         "benchmark": "reporter_overhead",
-        "system": description,
-        "particles": n,
-        "model": bm.metadata.get("name") or bm.kind,
-        "model_file": bm.path,
-        "device": str(bm.device),
         "openmm_platform": args.platform,
+        "cpu_threads": args.cpu_threads if args.platform == "CPU" else None,
         "steps_per_run": args.steps,
-        "backmap_seconds_per_frame": backmap_s,
-        "runs": runs,
-        "relaxation": relax,
+        "repeats": args.repeats,
+        "systems": [_benchmark_model(m, args, intervals) for m in models],
         "quick": args.quick,
         "environment": {"openmm_backmap": __version__, "torch": torch.__version__, "torch_threads":
                         torch.get_num_threads(), "python": platform.python_version(), "machine": platform.machine(),
-                        "cpus": os.cpu_count(), "OPENMM_CPU_THREADS": os.environ.get("OPENMM_CPU_THREADS")},
+                        "cpus": os.cpu_count()},
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "command": " ".join([os.path.basename(sys.argv[0])] + (argv if argv is not None else sys.argv[1:])),
     }
@@ -213,38 +242,42 @@ def main(argv=None):
 
 
 def _markdown(r):
+    threads = f" ({r['cpu_threads']} thread)" if r.get("cpu_threads") else ""
     lines = [
         "# Reporter overhead",
         "",
-        f"{r['system']}; model {r['model']} on {r['device']}; OpenMM platform {r['openmm_platform']}; "
-        f"{r['steps_per_run']} steps of 10 fs per run; {r['date']}; `{r['command']}`"
+        f"OpenMM platform {r['openmm_platform']}{threads}; {r['steps_per_run']} steps of 10 fs per run; "
+        f"{r['repeats']} interleaved repeats; {r['date']}; `{r['command']}`"
         + (" (**quick check, not a measurement**)" if r["quick"] else ""),
         "",
-        f"Backmapping one frame: {r['backmap_seconds_per_frame'] * 1000:.1f} ms (steady state). Ratios are against "
-        "the no-reporter baseline of the same process (mean of a run before and a run after the reporter runs); "
-        "reporter runs include closing the reporter (the asynchronous queue is drained).",
-        "",
-        "| reporter | interval (steps) | mode | frames | steps/s | ratio to baseline |",
-        "|---|---:|---|---:|---:|---:|",
+        "Every reporter run comes directly after a run without reporter; the ratio is the median over repeats of "
+        "the two speeds (min-max in brackets). Reporter runs include closing the reporter (the asynchronous "
+        "queue is drained, no frame is lost).",
     ]
-    for run in r["runs"]:
-        if run["reporter"] is None:
-            lines.append(f"| none | - | - | - | {run['steps_per_second']:.0f} | 1.000 |")
-        else:
-            mode = "asynchronous" if run["asynchronous"] else "synchronous"
-            lines.append(f"| BackmapReporter | {run['interval']} | {mode} | {run['frames']} | "
-                         f"{run['steps_per_second']:.0f} | {run['ratio']:.3f} |")
-    lines += ["", "| relaxation settings | frames | build (s) | s/frame | clash before -> after (% residues) |",
-              "|---|---:|---:|---:|---|"]
-    for x in r["relaxation"]:
-        c = x["clash_before_after_percent"]
-        opts = ", ".join(f"{k}={v}" for k, v in x["options"].items())
-        lines.append(f"| {opts} | {x['frames']} | {x['build_seconds']:.1f} | {x['seconds_per_frame']:.2f} | "
-                     f"{c[0]:.1f} -> {c[1]:.1f} |")
+    for sysr in r["systems"]:
+        lines += ["", f"## {sysr['system']}", "",
+                  f"Model {sysr['model']} on {sysr['device']}; backmapping one frame: "
+                  f"{sysr['backmap_seconds_per_frame'] * 1000:.1f} ms (steady state).", "",
+                  "| reporter | interval (steps) | mode | frames | steps/s | ratio to no reporter |",
+                  "|---|---:|---|---:|---:|---:|"]
+        for run in sysr["runs"]:
+            if run["reporter"] is None:
+                lines.append(f"| none | - | - | - | {run['steps_per_second']:.0f} | 1.000 |")
+            else:
+                mode = "asynchronous" if run["asynchronous"] else "synchronous"
+                lines.append(f"| BackmapReporter | {run['interval']} | {mode} | {run['frames']} | "
+                             f"{run['steps_per_second']:.0f} | {run['ratio']:.3f} "
+                             f"({run['ratio_min']:.2f}-{run['ratio_max']:.2f}) |")
+        lines += ["", "| relaxation settings | frames | build (s) | s/frame | clash before -> after (% residues) |",
+                  "|---|---:|---:|---:|---|"]
+        for x in sysr["relaxation"]:
+            c = x["clash_before_after_percent"]
+            opts = ", ".join(f"{k}={v}" for k, v in x["options"].items())
+            lines.append(f"| {opts} | {x['frames']} | {x['build_seconds']:.1f} | {x['seconds_per_frame']:.2f} | "
+                         f"{c[0]:.1f} -> {c[1]:.1f} |")
     env = r["environment"]
     lines += ["", f"Environment: openmm-backmap {env['openmm_backmap']}, torch {env['torch']} "
-              f"({env['torch_threads']} threads), Python {env['python']}, {env['cpus']} CPUs, "
-              f"OPENMM_CPU_THREADS={env['OPENMM_CPU_THREADS']}.", ""]
+              f"({env['torch_threads']} threads), Python {env['python']}, {env['cpus']} CPUs.", ""]
     return "\n".join(lines)
 
 

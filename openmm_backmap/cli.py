@@ -58,7 +58,7 @@ def _train(args):
 def _export(args):
     from .backmapper import export_kstep
 
-    export_kstep(args.steps, args.output, force=args.force)
+    export_kstep(args.steps, args.output, force=args.force, name=args.name)
 
 
 def _info(args):
@@ -68,9 +68,22 @@ def _info(args):
     print(json.dumps(info, indent=2) if args.json else _format_info(info))
 
 
+def _component_line(c: dict) -> str:
+    """One line per part of a k-step model: kind, name, training time and best validation metrics."""
+    t = c.get("training") or {}
+    best = {k: round(v, 3) for k, v in (t.get("best_metrics") or {}).items()
+            if k.startswith("val_") and isinstance(v, (int, float))}
+    time_s = t.get("train_time_s")
+    trained = f", trained {time_s / 60:.0f} min, {t.get('steps')} steps" if time_s else ""
+    return f"{c.get('kind')} {c.get('name')!r}{trained}" + (f", {json.dumps(best)}" if best else "")
+
+
 def _format_info(info: dict) -> str:
     lines = []
     for key, value in info.items():
+        if key == "components":
+            lines += [f"{'component ' + str(i + 1):>18}: {_component_line(c)}" for i, c in enumerate(value)]
+            continue
         if isinstance(value, (dict, list)):
             value = json.dumps(value)
             if len(value) > 200:
@@ -144,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     x = sub.add_parser("export", help="compose trained steps into one k-step TorchScript model")
     x.add_argument("steps", nargs="+", help="step checkpoints, coarsest first")
     x.add_argument("-o", "--output", required=True)
+    x.add_argument("--name", default=None, help="model name (default: the parts' names joined by '+')")
     x.add_argument("--force", action="store_true")
     x.set_defaults(func=_export)
 

@@ -228,6 +228,10 @@ def test_compose_with_ca2aa(system, exported, tmp_path):
     bm = load_model(out, device="cpu")
     assert bm.kind == "kstep" and bm.n_beads == 4 and bm.sequence == list(ens.sequence)
     assert [s["kind"] for s in bm.metadata["steps"]] == ["cgvae", "ca2aa"]
+    # levels from the two ends, per-part training summaries under components only
+    assert bm.metadata["input_level"] == "ucg4" and bm.metadata["output_level"] == "aa" == bm.output_level
+    assert [c["name"] for c in bm.metadata["components"]][1] == "tiny" and "training" not in bm.metadata
+    assert bm.metadata["name"].endswith("+tiny")
     cg = coarsen(ens, hierarchy=bm.hierarchy, levels="ucg4")["ucg4"][0][:2]
     res = bm.backmap(cg, samples=1, seed=3)
     lay = atom_layout(ens.sequence)

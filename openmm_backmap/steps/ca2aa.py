@@ -278,6 +278,30 @@ class CA2AA(nn.Module):
         self.bb_heads = nn.ModuleList([_AngleHead(h, h, k) for _ in range(4)])
         self.chi_heads = nn.ModuleList([_AngleHead(h + 8, h, k) for _ in range(4)])
 
+    @classmethod
+    @torch.jit.unused
+    def from_exported(cls, step, config: dict) -> "CA2AA":
+        """An eager step with the weights and fitted geometry of an exported (TorchScript) one.
+
+        Use it to fine-tune a shipped model or to re-export it with the installed code.
+
+        Parameters
+        ----------
+        step : torch.jit.ScriptModule
+            The C-alpha step of a loaded model (``getattr(model.module.steps, "0")``).
+        config : dict
+            The step's config from the model metadata (``metadata["steps"][0]["config"]``).
+
+        Examples
+        --------
+        >>> bm = load_model("models/ca2aa.pt")  # doctest: +SKIP
+        >>> step = CA2AA.from_exported(getattr(bm.module.steps, "0"), bm.metadata["steps"][0]["config"])  # doctest: +SKIP
+        """
+        out = cls(CA2AAConfig(**config))
+        out.load_state_dict(step.state_dict(), strict=True)
+        out.pro_cd_n = float(step.pro_cd_n)
+        return out
+
     # ------------------------------------------------------------------ features
     def _graph(self, ca: Tensor, types: Tensor, valid: Tensor, seg_start: Tensor):
         """Segment bookkeeping, frames, neighbours and edge features. ``ca`` in Å."""
@@ -349,6 +373,12 @@ class CA2AA(nn.Module):
 
         ``bb`` holds (theta, psi_N, phi_C, omega_O) per residue, ``chi`` chi1..4.
         """
+        x = self.build_backbone(ca, types, valid, frames, has_next, has_prev, bb)
+        return self.build_side_chains(x, types, chi)
+
+    def build_backbone(self, ca: Tensor, types: Tensor, valid: Tensor, frames: Tensor, has_next: Tensor,
+                       has_prev: Tensor, bb: Tensor) -> Tensor:
+        """Residue slots (B, R, 14, 3) in Å with N, CA, C, O and CB placed (the rest zero)."""
         b, r, _ = ca.shape
         dev = ca.device
         idx = torch.arange(r, device=dev).unsqueeze(0).expand(b, -1)
@@ -389,7 +419,12 @@ class CA2AA(nn.Module):
         cb = place_atom(c, n, ca, bond[:, :, 4], angle[:, :, 4], self.zm_offset[types][:, :, 4])
 
         x = torch.zeros(b, r, self.max_atoms, 3, device=dev, dtype=ca.dtype)
-        x = torch.cat([torch.stack([n, ca, c, o, cb], dim=2), x[:, :, 5:]], dim=2)
+        return torch.cat([torch.stack([n, ca, c, o, cb], dim=2), x[:, :, 5:]], dim=2)
+
+    def build_side_chains(self, x: Tensor, types: Tensor, chi: Tensor) -> Tensor:
+        """Place the side-chain atoms beyond CB of slots ``x`` (B, R, 14, 3), Å, from ``chi`` (B, R, 4)."""
+        bond = self.zm_bond[types]
+        angle = self.zm_angle[types]
         zm = self.zm[types]  # (B, R, 14, 3)
         lev = self.zm_level[types]
         zchi = self.zm_chi[types]
@@ -397,15 +432,25 @@ class CA2AA(nn.Module):
         chi1 = torch.where(types == self.pro_type, wrap_angle(chi[..., 0]).clamp(-0.7, 0.7), chi[..., 0])
         chi = torch.cat([chi1.unsqueeze(-1), chi[..., 1:]], dim=-1)
         chi_pad = torch.cat([torch.zeros_like(chi[..., :1]), chi], dim=-1)
-        tors = chi_pad.gather(2, zchi) + self.zm_offset[types]
+        tors = (chi_pad.gather(2, zchi) + self.zm_offset[types]).reshape(-1)
+        # work on the flat atom list: each level places only its own atoms (a few per residue)
+        b, r = types.shape
+        flat = x.reshape(b * r * self.max_atoms, 3)
+        slot0 = (torch.arange(b * r, device=x.device) * self.max_atoms).view(b, r, 1, 1)
+        ref = (zm + slot0).reshape(-1, 3)  # flat indices of the three reference atoms
+        lev = lev.reshape(-1)
+        bond = bond.reshape(-1)
+        angle = angle.reshape(-1)
         for level in range(1, self.n_levels + 1):
-            sel = (lev == level).unsqueeze(-1)
-            xa = x.gather(2, zm[..., 0:1].expand(-1, -1, -1, 3))
-            xb = x.gather(2, zm[..., 1:2].expand(-1, -1, -1, 3))
-            xc = x.gather(2, zm[..., 2:3].expand(-1, -1, -1, 3))
-            new = place_atom(xa, xb, xc, bond, angle, tors)
-            x = torch.where(sel, new, x)
-        return self._close_proline(x, types)
+            idx = (lev == level).nonzero().squeeze(-1)
+            if idx.numel() == 0:
+                continue
+            rf = ref.index_select(0, idx)
+            new = place_atom(flat.index_select(0, rf[:, 0]), flat.index_select(0, rf[:, 1]),
+                             flat.index_select(0, rf[:, 2]), bond.index_select(0, idx), angle.index_select(0, idx),
+                             tors.index_select(0, idx))
+            flat = flat.index_copy(0, idx, new)
+        return self._close_proline(flat.reshape(b, r, self.max_atoms, 3), types)
 
     def _close_proline(self, x: Tensor, types: Tensor) -> Tensor:
         """Put proline CD on the circle where both CG-CD and CD-N have their bond lengths.
@@ -462,7 +507,7 @@ class CA2AA(nn.Module):
         bb, chi = self.sample_angles(h, seed, temperature)
         x = self.build(ca, types, valid, frames, has_next, has_prev, bb, chi)
         if self.repack_sweeps > 0 and r > 2:
-            x = self.repack(x, h, chi, ca, types, valid, frames, has_next, has_prev, bb)
+            x = self.repack(x, h, chi, ca, types)
         keep = self.slot_valid[residue_types].reshape(-1).nonzero().squeeze(-1)
         return x.reshape(b, r * self.max_atoms, 3).index_select(1, keep) / 10.0
 
@@ -506,8 +551,19 @@ class CA2AA(nn.Module):
                 pens.append(best1 - logp1[..., k1] + best2 - logp2[..., k2])
         return cands, torch.stack(pens, 0)
 
-    def repack(self, x: Tensor, h: Tensor, chi: Tensor, ca: Tensor, types: Tensor, valid: Tensor, frames: Tensor,
-               has_next: Tensor, has_prev: Tensor, bb: Tensor) -> Tensor:
+    def _neighbours(self, cur: Tensor, nf: Tensor, rows: Tensor) -> Tensor:
+        """Atoms (n, kk * 14, 3) of the neighbour residues of ``rows`` (flat residue indices)."""
+        kk = nf.shape[1]
+        return cur.index_select(0, nf.index_select(0, rows).reshape(-1)).reshape(rows.shape[0], kk * self.max_atoms, 3)
+
+    def _overlap(self, sc: Tensor, neigh: Tensor, nmask: Tensor, smask: Tensor) -> Tensor:
+        """Overlap penalty (n, C) of side-chain candidates ``sc`` (n, C, s, 3) with atoms ``neigh`` (n, q, 3)."""
+        n, c, k = sc.shape[0], sc.shape[1], sc.shape[2]
+        dist = torch.cdist(sc.reshape(n, c * k, 3), neigh).reshape(n, c, k, neigh.shape[1])
+        over = ((self.repack_wall - dist).clamp_min(0.0) ** 2) * nmask.unsqueeze(1) * smask.unsqueeze(1)
+        return over.sum(dim=(-1, -2))
+
+    def repack(self, x: Tensor, h: Tensor, chi: Tensor, ca: Tensor, types: Tensor) -> Tensor:
         """Swap clashing side chains for other likely rotamers (residue slots, Å).
 
         Greedy sweeps: each residue takes the candidate minimising
@@ -517,10 +573,12 @@ class CA2AA(nn.Module):
         sweeps so neighbours do not swap into each other.
         """
         cands, lik = self.candidate_chis(h, chi)
-        xs = [x] + [self.build(ca, types, valid, frames, has_next, has_prev, bb, c) for c in cands[1:]]
-        allx = torch.stack(xs, dim=2)  # (B, R, C, 14, 3)
-        lik = lik.permute(1, 2, 0)  # (B, R, C)
         b, r = types.shape
+        # the backbone is shared: all alternative side chains are built in one batched call
+        n_alt = len(cands) - 1
+        alt = self.build_side_chains(x.repeat(n_alt, 1, 1, 1), types.repeat(n_alt, 1), torch.cat(cands[1:], 0))
+        allx = torch.cat([x.unsqueeze(0), alt.reshape(n_alt, b, r, self.max_atoms, 3)], 0).permute(1, 2, 0, 3, 4)
+        lik = lik.permute(1, 2, 0)  # (B, R, C)
         n_c = allx.shape[2]
         sv = self.slot_valid[types]  # (B, R, 14)
         kk = min(self.repack_k, r - 1)
@@ -531,36 +589,47 @@ class CA2AA(nn.Module):
         out: list[Tensor] = []
         for start in range(0, b, self.repack_chunk):
             stop = min(start + self.repack_chunk, b)
-            X = allx[start:stop]
             m = stop - start
-            N = nb[start:stop]
-            S = sv[start:stop]
-            L = lik[start:stop].reshape(m * r, n_c)
-            nmask = S.gather(1, N.reshape(m, r * kk, 1).expand(-1, -1, self.max_atoms)).reshape(m * r, 1, -1)
-            smask = S[:, :, 5:].reshape(m * r, n_sc, 1)  # side-chain atoms beyond CB
-            cand_sc = X[:, :, :, 5:].reshape(m * r, n_c, n_sc, 3)
+            xf = allx[start:stop].reshape(m * r, n_c, self.max_atoms, 3)
+            # neighbour lists as flat residue indices of this chunk
+            nf = (nb[start:stop] + (torch.arange(m, device=x.device) * r).view(m, 1, 1)).reshape(m * r, kk)
+            sf = sv[start:stop].reshape(m * r, self.max_atoms)
+            nmask = sf.index_select(0, nf.reshape(-1)).reshape(m * r, 1, kk * self.max_atoms)
+            smask = sf[:, 5:].unsqueeze(-1)  # side-chain atoms beyond CB
+            lf = lik[start:stop].reshape(m * r, n_c)
+            cand_sc = xf[:, :, 5:]
             choice = torch.zeros(m * r, dtype=torch.long, device=x.device)
+            cur = xf[:, 0]
+            every = torch.arange(m * r, device=x.device)
+            pen = self._overlap(cur[:, 5:].unsqueeze(1), self._neighbours(cur, nf, every), nmask, smask).squeeze(1)
+            # a residue is re-scored only if it or a neighbour moved since it was last scored (same result)
+            stale = torch.ones(m * r, dtype=torch.bool, device=x.device)
             for sweep in range(self.repack_sweeps):
-                cur = X.gather(2, choice.view(m, r, 1, 1, 1).expand(-1, -1, 1, self.max_atoms, 3)).squeeze(2)
-                neigh = cur.gather(1, N.reshape(m, r * kk, 1, 1).expand(-1, -1, self.max_atoms, 3))
-                neigh = neigh.reshape(m * r, kk * self.max_atoms, 3)
-                own = cur[:, :, 5:].reshape(m * r, n_sc, 3)
-                over = ((self.repack_wall - torch.cdist(own, neigh)).clamp_min(0.0) ** 2) * nmask * smask
-                pen = over.sum(dim=(-1, -2))
                 turn = ((idx + sweep) % 2 == 0).repeat(m)
-                act = ((pen > 0) & turn).nonzero().squeeze(-1)
+                act = ((pen > 0) & turn & stale).nonzero().squeeze(-1)
                 if act.numel() == 0:
                     continue
-                sc = cand_sc.index_select(0, act).reshape(-1, n_c * n_sc, 3)
-                dist = torch.cdist(sc, neigh.index_select(0, act)).reshape(-1, n_c, n_sc, neigh.shape[1])
-                o = ((self.repack_wall - dist).clamp_min(0.0) ** 2) * nmask.index_select(0, act).unsqueeze(1)
-                o = o * smask.index_select(0, act).unsqueeze(1)
-                score = self.repack_weight * o.sum(dim=(-1, -2)) + L.index_select(0, act)
+                stale = stale.index_fill(0, act, False)
+                score = self._overlap(cand_sc.index_select(0, act), self._neighbours(cur, nf, act),
+                                      nmask.index_select(0, act), smask.index_select(0, act))
+                score = self.repack_weight * score + lf.index_select(0, act)
                 ch = choice.index_select(0, act)
                 best = score.argmin(dim=-1)
                 gain = score.gather(-1, best.unsqueeze(-1)).squeeze(-1) < score.gather(-1, ch.unsqueeze(-1)).squeeze(-1) - 1e-4
-                choice = choice.scatter(0, act, torch.where(gain, best, ch))
-            out.append(X.gather(2, choice.view(m, r, 1, 1, 1).expand(-1, -1, 1, self.max_atoms, 3)).squeeze(2))
+                moved = act.masked_select(gain)
+                if moved.numel() == 0:
+                    continue
+                to = best.masked_select(gain)
+                choice = choice.index_copy(0, moved, to)
+                new_atoms = xf.index_select(0, moved).gather(1, to.view(-1, 1, 1, 1).expand(-1, 1, self.max_atoms, 3))
+                cur = cur.index_copy(0, moved, new_atoms.squeeze(1))
+                flag = torch.zeros(m * r, dtype=torch.bool, device=x.device).index_fill(0, moved, True)
+                hit = (flag | flag.index_select(0, nf.reshape(-1)).reshape(m * r, kk).any(-1)).nonzero().squeeze(-1)
+                stale = stale.index_fill(0, hit, True)
+                sub = self._overlap(cur.index_select(0, hit)[:, 5:].unsqueeze(1), self._neighbours(cur, nf, hit),
+                                    nmask.index_select(0, hit), smask.index_select(0, hit))
+                pen = pen.index_copy(0, hit, sub.squeeze(1))
+            out.append(cur.reshape(m, r, self.max_atoms, 3))
         return torch.cat(out, dim=0)
 
     # ------------------------------------------------------------------ training
