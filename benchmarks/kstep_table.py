@@ -26,6 +26,10 @@ Usage::
         [--time-limit-min 25]
     python benchmarks/kstep_table.py --quick   # plumbing check: tiny models, a few steps
 
+``--finetune-min M`` adds a third model per row: the 2-step model whose
+C-alpha step is the transferable model fine-tuned for M minutes on the
+system's training files (once per system and seed, shared by its rows).
+
 Rows: adenylate kinase with 12, 22 and 60 beads (train: DIMS + TMD paths;
 eval: an independent DIMS path), Trp-cage with 4 beads (train: frames
 0-3999; eval: frames 4000-4998), PED00153 with 10 beads (train: ensembles
@@ -88,6 +92,8 @@ EVAL = {
 }
 SYSTEM_NAMES = {"adk": "adenylate kinase (214 res)", "trpcage": "Trp-cage (20 res)",
                 "PED00153": "PED00153 IDP (100 res)"}
+VARIANTS = {"onestep": "1-step UCG→AA", "twostep": "2-step UCG→CA→AA",
+            "twostep_ft": "2-step, CA→AA fine-tuned on the system"}
 QUICK = {"optim.max_steps": 3, "optim.validate_every": 3, "optim.time_limit_min": 2.0, "data.max_frames": 12,
          "model.hidden": 16, "model.latent": 2, "model.encoder_layers": 1, "model.prior_layers": 1,
          "model.coarse_layers": 1, "model.decoder_layers": 1, "task.val_frames": 4}
@@ -150,6 +156,28 @@ def train_one(cfg: dict, run_dir: Path, reuse: bool, threads: int, log) -> dict:
     log(f"  trained {cfg['name']}: {summary.get('steps')} steps, {summary.get('train_time_s')} s, "
         f"peak {summary.get('peak_rss_mb')} MB")
     return summary
+
+
+_FINETUNED: dict = {}
+
+
+def finetuned_ca_model(spec: dict, step1_cfg: dict, ca_model: Path, runs: Path, seed: int, args, data_root, log):
+    """The C-alpha model fine-tuned on the system's training files (the first step's data); once per system."""
+    key = (spec["system"], seed)
+    if key not in _FINETUNED:
+        run_dir = runs / f"ca2aa_ft_{spec['system']}" / f"s{seed}"
+        over = {"optim.time_limit_min": args.finetune_min}
+        if args.quick:
+            over.update({"optim.max_steps": 3, "optim.validate_every": 3, "task.val_frames": 2})
+        cfg = build_config("ca2aa-finetune-adk.yaml", over, data_root, run_dir, seed, args.threads,
+                           f"ca2aa-{spec['system']}")
+        cfg["data"] = copy.deepcopy(step1_cfg["data"])  # the system's own training files (absolute root)
+        cfg["init"] = str(Path(ca_model).resolve())
+        summary = train_one(cfg, run_dir, args.reuse, args.threads, log)
+        _FINETUNED[key] = {"model": str(run_dir / "model.pt"), "train_time_s": summary.get("train_time_s"),
+                           "peak_rss_mb": summary.get("peak_rss_mb"), "steps": summary.get("steps"),
+                           "best_metrics": summary.get("best_metrics")}
+    return _FINETUNED[key]
 
 
 def tiny_ca_model(path: Path):
@@ -263,11 +291,10 @@ def markdown(result: dict) -> str:
              "| CA RMSD Å det | GED det | clash % det | bond ok % det | ms/frame |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row, r in result["rows"].items():
-        for variant in ("onestep", "twostep"):
+        for variant, name in VARIANTS.items():
             if variant not in r:
                 continue
             a = r[variant]["aggregate"]
-            name = "1-step UCG→AA" if variant == "onestep" else "2-step UCG→CA→AA"
             lines.append(f"| {row} | {SYSTEM_NAMES[r['system']]} | {r['beads']} | {name} | "
                          f"{_fmt(a['train_time_min'], 1)} | {_fmt(a['peak_rss_mb'], 0)} | "
                          f"{_fmt(a['val_rmsd_angstrom'])} | {_fmt(a['det_rmsd_angstrom'])} | "
@@ -290,6 +317,10 @@ def main(argv=None):
     ap.add_argument("--runs", default=None, help="run directory root (default runs/kstep, runs/kstep_quick)")
     ap.add_argument("--out", default=None, help="output prefix (default docs/benchmarks/kstep_table)")
     ap.add_argument("--threads", type=int, default=2, help="threads per training run")
+    ap.add_argument("--finetune-min", type=float, default=0.0,
+                    help="also fine-tune the C-alpha model on each system's training data for this many minutes "
+                         "(examples/configs/ca2aa-finetune-adk.yaml with the system's files) and report the 2-step "
+                         "model with it (0 = skip)")
     ap.add_argument("--time-limit-min", type=float, default=None,
                     help="training budget of every run in minutes (default: each config's optim.time_limit_min)")
     ap.add_argument("--eval-frames", type=int, default=100, help="evenly spaced eval frames per system (0 = all)")
@@ -357,6 +388,18 @@ def main(argv=None):
                 keep = {k: summary.get(k) for k in ("steps", "best_step", "stop_reason", "train_time_s",
                                                     "peak_rss_mb", "best_metrics", "wall_s")}
                 per[variant].append({"seed": seed, "model": os.path.relpath(model, REPO), "train": keep, "eval": ev})
+                if variant == "twostep" and args.finetune_min > 0:
+                    ft = finetuned_ca_model(spec, cfg, ca_model, runs, seed, args, data_root, log)
+                    kstep = str(run_dir / "kstep_ft.pt")
+                    export_kstep([str(run_dir / "model.pt"), ft["model"]], kstep, force=True)
+                    ev = evaluate_model(kstep, ref, seed, args.samples)
+                    log(f"  twostep_ft seed {seed}: RMSD det {ev['det']['rmsd_angstrom']:.2f} Å, bond ok "
+                        f"{ev['det']['bond_ok_percent']:.1f} %")
+                    both = dict(keep, train_time_s=keep["train_time_s"] + ft["train_time_s"],
+                                peak_rss_mb=max(keep["peak_rss_mb"] or 0, ft["peak_rss_mb"] or 0),
+                                finetune=ft)
+                    per.setdefault("twostep_ft", []).append(
+                        {"seed": seed, "model": os.path.relpath(kstep, REPO), "train": both, "eval": ev})
         for variant, rs in per.items():
             entry[variant] = {"runs": rs, "aggregate": aggregate(rs)}
         result["rows"][row] = entry

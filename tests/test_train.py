@@ -67,3 +67,29 @@ def test_cli_train_reports_missing_config(capsys):
 
     assert main(["train", "does-not-exist.yaml"]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_fine_tune_starts_from_an_exported_model(tiny_config, tmp_path):
+    """``init``: weights, hyper-parameters and template geometry come from the exported model."""
+    import torch
+
+    from openmm_backmap.backmapper import load_model
+    from openmm_backmap.train.data import load_training_data
+    from openmm_backmap.train.tasks import make_task
+
+    first = train(tiny_config, log=lambda *a: None)["model_path"]
+    cfg = load_config(tiny_config, [f"init={first}", "model={}", "run_dir=ft", "output=ft/model.pt"])
+    assert cfg.init == first
+    train_set, val_set, summary = load_training_data(cfg.data, log=lambda *a: None)
+    task = make_task(cfg, train_set, val_set, summary)
+    start = getattr(load_model(first, device="cpu").module.steps, "0").state_dict()
+    for key, value in task.model.state_dict().items():
+        assert torch.equal(value, start[key]), key
+    assert cfg.model["hidden"] == 16
+    # different hyper-parameters than the initial model: a clear error
+    bad = load_config(tiny_config, [f"init={first}", "model.hidden=8"])
+    with pytest.raises(ValueError, match="differ from those of init"):
+        make_task(bad, train_set, val_set, summary)
+    out = train(cfg, log=lambda *a: None)
+    bm = load_model(out["model_path"], device="cpu")
+    assert bm.metadata["config"]["init"] == first and bm.metadata["template_geometry"] == "of the initial model"

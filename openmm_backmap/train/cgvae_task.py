@@ -120,6 +120,9 @@ class CGVAETask:
     """
 
     def __init__(self, cfg, train, val, summary, log=print):
+        if cfg.init:
+            raise ValueError("init (fine-tuning from an exported model) is supported for ca2aa runs only; "
+                             "remove 'init' from this cgvae config")
         from ..mapping import build_hierarchy
         from ..steps.cgvae import CGVAEConfig, system_context
 

@@ -78,6 +78,10 @@ class RunConfig:
         Where checkpoints, logs and the resolved config go.
     output : str
         Where the exported model is written (empty: ``run_dir/model.pt``).
+    init : str
+        An exported model of the same kind to start from (fine-tuning, e.g.
+        the transferable C-alpha model on one system's trajectories); its
+        hyper-parameters replace ``model``. Empty: train from scratch.
     """
 
     kind: str = "ca2aa"
@@ -89,6 +93,7 @@ class RunConfig:
     run_dir: str = "runs/run"
     output: str = ""
     name: str = ""
+    init: str = ""
 
 
 def from_dict(cls, data: dict, where: str = ""):
@@ -131,8 +136,8 @@ def _apply_override(data: dict, item: str):
 def load_config(path, overrides=()) -> RunConfig:
     """Load a :class:`RunConfig` from YAML, applying ``key=value`` overrides.
 
-    Relative ``data.root``, ``run_dir`` and ``output`` paths are resolved
-    against the directory of the YAML file.
+    Relative ``data.root``, ``run_dir``, ``output`` and ``init`` paths are
+    resolved against the directory of the YAML file.
 
     Examples
     --------
@@ -150,4 +155,6 @@ def load_config(path, overrides=()) -> RunConfig:
     cfg.run_dir = str((base / cfg.run_dir).resolve())
     if cfg.output:
         cfg.output = str((base / cfg.output).resolve())
+    if cfg.init:
+        cfg.init = str((base / cfg.init).resolve())
     return cfg

@@ -94,17 +94,40 @@ class CA2AATask:
         self.opts = from_dict(CA2AATaskConfig, cfg.task, "task")
         self.train = [s for s in (_slots(e) for e in train) if len(s["xyz"])]
         self.val = [s for s in (_slots(e) for e in val) if len(s["xyz"])]
-        rng = np.random.default_rng(cfg.seed)
-        pick = [rng.choice(len(s["xyz"]), min(len(s["xyz"]), self.opts.geometry_frames), replace=False)
-                for s in self.train]
-        self.geometry = fit_geometry([s["xyz"][p] for s, p in zip(self.train, pick)],
-                                     [s["mask"][p] for s, p in zip(self.train, pick)],
-                                     [s["types"] for s in self.train])
-        model_cfg = from_dict(CA2AAConfig, cfg.model, "model")
-        self.model = get_step_class("ca2aa")(model_cfg, self.geometry)
+        if cfg.init:
+            self.model = self._init_from(cfg)
+            # fine-tuning keeps the template geometry fitted on the broad training set of the initial model
+            self.geometry = {"bond": self.model.zm_bond.numpy().copy(), "angle": self.model.zm_angle.numpy().copy(),
+                             "offset": self.model.zm_offset.numpy().copy(), "pro_cd_n": self.model.pro_cd_n}
+        else:
+            rng = np.random.default_rng(cfg.seed)
+            pick = [rng.choice(len(s["xyz"]), min(len(s["xyz"]), self.opts.geometry_frames), replace=False)
+                    for s in self.train]
+            self.geometry = fit_geometry([s["xyz"][p] for s, p in zip(self.train, pick)],
+                                         [s["mask"][p] for s, p in zip(self.train, pick)],
+                                         [s["types"] for s in self.train])
+            model_cfg = from_dict(CA2AAConfig, cfg.model, "model")
+            self.model = get_step_class("ca2aa")(model_cfg, self.geometry)
         w = np.array([self.opts.ensemble_weight if len(s["xyz"]) > 1 else 1.0 for s in self.train])
         self.weights = w / w.sum()
         self.summary = summary
+
+    @staticmethod
+    def _init_from(cfg):
+        """The eager step of the exported C-alpha model ``cfg.init``; its hyper-parameters become ``cfg.model``."""
+        from ..backmapper import load_model
+        from ..steps.ca2aa import CA2AA
+
+        bm = load_model(cfg.init, device="cpu")
+        if bm.kind != "ca2aa":
+            raise ValueError(f"init {cfg.init!r} is a {bm.kind!r} model; a ca2aa run can only start from a ca2aa "
+                             "model (e.g. models/ca2aa.pt)")
+        hyper = bm.metadata["steps"][0].get("config") or {}
+        if cfg.model and cfg.model != hyper:
+            raise ValueError(f"model hyper-parameters {cfg.model} differ from those of init {cfg.init!r} ({hyper}); "
+                             "leave 'model' out of the config when fine-tuning")
+        cfg.model = dict(hyper)
+        return CA2AA.from_exported(getattr(bm.module.steps, "0"), hyper)
 
     def _batch(self, items):
         r = max(len(it["types"]) for it in items)
@@ -163,4 +186,5 @@ class CA2AATask:
         from ..backmapper import KStepModel
 
         self.on_load()
-        return KStepModel([self.model]), {"kind": "ca2aa", "metadata": {"template_geometry": "fitted on training data"}}
+        return KStepModel([self.model]), {"kind": "ca2aa", "metadata": {"template_geometry": "of the initial model" if self.cfg.init
+                                                             else "fitted on training data"}}
