@@ -69,12 +69,14 @@ __all__ = [
     "ged",
     "clash",
     "clash_topology",
+    "clashing_residues",
     "bond_ok",
     "dihedral",
     "backbone_dihedrals",
     "chi_dihedrals",
     "kl_divergence",
     "ramachandran_plot",
+    "structure_plot",
     "evaluate",
     "evaluate_files",
     "format_table",
@@ -535,24 +537,58 @@ def _clash_frame(xyz, valid, atom_residue, bonded_keys, distance_angstrom):
     the excluded pairs as sorted keys ``i * A + j`` (``i < j``). NaN when no
     atom is valid.
     """
+    flagged, n_present = _clashing(xyz, valid, atom_residue, bonded_keys, distance_angstrom)
+    return 100.0 * len(flagged) / n_present if n_present else np.nan
+
+
+def _clashing(xyz, valid, atom_residue, bonded_keys, distance_angstrom):
+    """(indices of clashing residues, number of residues with a valid atom) of one frame."""
     n = len(xyz)
     idx = np.flatnonzero(valid)
-    present = np.unique(atom_residue[idx])
-    if len(present) == 0:
-        return np.nan
+    n_present = len(np.unique(atom_residue[idx]))
     cut = distance_angstrom / _NM_TO_A
     x = xyz[idx]
-    pairs = cKDTree(x).query_pairs(cut, output_type="ndarray")
+    pairs = cKDTree(x).query_pairs(cut, output_type="ndarray") if len(idx) else np.zeros((0, 2), int)
     if len(pairs) == 0:
-        return 0.0
+        return np.zeros(0, dtype=np.int64), n_present
     d = np.linalg.norm(x[pairs[:, 0]] - x[pairs[:, 1]], axis=1)
     a, b = idx[pairs[:, 0]], idx[pairs[:, 1]]
     lo, hi = np.minimum(a, b), np.maximum(a, b)
     sel = (d < cut) & (atom_residue[lo] != atom_residue[hi])
     if sel.any() and len(bonded_keys):
         sel[sel] = ~np.isin(lo[sel] * n + hi[sel], bonded_keys)
-    flagged = np.union1d(atom_residue[lo[sel]], atom_residue[hi[sel]])
-    return 100.0 * len(flagged) / len(present)
+    return np.union1d(atom_residue[lo[sel]], atom_residue[hi[sel]]), n_present
+
+
+def clashing_residues(gen_xyz, ref_xyz, atom_residue, elements, mask=None,
+                      distance_angstrom=CLASH_DISTANCE_ANGSTROM):
+    """Indices of the residues that :func:`clash` counts, for one frame.
+
+    Parameters
+    ----------
+    gen_xyz, ref_xyz : array, (A, 3), nm
+    atom_residue : array of int, (A,)
+    elements : sequence of str, length A
+    mask : array of bool, optional
+    distance_angstrom : float
+
+    Returns
+    -------
+    ndarray of int
+        Sorted residue indices.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> ref = np.array([[0, 0, 0], [0.5, 0, 0], [1.0, 0, 0]])
+    >>> gen = ref.copy(); gen[1] = [0.05, 0, 0]
+    >>> clashing_residues(gen, ref, [0, 1, 2], ['C', 'C', 'C']).tolist()
+    [0, 1]
+    """
+    ref, gen, pair, valid, _ = _prepare(np.asarray(ref_xyz)[None], np.asarray(gen_xyz)[None], mask)
+    graphs = _GraphFrames(ref, gen, pair, valid, elements)
+    atom_residue = np.asarray(atom_residue, dtype=np.int64)
+    return _clashing(graphs.gen[0], graphs.valid[0], atom_residue, graphs.ref_keys(0), distance_angstrom)[0]
 
 
 def clash_topology(xyz, bonds, atom_residue, distance_angstrom=CLASH_DISTANCE_ANGSTROM):
@@ -940,6 +976,101 @@ def ramachandran_plot(ref_phi_psi, gen_phi_psi, path, title=None, kl=None, bin_w
     fig.suptitle(head)
     fig.savefig(path, dpi=100)
     return path
+
+
+_ELEMENT_COLOURS = {"C": "#555555", "N": "#2060d0", "O": "#d03020", "S": "#d0a000"}
+
+
+def structure_plot(ref_xyz, gen_xyz, bonds, elements, path, title=None, labels=("reference", "backmapped"),
+                   highlight=None):
+    """Write a PNG with two structures of the same atoms drawn side by side and overlaid.
+
+    Both are projected onto the two principal axes of ``ref_xyz`` (no
+    alignment: backmapped frames share the CG frame of the reference). Bonds
+    are drawn half-and-half in the colours of their atoms (C grey, N blue, O
+    red, S yellow); far atoms are drawn first and paler.
+
+    Parameters
+    ----------
+    ref_xyz, gen_xyz : array (n_atoms, 3), nm
+    bonds : array (n_bonds, 2)
+        Atom index pairs (e.g. ``ensemble.layout.bonds(ensemble.segment_start)``).
+    elements : sequence of str
+    path : str or path
+        Output PNG file (its directory is created).
+    title : str, optional
+    labels : (str, str)
+    highlight : array of bool (n_atoms,), optional
+        Atoms drawn thicker (e.g. clashing residues); default: none.
+
+    Returns
+    -------
+    str
+        The path written.
+
+    Examples
+    --------
+    >>> ens = load_ensemble('tests/data/trpcage.pdb')  # doctest: +SKIP
+    >>> structure_plot(ens.xyz[0], ens.xyz[0], ens.layout.bonds(), ens.layout.elements, 'frame.png')  # doctest: +SKIP
+    'frame.png'
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.collections import LineCollection
+    from matplotlib.figure import Figure
+
+    ref = np.asarray(ref_xyz, dtype=np.float64) * 10.0
+    gen = np.asarray(gen_xyz, dtype=np.float64) * 10.0
+    bonds = np.asarray(bonds, dtype=int).reshape(-1, 2)
+    centre = ref.mean(0)
+    axes3 = np.linalg.svd(ref - centre, full_matrices=False)[2]  # rows: principal axes
+    colours = np.array([_ELEMENT_COLOURS.get(str(e).upper(), "#888888") for e in elements])
+    width = np.full(len(bonds), 1.6)
+    if highlight is not None:
+        width[np.asarray(highlight, bool)[bonds].any(1)] = 3.2
+
+    def segments(xyz):
+        p = (xyz - centre) @ axes3.T  # (n, 3): x, y on the principal plane, z = depth
+        a, b = p[bonds[:, 0]], p[bonds[:, 1]]
+        mid = (a + b) / 2.0
+        half1 = np.stack([a[:, :2], mid[:, :2]], 1)
+        half2 = np.stack([mid[:, :2], b[:, :2]], 1)
+        depth = np.concatenate([(a[:, 2] + mid[:, 2]) / 2, (b[:, 2] + mid[:, 2]) / 2])
+        return np.concatenate([half1, half2]), np.concatenate([colours[bonds[:, 0]], colours[bonds[:, 1]]]), depth
+
+    path = os.fspath(path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig = Figure(figsize=(13, 4.6), layout="constrained")
+    FigureCanvasAgg(fig)
+    panels = fig.subplots(1, 3, sharex=True, sharey=True)
+    lw = np.concatenate([width, width])
+    for ax, xyz, label in ((panels[0], ref, labels[0]), (panels[1], gen, labels[1])):
+        seg, col, depth = segments(xyz)
+        order = np.argsort(depth)  # far first
+        alpha = 0.45 + 0.55 * (depth[order] - depth.min()) / max(np.ptp(depth), 1e-9)
+        rgba = [(*_hex_rgb(c), a) for c, a in zip(col[order], alpha)]
+        ax.add_collection(LineCollection(seg[order], colors=rgba, linewidths=lw[order], capstyle="round"))
+        ax.set_title(label)
+    for xyz, colour, label in ((ref, "#999999", labels[0]), (gen, "#d02090", labels[1])):
+        seg, _, _ = segments(xyz)
+        panels[2].add_collection(LineCollection(seg, colors=colour, linewidths=1.2, alpha=0.8, label=label))
+    panels[2].set_title("overlay")
+    panels[2].legend(loc="lower right", fontsize=8)
+    allp = (np.concatenate([ref, gen]) - centre) @ axes3.T
+    pad = 2.0
+    for ax in panels:
+        ax.set_xlim(allp[:, 0].min() - pad, allp[:, 0].max() + pad)
+        ax.set_ylim(allp[:, 1].min() - pad, allp[:, 1].max() + pad)
+        ax.set_aspect("equal")
+        ax.set_xlabel("principal axis 1 (Å)")
+    panels[0].set_ylabel("principal axis 2 (Å)")
+    if title:
+        fig.suptitle(title)
+    fig.savefig(path, dpi=100)
+    return path
+
+
+def _hex_rgb(colour: str):
+    return tuple(int(colour[i:i + 2], 16) / 255.0 for i in (1, 3, 5))
 
 
 # --------------------------------------------------------------------------

@@ -434,3 +434,31 @@ def test_evaluate_files_nmr_models(shared_data, tmp_path):
     assert np.all(sym <= expected + 1e-6) and np.any(sym < expected - 1e-3)  # some ring/carboxylate flips
     assert r["ged"]["per_frame"][0] == 0.0 and max(r["ged"]["per_frame"]) < 0.05
     assert r["kl"]["ramachandran"] > 0
+
+
+def test_structure_plot_writes_a_png(trpcage, tmp_path):
+    lay = trpcage.layout
+    x = trpcage.xyz[0]
+    shifted = x + np.array([0.3, 0.0, 0.0])
+    out = M.structure_plot(x, shifted, lay.bonds(trpcage.segment_start), lay.elements, tmp_path / "f" / "frame.png",
+                           title="Trp-cage", highlight=lay.atom_residue == 5)
+    from matplotlib.image import imread
+
+    img = imread(out)
+    assert img.shape[0] > 300 and img.shape[1] > 900
+    # not a blank canvas: coloured bond pixels (nitrogen blue) are drawn
+    blue = (img[..., 2] > 0.6) & (img[..., 0] < 0.3)
+    assert blue.sum() > 50
+
+
+def test_clashing_residues_agree_with_clash(trpcage):
+    lay = trpcage.layout
+    x = trpcage.xyz[0].copy()
+    side = np.flatnonzero(lay.atom_residue == 5)[5:]
+    target = np.flatnonzero(lay.atom_residue == 9)[0]
+    x[side] += x[target] - x[side[0]] + 0.05  # residue 5's side chain into residue 9
+    bad = M.clashing_residues(x, trpcage.xyz[0], lay.atom_residue, lay.elements)
+    assert 5 in bad and len(bad) >= 2
+    assert 100.0 * len(bad) / trpcage.n_residues == pytest.approx(M.clash(x, trpcage.xyz[0], lay.atom_residue,
+                                                                          lay.elements))
+    assert len(M.clashing_residues(trpcage.xyz[0], trpcage.xyz[0], lay.atom_residue, lay.elements)) == 0
