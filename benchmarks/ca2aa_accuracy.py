@@ -30,7 +30,7 @@ import torch
 
 from openmm_backmap.backmapper import load_model
 from openmm_backmap.ensemble import ProteinEnsemble
-from openmm_backmap.io import LoadWarning, load_ensemble
+from openmm_backmap.io import LoadWarning, load_ensemble, torn_frames
 from openmm_backmap.metrics import (backbone_dihedrals, chi_dihedrals, evaluate, kl_divergence,
                                     ramachandran_plot)
 from openmm_backmap.topology import TEMPLATES
@@ -58,6 +58,12 @@ def load_set(root: Path, name: str, max_frames: int):
             ens = ens.select_frames(np.nonzero(keep)[0])
             if ens.n_frames > max_frames:
                 ens = ens.select_frames(np.linspace(0, ens.n_frames - 1, max_frames).round().astype(int))
+            # corrupt reference frames (a chain break only they have, e.g. 4 models of PED00153 e011) are
+            # dropped after the even spacing, so the other frames (and cached PULCHRA results) stay the same
+            torn = torn_frames(ens)
+            if len(torn):
+                print(f"{path.name}: dropped {len(torn)} corrupt frame(s) (torn chain)", flush=True)
+                ens = ens.select_frames(np.setdiff1d(np.arange(ens.n_frames), torn))
             out.append((path.name.split(".")[0], ens))
     return out
 

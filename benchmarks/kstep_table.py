@@ -201,7 +201,7 @@ _EVAL_CACHE: dict = {}
 
 
 def eval_ensemble(system: str, data_root: Path, max_frames: int):
-    from openmm_backmap.io import LoadWarning, load_ensemble
+    from openmm_backmap.io import LoadWarning, load_ensemble, torn_frames
 
     key = (system, str(data_root), max_frames)
     if key not in _EVAL_CACHE:
@@ -210,6 +210,7 @@ def eval_ensemble(system: str, data_root: Path, max_frames: int):
             warnings.simplefilter("ignore", LoadWarning)
             ens = load_ensemble(data_root / path, topology=data_root / top if top else None)
         ens = ens.select_frames(np.flatnonzero(ens.ca_mask.all(1)))
+        ens = ens.select_frames(np.setdiff1d(np.arange(ens.n_frames), torn_frames(ens)))  # corrupt models
         if max_frames and ens.n_frames > max_frames:
             ens = ens.select_frames(np.linspace(0, ens.n_frames - 1, max_frames).round().astype(int))
         _EVAL_CACHE[key] = ens

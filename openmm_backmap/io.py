@@ -27,7 +27,7 @@ from .topology import TEMPLATES, atom_layout, canonical_atom_name, canonical_res
 
 __all__ = ["LoadWarning", "load_ensemble", "detect_segment_starts", "TRAJECTORY_EXTENSIONS", "STRUCTURE_EXTENSIONS",
            "TrajectoryWriter", "WRITER_EXTENSIONS", "write_topology_pdb", "topology_path_for",
-           "check_output_path"]
+           "check_output_path", "torn_frames"]
 
 #: Peptide C-N distance above which residues are not bonded (nm).
 PEPTIDE_BREAK_NM = 0.2
@@ -234,6 +234,43 @@ def _parse_cif(path, canon):
         yield _group_atoms(atoms)
 
 
+def _peptide_lengths(xyz, sequence):
+    """C(i)-N(i+1) distances (F, R - 1), nm (NaN where an atom is missing)."""
+    lay = atom_layout(sequence)
+    c = lay.residue_start[:-1] + 2  # C is third in every template
+    nn = lay.residue_start[:-1]  # N is first
+    return np.linalg.norm(xyz[:, c[:-1]] - xyz[:, nn[1:]], axis=-1)
+
+
+def _torn(pep_frames, starts):
+    """(F, R - 1) bool: peptide bonds broken in a frame although the ensemble has no break there."""
+    with np.errstate(invalid="ignore"):
+        return (pep_frames > PEPTIDE_BREAK_NM) & ~np.asarray(starts, bool)[1:][None]
+
+
+def torn_frames(ensemble) -> np.ndarray:
+    """Frames with a chain break that the ensemble does not have (corrupt models, unwrapped images).
+
+    :func:`load_ensemble` warns about them; evaluations usually drop them.
+
+    Parameters
+    ----------
+    ensemble : ProteinEnsemble
+
+    Returns
+    -------
+    ndarray of int
+        Frame indices.
+
+    Examples
+    --------
+    >>> ens = load_ensemble('PED00153e011.pdb.gz')  # doctest: +SKIP
+    >>> ens = ens.select_frames(np.setdiff1d(np.arange(ens.n_frames), torn_frames(ens)))  # doctest: +SKIP
+    """
+    pep = _peptide_lengths(ensemble.xyz, ensemble.sequence)
+    return np.flatnonzero(_torn(pep, ensemble.segment_start).any(1))
+
+
 def detect_segment_starts(xyz, mask, sequence, chain_ids):
     """Find chain starts and breaks from geometry.
 
@@ -258,12 +295,11 @@ def detect_segment_starts(xyz, mask, sequence, chain_ids):
     if n == 0:
         return starts
     starts[0] = True
-    c = lay.residue_start[:-1] + 2  # C is third in every template
-    nn = lay.residue_start[:-1]  # N is first
     ca = lay.ca_index
+    pep_frames = _peptide_lengths(xyz, sequence)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices
-        d_pep = np.nanmedian(np.linalg.norm(xyz[:, c[:-1]] - xyz[:, nn[1:]], axis=-1), axis=0)
+        d_pep = np.nanmedian(pep_frames, axis=0)
         d_ca = np.nanmedian(np.linalg.norm(xyz[:, ca[:-1]] - xyz[:, ca[1:]], axis=-1), axis=0)
     for i in range(1, n):
         if chain_ids[i] != chain_ids[i - 1]:
@@ -274,6 +310,16 @@ def detect_segment_starts(xyz, mask, sequence, chain_ids):
             starts[i] = d_ca[i - 1] > CA_BREAK_NM
         else:
             starts[i] = True
+    torn = _torn(pep_frames, starts)
+    if torn.any():
+        frames = np.flatnonzero(torn.any(1))
+        f = frames[0]
+        i = int(np.flatnonzero(torn[f])[0])
+        warnings.warn(f"{len(frames)} of {len(xyz)} frame(s) have a chain break that the other frames do not "
+                      f"(first: frame {f}, {sequence[i]} {i + 1} - {sequence[i + 1]} {i + 2}, C-N "
+                      f"{pep_frames[f, i]:.2f} nm); they are kept as they are: drop them with "
+                      f"ensemble.select_frames() if they are corrupt (frames {frames[:10].tolist()}"
+                      f"{' ...' if len(frames) > 10 else ''})", LoadWarning, stacklevel=3)
     return starts
 
 

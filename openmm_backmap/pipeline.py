@@ -601,10 +601,11 @@ class BackmapPipeline:
                 if (not getattr(res, "converged", True) or not np.isfinite(res.energy_after)
                         or res.energy_after > RELAX_FAILED_KJ_MOL):
                     self.relax_failures += 1
-                    warnings.warn(f"relaxation of structure {self.frames_written + j} failed: energy "
-                                  f"{res.energy_before:.3g} -> {res.energy_after:.3g} kJ/mol, clash "
-                                  f"{res.clash_before:.1f} -> {res.clash_after:.1f} %", RelaxationWarning,
-                                  stacklevel=2)
+                    why = getattr(res, "message", "") or (
+                        f"energy {res.energy_before:.3g} -> {res.energy_after:.3g} kJ/mol, clash "
+                        f"{res.clash_before:.1f} -> {res.clash_after:.1f} %")
+                    warnings.warn(f"relaxation of structure {self.frames_written + j} failed: {why}",
+                                  RelaxationWarning, stacklevel=2)
             t3 = time.perf_counter()
             self.seconds["relax"] += t3 - t2
             relaxed = np.stack(relaxed)

@@ -51,7 +51,7 @@ from .metrics import CLASH_DISTANCE_ANGSTROM, clash_topology
 from .topology import TEMPLATES, atom_layout, canonical_atom_name, canonical_residue_name
 
 __all__ = ["Relaxer", "RelaxResult", "DEFAULT_K", "CLASH_CUTOFF_NM", "FAILED_ENERGY_KJ_MOL", "STAGED_ENERGY_KJ_MOL",
-           "place_oxt"]
+           "BROKEN_BOND_NM", "place_oxt"]
 
 #: Default restraint constant in kJ/mol/nm^2 (= 10 kJ/mol/Å^2, about 2.4 kcal/mol/Å^2).
 DEFAULT_K = 1000.0
@@ -67,6 +67,9 @@ SOFT_K = 1.0e4
 SOFT_RADIUS_SCALE = 0.75
 #: Bondi van der Waals radii (nm) by element symbol (others: 0.17).
 BONDI_RADII_NM = {"H": 0.12, "C": 0.17, "N": 0.155, "O": 0.152, "S": 0.18, "P": 0.18, "Se": 0.19}
+#: A covalent bond of the input longer than this (nm) is beyond repair (e.g. a chain break missing from the
+#: topology, or a corrupt frame): such frames are not minimised (``converged=False``, ``message`` says why).
+BROKEN_BOND_NM = 1.0
 #: C-OXT bond length (nm).
 OXT_BOND_NM = 0.125
 #: SG-SG distance below which two cysteines are treated as a disulfide (nm).
@@ -107,6 +110,8 @@ class RelaxResult:
     staged : bool
         True when the soft stage ran before the normal minimisation (see the
         module docstring).
+    message : str
+        Why the frame was not relaxed (empty when it was).
     """
 
     xyz: np.ndarray
@@ -119,6 +124,7 @@ class RelaxResult:
     topology_h: object = None
     converged: bool = True
     staged: bool = False
+    message: str = ""
 
 
 def place_oxt(ca, c, o, bond=OXT_BOND_NM):
@@ -352,6 +358,7 @@ class Relaxer:
         self.timings = {}
         self._soft_context = None
         self._soft_restraint = None
+        self._bonds = None
         if template_xyz is not None:
             self._build(self._check_xyz(template_xyz))
 
@@ -690,6 +697,15 @@ class Relaxer:
         self._set_targets(xyz, cg_xyz)
         self.context.setPositions(full)
         e_before = self._energy()
+        broken = self._broken_bond(xyz)
+        if broken:
+            # minimising across a broken chain drags atoms through the structure: return the input, flagged
+            clash = self.clash(xyz)
+            return RelaxResult(xyz=np.asarray(xyz, np.float32), energy_before=e_before, energy_after=e_before,
+                               clash_before=clash, clash_after=clash, rmsd=0.0,
+                               xyz_h=full.astype(np.float32) if keep_hydrogens else None,
+                               topology_h=self.topology_h if keep_hydrogens else None, converged=False,
+                               message=broken)
         staged = not np.isfinite(e_before) or e_before > STAGED_ENERGY_KJ_MOL
         out, e_after = self._minimize_staged(full, xyz, cg_xyz) if staged else self._minimize(full)
         if not staged and (not self._relaxed(out, e_after) or self.clash(out[self.heavy_index]) > 0):
@@ -716,6 +732,21 @@ class Relaxer:
         )
         self.timings["frame"] = time.perf_counter() - t0
         return result
+
+    def _broken_bond(self, xyz) -> str:
+        """A description of the longest covalent bond of ``xyz`` if it exceeds :data:`BROKEN_BOND_NM`, else ''."""
+        if self._bonds is None:
+            self._bonds = self.layout.bonds(self.segment_start)
+        b = self._bonds
+        length = np.linalg.norm(xyz[b[:, 0]] - xyz[b[:, 1]], axis=1)
+        i = int(np.argmax(length))
+        if length[i] <= BROKEN_BOND_NM:
+            return ""
+        lay = self.layout
+        names = [f"{lay.atom_names[a]} of residue {lay.atom_residue[a] + 1}" for a in b[i]]
+        return (f"the bond {names[0]} - {names[1]} is {length[i]:.2f} nm long ({int((length > BROKEN_BOND_NM).sum())} "
+                f"bond(s) over {BROKEN_BOND_NM} nm): a chain break missing from the topology or a corrupt frame; "
+                "not minimised")
 
     @staticmethod
     def _relaxed(pos, energy):
@@ -764,7 +795,7 @@ class Relaxer:
         -------
         RelaxResult
             Every field with a leading frame axis (``xyz`` (F, A, 3),
-            energies, clashes, RMSDs, ``converged`` and ``staged`` (F,)).
+            energies, clashes, RMSDs, ``converged`` and ``staged`` (F,); ``message`` a list).
 
         Examples
         --------
@@ -797,6 +828,7 @@ class Relaxer:
             topology_h=self.topology_h if keep_hydrogens else None,
             converged=stack("converged"),
             staged=stack("staged"),
+            message=[r.message for r in results],
         )
 
     def __repr__(self):

@@ -134,3 +134,21 @@ def test_all_training_chains_load(shared_data):
         warnings.simplefilter("ignore", LoadWarning)
         for f in files:
             assert load_ensemble(f).n_residues >= 1, f
+
+
+def test_frame_torn_where_the_others_are_continuous_warns(trpcage):
+    """One corrupt frame (a chain break the other frames lack) is kept, named in a LoadWarning, and found by
+    torn_frames (as in PED00153 e011, whose frames 51, 79, 82 and 197 are torn)."""
+    from openmm_backmap.io import detect_segment_starts, torn_frames
+
+    lay = trpcage.layout
+    xyz = np.repeat(trpcage.xyz, 4, axis=0).copy()
+    xyz[2, lay.residue_start[10]:] += np.array([2.0, 0.0, 0.0])
+    mask = np.ones(xyz.shape[:2], bool)
+    with pytest.warns(LoadWarning, match=r"1 of 4 frame\(s\) have a chain break .* frame 2, .* 10 - .* 11"):
+        starts = detect_segment_starts(xyz, mask, trpcage.sequence, ["A"] * trpcage.n_residues)
+    assert starts.tolist() == trpcage.segment_start.tolist()  # the median frame decides the segments
+    ens = trpcage.__class__(trpcage.sequence, xyz, mask, starts, ["A"] * trpcage.n_residues,
+                            list(range(1, trpcage.n_residues + 1)))
+    assert torn_frames(ens).tolist() == [2]
+    assert torn_frames(trpcage).tolist() == []

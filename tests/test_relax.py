@@ -278,3 +278,16 @@ def test_failed_relaxation_is_flagged(trpcage):
     assert not res.converged and res.staged and res.energy_after > FAILED_ENERGY_KJ_MOL
     batch = relaxer.relax_batch(np.stack([bad, bad]))
     assert batch.converged.tolist() == [False, False] and batch.staged.tolist() == [True, True]
+
+
+def test_broken_chain_is_not_minimised(trpcage, heavy_relaxer):
+    """A frame whose chain is torn apart (a break missing from the topology) comes back unchanged and flagged."""
+    lay = trpcage.layout
+    x = trpcage.xyz[0].astype(np.float64).copy()
+    x[lay.residue_start[12]:] += np.array([3.0, 0.0, 0.0])  # residues 13-20 moved 3 nm away
+    res = heavy_relaxer.relax(x)
+    assert not res.converged and res.rmsd == 0.0
+    assert np.allclose(res.xyz, x, atol=1e-6)
+    assert "residue 12" in res.message and "residue 13" in res.message and "not minimised" in res.message
+    batch = heavy_relaxer.relax_batch(np.stack([trpcage.xyz[0], x]))
+    assert batch.converged.tolist() == [True, False] and batch.message[0] == "" and batch.message[1]
