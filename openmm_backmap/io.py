@@ -31,6 +31,8 @@ __all__ = ["LoadWarning", "load_ensemble", "detect_segment_starts", "TRAJECTORY_
 
 #: Peptide C-N distance above which residues are not bonded (nm).
 PEPTIDE_BREAK_NM = 0.2
+#: A covalent bond longer than this (nm) in one frame, where the ensemble has no break, marks a corrupt frame.
+BROKEN_BOND_NM = 0.3
 #: C-alpha distance above which consecutive residues are not bonded, used when C or N is missing (nm).
 CA_BREAK_NM = 0.43
 
@@ -242,14 +244,18 @@ def _peptide_lengths(xyz, sequence):
     return np.linalg.norm(xyz[:, c[:-1]] - xyz[:, nn[1:]], axis=-1)
 
 
-def _torn(pep_frames, starts):
-    """(F, R - 1) bool: peptide bonds broken in a frame although the ensemble has no break there."""
+def _broken_bonds(xyz, sequence, starts):
+    """(F, n_bonds) bool: covalent bonds (peptide bonds within segments included) longer than
+    ``BROKEN_BOND_NM`` in a frame, and the bonds (n_bonds, 2)."""
+    bonds = atom_layout(sequence).bonds(starts)
+    d = np.linalg.norm(xyz[:, bonds[:, 0]] - xyz[:, bonds[:, 1]], axis=-1)
     with np.errstate(invalid="ignore"):
-        return (pep_frames > PEPTIDE_BREAK_NM) & ~np.asarray(starts, bool)[1:][None]
+        return d > BROKEN_BOND_NM, bonds, d
 
 
 def torn_frames(ensemble) -> np.ndarray:
-    """Frames with a chain break that the ensemble does not have (corrupt models, unwrapped images).
+    """Frames with a covalent bond over ``BROKEN_BOND_NM`` where the ensemble has none (corrupt models,
+    unwrapped periodic images).
 
     :func:`load_ensemble` warns about them; evaluations usually drop them.
 
@@ -267,8 +273,8 @@ def torn_frames(ensemble) -> np.ndarray:
     >>> ens = load_ensemble('PED00153e011.pdb.gz')  # doctest: +SKIP
     >>> ens = ens.select_frames(np.setdiff1d(np.arange(ens.n_frames), torn_frames(ens)))  # doctest: +SKIP
     """
-    pep = _peptide_lengths(ensemble.xyz, ensemble.sequence)
-    return np.flatnonzero(_torn(pep, ensemble.segment_start).any(1))
+    broken = _broken_bonds(ensemble.xyz, ensemble.sequence, ensemble.segment_start)[0]
+    return np.flatnonzero(broken.any(1))
 
 
 def detect_segment_starts(xyz, mask, sequence, chain_ids):
@@ -310,15 +316,18 @@ def detect_segment_starts(xyz, mask, sequence, chain_ids):
             starts[i] = d_ca[i - 1] > CA_BREAK_NM
         else:
             starts[i] = True
-    torn = _torn(pep_frames, starts)
-    if torn.any():
-        frames = np.flatnonzero(torn.any(1))
+    # broken bonds within segments: corrupt models, unwrapped periodic images
+    broken, bonds, d = _broken_bonds(xyz, sequence, starts)
+    if broken.any():
+        frames = np.flatnonzero(broken.any(1))
         f = frames[0]
-        i = int(np.flatnonzero(torn[f])[0])
-        warnings.warn(f"{len(frames)} of {len(xyz)} frame(s) have a chain break that the other frames do not "
-                      f"(first: frame {f}, {sequence[i]} {i + 1} - {sequence[i + 1]} {i + 2}, C-N "
-                      f"{pep_frames[f, i]:.2f} nm); they are kept as they are: drop them with "
-                      f"ensemble.select_frames() if they are corrupt (frames {frames[:10].tolist()}"
+        k = int(np.flatnonzero(broken[f])[0])
+        res = lay.atom_residue[bonds[k]]
+        names = [f"{lay.atom_names[a]} of {sequence[r]} {r + 1}" for a, r in zip(bonds[k], res)]
+        warnings.warn(f"{len(frames)} of {len(xyz)} frame(s) have a covalent bond longer than {BROKEN_BOND_NM} nm "
+                      f"(first: frame {f}, {names[0]} - {names[1]}, "
+                      f"{d[f, k]:.2f} nm): corrupt models or unwrapped periodic images? They are kept as they are; "
+                      f"drop them with ensemble.select_frames() and io.torn_frames() (frames {frames[:10].tolist()}"
                       f"{' ...' if len(frames) > 10 else ''})", LoadWarning, stacklevel=3)
     return starts
 

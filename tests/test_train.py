@@ -93,3 +93,22 @@ def test_fine_tune_starts_from_an_exported_model(tiny_config, tmp_path):
     out = train(cfg, log=lambda *a: None)
     bm = load_model(out["model_path"], device="cpu")
     assert bm.metadata["config"]["init"] == first and bm.metadata["template_geometry"] == "of the initial model"
+
+
+def test_training_data_drops_corrupt_frames(tmp_path, trpcage):
+    """Frames with broken bonds (as in the PED ensembles) never reach a loss: dropped, logged, counted."""
+    import numpy as np
+
+    from openmm_backmap.ensemble import ProteinEnsemble
+    from openmm_backmap.train.config import DataConfig
+    from openmm_backmap.train.data import load_training_data
+
+    xyz = np.repeat(trpcage.xyz, 5, axis=0) + np.random.default_rng(0).normal(scale=0.01, size=(5,) + trpcage.xyz.shape[1:])
+    xyz[3, trpcage.layout.residue_start[8]:] += 5.0
+    ProteinEnsemble.from_arrays(trpcage.sequence, xyz.astype(np.float32)).to_mdtraj().save(str(tmp_path / "ens.pdb"))
+    lines = []
+    train_set, val_set, summary = load_training_data(DataConfig(root=str(tmp_path), files=["ens.pdb"],
+                                                                validation_fraction=0.2), log=lines.append)
+    assert summary["dropped_corrupt_frames"] == 1
+    assert sum(e.n_frames for e in train_set + val_set) == 4
+    assert any("dropped 1 corrupt frame" in line for line in lines)

@@ -8,7 +8,7 @@ import warnings
 
 import numpy as np
 
-from ..io import LoadWarning, load_ensemble
+from ..io import LoadWarning, load_ensemble, torn_frames
 
 __all__ = ["load_training_data"]
 
@@ -44,6 +44,13 @@ def load_training_data(cfg, log=print):
             warnings.simplefilter("always", LoadWarning)
             ens = load_ensemble(path, topology=top, stride=cfg.stride)
         n_warn += len(caught)
+        torn = torn_frames(ens)
+        if len(torn):  # corrupt models: a 10 nm "bond" would dominate any loss
+            ens = ens.select_frames(np.setdiff1d(np.arange(ens.n_frames), torn))
+            summary["dropped_corrupt_frames"] = summary.get("dropped_corrupt_frames", 0) + len(torn)
+            log(f"data: {os.path.relpath(path, cfg.root)}: dropped {len(torn)} corrupt frame(s) with broken bonds")
+            if ens.n_frames == 0:
+                continue
         if cfg.max_frames and ens.n_frames > cfg.max_frames:
             ens = ens.select_frames(np.linspace(0, ens.n_frames - 1, cfg.max_frames).round().astype(int))
         rel = os.path.relpath(path, cfg.root)
