@@ -197,6 +197,8 @@ def main(argv=None):
     p.add_argument("--platform", default="CPU", help="OpenMM platform of the CG simulation (default: %(default)s)")
     p.add_argument("--cpu-threads", type=int, default=1,
                    help="threads of the CPU platform (default: %(default)s, leaving a core for the backmapping)")
+    p.add_argument("--torch-threads", type=int, default=None,
+                   help="torch intra-op threads of the backmapping (default: torch's own choice)")
     p.add_argument("--steps", type=int, default=20000, help="CG steps per run (default: %(default)s)")
     p.add_argument("--repeats", type=int, default=3, help="interleaved repeats of every setting")
     p.add_argument("--intervals", default="100,1000,10000", help="report intervals (default: %(default)s)")
@@ -215,6 +217,9 @@ def main(argv=None):
     import torch
 
     from openmm_backmap import __version__
+
+    if args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
 
     result = {
         "benchmark": "reporter_overhead",
