@@ -164,6 +164,31 @@ def speed(bm, ens, batch, repeats, seed=0):
     return batch * repeats / (time.perf_counter() - t0)
 
 
+def measure_speed(bm, root: Path, args) -> dict:
+    """Frames/s at 100 residues (a PED00153 model) and 214 (adenylate kinase), batch 1 and 64, vs PULCHRA."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LoadWarning)
+        cases = {"100_residues": load_ensemble(root / "idp/PED00153/PED00153e011.pdb.gz", frames=slice(0, 1)),
+                 "adk_214_residues": load_ensemble(root / "md/adk/adk.pdb")}
+    base = load_model(args.baseline_model, device=args.device) if args.baseline_model else None
+    speeds = {}
+    for label, ens in cases.items():
+        s = {"batch_1_frames_per_s": speed(bm, ens, 1, 20), "batch_64_frames_per_s": speed(bm, ens, 64, 3)}
+        if base is not None:
+            s["baseline_batch_1_frames_per_s"] = speed(base, ens, 1, 20)
+            s["baseline_batch_64_frames_per_s"] = speed(base, ens, 64, 3)
+        if not args.skip_pulchra:
+            t0 = time.perf_counter()
+            pulchra_frame(ens, 0)
+            s["pulchra_frames_per_s"] = 1.0 / (time.perf_counter() - t0)
+            s["ratio_batch_64_vs_pulchra"] = s["batch_64_frames_per_s"] / s["pulchra_frames_per_s"]
+        speeds[label] = s
+        print(label, {k: round(v, 2) for k, v in s.items()}, flush=True)
+    if base is not None:
+        speeds["baseline_model"] = args.baseline_model
+    return speeds
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="models/ca2aa.pt")
@@ -173,6 +198,10 @@ def main(argv=None):
     p.add_argument("--samples", type=int, default=5)
     p.add_argument("--sets", default=",".join(SETS))
     p.add_argument("--skip-pulchra", action="store_true")
+    p.add_argument("--speed-only", action="store_true",
+                   help="only measure speed; update the speed section of an existing ca2aa_accuracy.json")
+    p.add_argument("--baseline-model", default=None,
+                   help="also time this model (e.g. an older export) in the same run, for a speed ratio")
     p.add_argument("--device", default=None)
     p.add_argument("--pulchra-cache", default=None, help="npz file caching PULCHRA outputs per C-alpha input")
     p.add_argument("--pulchra-only", action="store_true", help="only fill the PULCHRA cache")
@@ -190,6 +219,14 @@ def main(argv=None):
         return
     (out / "plots").mkdir(parents=True, exist_ok=True)
     bm = load_model(args.model, device=args.device)
+    if args.speed_only:
+        report = json.loads((out / "ca2aa_accuracy.json").read_text())
+        report["speed"] = measure_speed(bm, root, args)
+        report["speed_threads"] = torch.get_num_threads()
+        report["speed_date"] = time.strftime("%Y-%m-%d %H:%M")
+        (out / "ca2aa_accuracy.json").write_text(json.dumps(report, indent=1, default=float))
+        (out / "ca2aa_accuracy.md").write_text(markdown(report))
+        return
     report = {"model": os.path.basename(args.model), "model_training": bm.metadata.get("training", {}),
               "device": str(bm.device), "threads": torch.get_num_threads(), "machine": platform.machine(),
               "max_frames": args.max_frames, "samples": args.samples, "sets": {}}
@@ -238,22 +275,7 @@ def main(argv=None):
             entry["kl_pulchra"] = pooled_kl(refs, gen_pul)[0]
         report["sets"][name] = entry
 
-    # speed: 100 residues (PED00153 ensemble member) and adenylate kinase (214)
-    speeds = {}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", LoadWarning)
-        cases = {"100_residues": load_ensemble(root / "idp/PED00153/PED00153e011.pdb.gz", frames=slice(0, 1)),
-                 "adk_214_residues": load_ensemble(root / "md/adk/adk.pdb")}
-    for label, ens in cases.items():
-        s = {"batch_1_frames_per_s": speed(bm, ens, 1, 20), "batch_64_frames_per_s": speed(bm, ens, 64, 3)}
-        if not args.skip_pulchra:
-            t0 = time.perf_counter()
-            pulchra_frame(ens, 0)
-            s["pulchra_frames_per_s"] = 1.0 / (time.perf_counter() - t0)
-            s["ratio_batch_64_vs_pulchra"] = s["batch_64_frames_per_s"] / s["pulchra_frames_per_s"]
-        speeds[label] = s
-        print(label, {k: round(v, 2) for k, v in s.items()}, flush=True)
-    report["speed"] = speeds
+    report["speed"] = measure_speed(bm, root, args)
     (out / "ca2aa_accuracy.json").write_text(json.dumps(report, indent=1, default=float))
     (out / "ca2aa_accuracy.md").write_text(markdown(report))
     print(markdown(report))
@@ -293,12 +315,25 @@ def markdown(report):
         for st in report["sets"]["casp"]["structures"]:
             lines.append(f"| {st['name']} | {st['residues']} | {st['deterministic']['rmsd_angstrom']:.2f} | "
                          f"{_fmt(st.get('pulchra', {}).get('rmsd_angstrom'), 'rmsd')} |")
-    lines += ["", "## Speed (frames/s)", "", "| system | batch 1 | batch 64 | PULCHRA | batch 64 / PULCHRA |",
-              "|---|---|---|---|---|"]
-    for label, sp in report["speed"].items():
-        lines.append(f"| {label} | {sp['batch_1_frames_per_s']:.1f} | {sp['batch_64_frames_per_s']:.1f} | "
-                     f"{sp.get('pulchra_frames_per_s', float('nan')):.3f} | "
-                     f"{sp.get('ratio_batch_64_vs_pulchra', float('nan')):.0f} |")
+    sp_all = {k: v for k, v in report["speed"].items() if isinstance(v, dict)}
+    base = report["speed"].get("baseline_model")
+    when = f" ({report['speed_date']}, {report.get('speed_threads')} threads)" if report.get("speed_date") else ""
+    lines += ["", f"## Speed (frames/s){when}", ""]
+    head = "| system | batch 1 | batch 64 | PULCHRA | batch 64 / PULCHRA |"
+    rule = "|---|---|---|---|---|"
+    if base:
+        lines += [f"Baseline in the same run: `{base}`.", ""]
+        head += " baseline batch 1 | baseline batch 64 | speed-up batch 64 |"
+        rule += "---|---|---|"
+    lines += [head, rule]
+    for label, sp in sp_all.items():
+        row = (f"| {label} | {sp['batch_1_frames_per_s']:.1f} | {sp['batch_64_frames_per_s']:.1f} | "
+               f"{sp.get('pulchra_frames_per_s', float('nan')):.3f} | "
+               f"{sp.get('ratio_batch_64_vs_pulchra', float('nan')):.0f} |")
+        if base:
+            row += (f" {sp['baseline_batch_1_frames_per_s']:.1f} | {sp['baseline_batch_64_frames_per_s']:.1f} | "
+                    f"{sp['batch_64_frames_per_s'] / sp['baseline_batch_64_frames_per_s']:.2f} |")
+        lines.append(row)
     lines += ["", "Ramachandran plots: `plots/ca2aa_<set>_ramachandran.png`.", ""]
     return "\n".join(lines)
 
