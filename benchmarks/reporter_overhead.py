@@ -175,8 +175,8 @@ def _benchmark_model(path, args, intervals):
     with tempfile.TemporaryDirectory() as tmp:
         runs = _measure(bm, top, system, pos, args, intervals, tmp)
     relax = []
-    relax_settings = [{"implicit": None, "max_iterations": 200}]
-    if not args.quick:
+    relax_settings = [{"implicit": None, "max_iterations": 200}] if args.relax_frames > 0 else []
+    if not args.quick and args.relax_frames > 0 and not args.vacuum_only:
         relax_settings.append({})  # the Relaxer defaults: AMBER14 + GBn2, up to 1000 iterations
     for opts in relax_settings:
         opts = dict(opts, platform=args.platform if args.platform in ("CPU", "CUDA", "OpenCL") else "CPU")
@@ -202,7 +202,9 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=20000, help="CG steps per run (default: %(default)s)")
     p.add_argument("--repeats", type=int, default=3, help="interleaved repeats of every setting")
     p.add_argument("--intervals", default="100,1000,10000", help="report intervals (default: %(default)s)")
-    p.add_argument("--relax-frames", type=int, default=3, help="frames for the relaxation timing")
+    p.add_argument("--relax-frames", type=int, default=3, help="frames for the relaxation timing (0: none)")
+    p.add_argument("--vacuum-only", action="store_true",
+                   help="time only the vacuum relaxation (GBn2 takes minutes per frame for 200+ residues on CPU)")
     p.add_argument("--output-dir", default=os.path.join("docs", "benchmarks"))
     p.add_argument("--quick", action="store_true",
                    help="tiny configuration to check the script: 1000 steps, intervals 100 and 500, 1 repeat, "
