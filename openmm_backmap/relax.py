@@ -51,7 +51,7 @@ from .metrics import CLASH_DISTANCE_ANGSTROM, clash_topology
 from .topology import TEMPLATES, atom_layout, canonical_atom_name, canonical_residue_name
 
 __all__ = ["Relaxer", "RelaxResult", "DEFAULT_K", "CLASH_CUTOFF_NM", "FAILED_ENERGY_KJ_MOL", "STAGED_ENERGY_KJ_MOL",
-           "BROKEN_BOND_NM", "place_oxt"]
+           "UNREPAIRABLE_BOND_NM", "place_oxt"]
 
 #: Default restraint constant in kJ/mol/nm^2 (= 10 kJ/mol/Å^2, about 2.4 kcal/mol/Å^2).
 DEFAULT_K = 1000.0
@@ -69,7 +69,7 @@ SOFT_RADIUS_SCALE = 0.75
 BONDI_RADII_NM = {"H": 0.12, "C": 0.17, "N": 0.155, "O": 0.152, "S": 0.18, "P": 0.18, "Se": 0.19}
 #: A covalent bond of the input longer than this (nm) is beyond repair (e.g. a chain break missing from the
 #: topology, or a corrupt frame): such frames are not minimised (``converged=False``, ``message`` says why).
-BROKEN_BOND_NM = 1.0
+UNREPAIRABLE_BOND_NM = 1.0
 #: C-OXT bond length (nm).
 OXT_BOND_NM = 0.125
 #: SG-SG distance below which two cysteines are treated as a disulfide (nm).
@@ -734,18 +734,18 @@ class Relaxer:
         return result
 
     def _broken_bond(self, xyz) -> str:
-        """A description of the longest covalent bond of ``xyz`` if it exceeds :data:`BROKEN_BOND_NM`, else ''."""
+        """A description of the longest covalent bond of ``xyz`` if it exceeds :data:`UNREPAIRABLE_BOND_NM`, else ''."""
         if self._bonds is None:
             self._bonds = self.layout.bonds(self.segment_start)
         b = self._bonds
         length = np.linalg.norm(xyz[b[:, 0]] - xyz[b[:, 1]], axis=1)
         i = int(np.argmax(length))
-        if length[i] <= BROKEN_BOND_NM:
+        if length[i] <= UNREPAIRABLE_BOND_NM:
             return ""
         lay = self.layout
         names = [f"{lay.atom_names[a]} of residue {lay.atom_residue[a] + 1}" for a in b[i]]
-        return (f"the bond {names[0]} - {names[1]} is {length[i]:.2f} nm long ({int((length > BROKEN_BOND_NM).sum())} "
-                f"bond(s) over {BROKEN_BOND_NM} nm): a chain break missing from the topology or a corrupt frame; "
+        return (f"the bond {names[0]} - {names[1]} is {length[i]:.2f} nm long ({int((length > UNREPAIRABLE_BOND_NM).sum())} "
+                f"bond(s) over {UNREPAIRABLE_BOND_NM} nm): a chain break missing from the topology or a corrupt frame; "
                 "not minimised")
 
     @staticmethod
