@@ -585,7 +585,6 @@ class CA2AA(nn.Module):
         d = torch.cdist(ca, ca) + torch.eye(r, device=ca.device, dtype=ca.dtype).unsqueeze(0) * 1e6
         nb = d.topk(kk, dim=-1, largest=False).indices  # (B, R, kk)
         idx = torch.arange(r, device=ca.device)
-        n_sc = self.max_atoms - 5
         out: list[Tensor] = []
         for start in range(0, b, self.repack_chunk):
             stop = min(start + self.repack_chunk, b)
