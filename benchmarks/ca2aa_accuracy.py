@@ -157,7 +157,8 @@ def pooled_kl(refs, gens):
 
 def speed(bm, ens, batch, repeats, seed=0):
     x = np.repeat(ens.ca_xyz[:1], batch, axis=0)
-    bm.backmap(x, sequence=ens.sequence, segment_start=ens.segment_start, seed=seed)  # warm-up
+    for i in range(3):  # warm-up (TorchScript optimises a graph over its first calls)
+        bm.backmap(x, sequence=ens.sequence, segment_start=ens.segment_start, seed=seed + i)
     t0 = time.perf_counter()
     for i in range(repeats):
         bm.backmap(x, sequence=ens.sequence, segment_start=ens.segment_start, seed=seed + i)

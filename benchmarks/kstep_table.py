@@ -326,6 +326,9 @@ def main(argv=None):
                     help="training budget of every run in minutes (default: each config's optim.time_limit_min)")
     ap.add_argument("--eval-frames", type=int, default=100, help="evenly spaced eval frames per system (0 = all)")
     ap.add_argument("--samples", type=int, default=1, help="samples per frame at temperature 1")
+    ap.add_argument("--variants", default="onestep,step1",
+                    help="which models of each row to train and evaluate: onestep, step1 (the 2-step model) or "
+                         "both; e.g. one process per variant trains a row's two models in parallel")
     ap.add_argument("--quick", action="store_true", help="tiny models and a few steps: checks the plumbing only")
     args = ap.parse_args(argv)
 
@@ -339,6 +342,9 @@ def main(argv=None):
     unknown = [r for r in rows if r not in ROWS]
     if unknown:
         ap.error(f"unknown row(s) {unknown}; choose from {list(ROWS)}")
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    if not variants or set(variants) - {"onestep", "step1"}:
+        ap.error(f"--variants {args.variants!r}: choose onestep, step1 or onestep,step1")
     if not (data_root / "train").is_dir() or not (data_root / "eval").is_dir():
         ap.error(f"--data {data_root} must contain train/ and eval/")
     ca_model = Path(args.ca_model)
@@ -368,7 +374,7 @@ def main(argv=None):
                  "eval_frames": int(ref.n_frames)}
         per = {"onestep": [], "twostep": []}
         for seed in args.seeds:
-            for variant in ("onestep", "step1"):
+            for variant in variants:
                 base, over = spec[variant]
                 over = dict(over, **(QUICK if args.quick else {}))
                 if args.time_limit_min is not None and not args.quick:
@@ -402,6 +408,8 @@ def main(argv=None):
                     per.setdefault("twostep_ft", []).append(
                         {"seed": seed, "model": os.path.relpath(kstep, REPO), "train": both, "eval": ev})
         for variant, rs in per.items():
+            if not rs:
+                continue
             entry[variant] = {"runs": rs, "aggregate": aggregate(rs)}
         result["rows"][row] = entry
         _write(out, result)  # after every row: partial results survive interruptions

@@ -1,7 +1,8 @@
 """Re-script a C-alpha model with the installed code: same weights, fitted geometry and metadata.
 
 Used when the inference code gets faster without changing results (the
-output is checked to be identical before the file is replaced)::
+output is checked to agree to within float rounding, 1e-4 nm, before the
+file is replaced)::
 
     python examples/reexport_ca2aa.py models/ca2aa.pt -o models/ca2aa.pt
 """
@@ -14,6 +15,7 @@ from openmm_backmap import __version__
 from openmm_backmap.backmapper import KStepModel, load_model, save_model
 from openmm_backmap.steps.ca2aa import CA2AA
 
+TOLERANCE_NM = 1e-4  # float rounding of a reordered sum, far below any structural change
 AUTO_KEYS = ("format_version", "package_version", "signature", "units", "created", "torch_version", "python")
 
 
@@ -36,8 +38,10 @@ def main(argv=None):
         for temperature in (0.0, 1.0):
             a = old_step(ca, types, seg, 7, temperature)
             b = torch.jit.script(step)(ca, types, seg, 7, temperature)
-            if not torch.equal(a, b):
-                raise SystemExit(f"outputs differ at temperature {temperature}: {float((a - b).abs().max())} nm")
+            dev = float((a - b).abs().max())
+            if dev > TOLERANCE_NM:
+                raise SystemExit(f"outputs differ at temperature {temperature}: {dev} nm")
+            print(f"temperature {temperature}: largest deviation {dev:.2e} nm")
     meta = {k: v for k, v in old.metadata.items() if k not in AUTO_KEYS and not k.startswith("_")}
     meta["reexported"] = f"weights of {old.metadata.get('created')}, re-scripted with openmm-backmap {__version__}"
     save_model(KStepModel([step]), args.output, meta)

@@ -151,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("-o", "--output", help="run directory (default: from the config)")
     t.add_argument("--resume", action="store_true", help="resume from the run directory's checkpoint")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set train.epochs=2")
+                   help="override a config value, e.g. --set optim.max_steps=2 (repeatable)")
     t.set_defaults(func=_train)
 
     x = sub.add_parser("export", help="compose trained steps into one k-step TorchScript model")

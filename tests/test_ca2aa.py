@@ -161,3 +161,47 @@ def test_repacking_removes_side_chain_overlaps(trpcage):
     lay = trpcage.layout
     slot = np.arange(lay.n_atoms) - lay.residue_start[lay.atom_residue]
     assert torch.allclose(a[slot < 5], b[slot < 5])
+
+
+def test_split_chi_head_equals_full_head(step):
+    """Candidates reuse the first layer on the shared features: same mixture as the full input."""
+    torch.manual_seed(1)
+    head = step.chi_heads[2]
+    h, extra = torch.randn(3, 7, 32), torch.randn(3, 7, 8)
+    for a, b in zip(head(torch.cat([h, extra], dim=-1)), head.conditional(head.context(h), extra)):
+        assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_attention_layer_matches_the_direct_formula(step):
+    """The layer folds the edge projection into queries and attention weights; check it against
+    softmax(q . (k_j + e_k)) summed over (v_j + e_v) computed the direct way."""
+    torch.manual_seed(2)
+    layer = step.layers[0]
+    b, r, kk, hdim = 2, 9, 5, 32
+    h = torch.randn(b, r, hdim)
+    nb = torch.randint(0, r, (b, r, kk))
+    edge = torch.randn(b, r, kk, layer.e.in_features)
+    mask = torch.rand(b, r, kk) > 0.2
+    mask[:, :, 0] = True
+    x = layer.ln1(h)
+    q = layer.q(x).view(b, r, 1, layer.heads, -1)
+    kv = torch.stack([layer.kv(x)[i, nb[i]] for i in range(b)]) + layer.e(edge)
+    k, v = kv.chunk(2, dim=-1)
+    k, v = k.reshape(b, r, kk, layer.heads, -1), v.reshape(b, r, kk, layer.heads, -1)
+    att = ((q * k).sum(-1) / math.sqrt(k.shape[-1])).masked_fill(~mask.unsqueeze(-1), -1e9).softmax(dim=2)
+    out = h + layer.o((att.unsqueeze(-1) * v).sum(2).reshape(b, r, -1))
+    out = out + layer.ff(layer.ln2(out))
+    assert torch.allclose(layer(h, nb, edge, mask), out, atol=1e-5)
+
+
+def test_overlap_penalty_matches_brute_force(step):
+    """sum over atom pairs closer than the wall of (wall - d)^2; missing atoms (NaN) never count."""
+    g = torch.Generator().manual_seed(4)
+    sc = torch.randn(6, 3, 4, 3, generator=g) * 2.0
+    neigh = torch.randn(6, 10, 3, generator=g) * 2.0
+    sc[:, :, 3] = float("nan")
+    neigh[:, 7:] = float("nan")
+    d = torch.linalg.vector_norm(sc[:, :, :3].unsqueeze(3) - neigh[:, None, None, :7], dim=-1)
+    expected = ((step.repack_wall - d).clamp_min(0.0) ** 2).sum(dim=(-1, -2))
+    assert expected.sum() > 0
+    assert torch.allclose(step._overlap(sc, neigh), expected, atol=1e-5)

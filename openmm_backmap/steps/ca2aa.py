@@ -70,6 +70,9 @@ class CA2AAConfig:
         Sweeps of side-chain repacking after sampling (0 disables it).
     repack_neighbors : int
         Neighbouring residues whose atoms a side chain is checked against.
+    dropout : float
+        Dropout on the residual branches of the attention trunk while
+        training (regularisation; inactive at inference).
     """
 
     hidden: int = 128
@@ -81,6 +84,7 @@ class CA2AAConfig:
     edge_dim: int = 64
     repack_sweeps: int = 6
     repack_neighbors: int = 16
+    dropout: float = 0.0
 
 
 def _peptide_unit(cis: bool) -> np.ndarray:
@@ -147,7 +151,13 @@ def _take(x: Tensor, i: Tensor) -> Tensor:
 
 
 class _AngleHead(nn.Module):
-    """MLP -> mixture of von Mises parameters for one angle."""
+    """MLP -> mixture of von Mises parameters for one angle.
+
+    The input may be split into shared features and a small per-call part
+    (the previous chi angles): :meth:`context` applies the first layer to the
+    shared features once, and :meth:`conditional` adds the small part, so
+    evaluating many candidates costs little more than one evaluation.
+    """
 
     def __init__(self, d_in: int, hidden: int, k: int):
         super().__init__()
@@ -155,7 +165,20 @@ class _AngleHead(nn.Module):
         self.net = nn.Sequential(nn.Linear(d_in, hidden), nn.SiLU(), nn.Linear(hidden, 4 * k))
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        out = self.net(x)
+        return self._mixture(self.net(x))
+
+    def context(self, h: Tensor) -> Tensor:
+        """First-layer pre-activation of the leading ``h.shape[-1]`` input features (bias included)."""
+        first = self.net[0]
+        return torch.nn.functional.linear(h, first.weight[:, : h.shape[-1]], first.bias)
+
+    def conditional(self, context: Tensor, extra: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Same as ``forward(cat([h, extra]))`` given ``context = self.context(h)``."""
+        first = self.net[0]
+        z = context + torch.nn.functional.linear(extra, first.weight[:, first.weight.shape[1] - extra.shape[-1]:])
+        return self._mixture(self.net[2](self.net[1](z)))
+
+    def _mixture(self, out: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         logits, c, s, lk = out.split(self.k, dim=-1)
         mu = torch.atan2(s, c + 1e-6)
         kappa = torch.nn.functional.softplus(lk) + 0.5
@@ -183,9 +206,10 @@ def _sample_vm(logp: Tensor, mu: Tensor, kappa: Tensor, temperature: float, seed
 
 
 class _Layer(nn.Module):
-    def __init__(self, h: int, heads: int, d_edge: int):
+    def __init__(self, h: int, heads: int, d_edge: int, dropout: float = 0.0):
         super().__init__()
         self.heads = heads
+        self.drop = nn.Dropout(dropout)
         self.ln1 = nn.LayerNorm(h)
         self.q = nn.Linear(h, h)
         self.kv = nn.Linear(h, 2 * h)
@@ -195,20 +219,28 @@ class _Layer(nn.Module):
         self.ff = nn.Sequential(nn.Linear(h, 2 * h), nn.SiLU(), nn.Linear(2 * h, h))
 
     def forward(self, h: Tensor, nb: Tensor, edge: Tensor, nb_mask: Tensor) -> Tensor:
+        """Attention of each residue over its neighbours ``nb`` (B, R, k), keys and values shifted by
+        ``e(edge)``. ``e`` is linear, so its key part enters the scores as ``(W_k^T q) . edge`` and its
+        value part as ``W_v (sum_j att_j edge_j) + b_v``: no (B, R, k, 2h) edge tensor is formed. (Its key
+        bias adds the same ``q . b_k`` to every neighbour's score and cancels in the softmax.)"""
         b, r, kk = nb.shape
+        nh = self.heads
         x = self.ln1(h)
-        q = self.q(x).view(b, r, 1, self.heads, -1)
-        kv = self.kv(x)
-        kv = kv.gather(1, nb.reshape(b, r * kk, 1).expand(-1, -1, kv.shape[-1])).view(b, r, kk, -1)
-        kv = kv + self.e(edge)
-        k, v = kv.chunk(2, dim=-1)
-        k = k.reshape(b, r, kk, self.heads, -1)
-        v = v.reshape(b, r, kk, self.heads, -1)
-        att = (q * k).sum(-1) / math.sqrt(k.shape[-1])
-        att = att.masked_fill(~nb_mask.unsqueeze(-1), -1e9).softmax(dim=2)
-        msg = (att.unsqueeze(-1) * v).sum(2).reshape(b, r, -1)
-        h = h + self.o(msg)
-        return h + self.ff(self.ln2(h))
+        dh = x.shape[-1] // nh
+        q = self.q(x).view(b * r, nh, dh)
+        flat_nb = (nb + (torch.arange(b, device=nb.device) * r).view(b, 1, 1)).reshape(-1)
+        kv = self.kv(x).reshape(b * r, 2 * nh * dh).index_select(0, flat_nb).view(b * r, kk, 2, nh, dh)
+        k = kv[:, :, 0].permute(0, 2, 3, 1)  # (BR, heads, dh, k)
+        v = kv[:, :, 1].transpose(1, 2)  # (BR, heads, k, dh)
+        w = self.e.weight.view(2, nh, dh, -1)
+        ed = edge.reshape(b * r, kk, -1)
+        qe = torch.einsum("nhc,hcd->nhd", q, w[0])  # (BR, heads, d_edge)
+        score = torch.matmul(q.unsqueeze(2), k).squeeze(2) + torch.matmul(qe, ed.transpose(1, 2))
+        att = (score / math.sqrt(dh)).masked_fill(~nb_mask.reshape(b * r, 1, kk), -1e9).softmax(dim=-1)
+        msg = torch.matmul(att.unsqueeze(2), v).squeeze(2)  # (BR, heads, dh)
+        msg = msg + torch.einsum("nhd,hcd->nhc", torch.matmul(att, ed), w[1]) + self.e.bias.view(2, nh, dh)[1]
+        h = h + self.drop(self.o(msg.reshape(b, r, nh * dh)))
+        return h + self.drop(self.ff(self.ln2(h)))
 
 
 @register_step("ca2aa")
@@ -272,7 +304,7 @@ class CA2AA(nn.Module):
         self.embed = nn.Embedding(N_TYPES, h)
         self.node_in = nn.Linear(4, h)
         self.edge_in = nn.Sequential(nn.Linear(d_edge, h), nn.SiLU(), nn.Linear(h, cfg.edge_dim))
-        self.layers = nn.ModuleList([_Layer(h, cfg.heads, cfg.edge_dim) for _ in range(cfg.layers)])
+        self.layers = nn.ModuleList([_Layer(h, cfg.heads, cfg.edge_dim, cfg.dropout) for _ in range(cfg.layers)])
         self.ln = nn.LayerNorm(h)
         # heads: peptide theta, N-term psi, C-term phi, C-term O torsion, chi1..4 (autoregressive)
         self.bb_heads = nn.ModuleList([_AngleHead(h, h, k) for _ in range(4)])
@@ -435,7 +467,7 @@ class CA2AA(nn.Module):
         tors = (chi_pad.gather(2, zchi) + self.zm_offset[types]).reshape(-1)
         # work on the flat atom list: each level places only its own atoms (a few per residue)
         b, r = types.shape
-        flat = x.reshape(b * r * self.max_atoms, 3)
+        flat = x.reshape(b * r * self.max_atoms, 3).clone()  # filled in place, level by level
         slot0 = (torch.arange(b * r, device=x.device) * self.max_atoms).view(b, r, 1, 1)
         ref = (zm + slot0).reshape(-1, 3)  # flat indices of the three reference atoms
         lev = lev.reshape(-1)
@@ -449,7 +481,7 @@ class CA2AA(nn.Module):
             new = place_atom(flat.index_select(0, rf[:, 0]), flat.index_select(0, rf[:, 1]),
                              flat.index_select(0, rf[:, 2]), bond.index_select(0, idx), angle.index_select(0, idx),
                              tors.index_select(0, idx))
-            flat = flat.index_copy(0, idx, new)
+            flat.index_copy_(0, idx, new)
         return self._close_proline(flat.reshape(b, r, self.max_atoms, 3), types)
 
     def _close_proline(self, x: Tensor, types: Tensor) -> Tensor:
@@ -475,7 +507,12 @@ class CA2AA(nn.Module):
         return torch.cat([x[:, :, :6], torch.where(is_pro, closed, cd).unsqueeze(2), x[:, :, 7:]], dim=2)
 
     # ------------------------------------------------------------------ sampling
-    def sample_angles(self, h: Tensor, seed: int, temperature: float) -> tuple[Tensor, Tensor]:
+    def chi_context(self, h: Tensor) -> list[Tensor]:
+        """Each chi head's first layer applied to the residue features ``h`` (shared by all calls)."""
+        return [head.context(h) for head in self.chi_heads]
+
+    def sample_angles(self, h: Tensor, ctx: list[Tensor], seed: int, temperature: float) -> tuple[Tensor, Tensor]:
+        """Backbone angles (B, R, 4) and chi1..4 (B, R, 4), radians; ``ctx`` from :meth:`chi_context`."""
         bb = []
         for i, head in enumerate(self.bb_heads):
             logp, mu, kappa = head(h)
@@ -483,7 +520,7 @@ class CA2AA(nn.Module):
         prev = torch.zeros(h.shape[0], h.shape[1], 8, device=h.device, dtype=h.dtype)
         chis = []
         for i, head in enumerate(self.chi_heads):
-            logp, mu, kappa = head(torch.cat([h, prev], dim=-1))
+            logp, mu, kappa = head.conditional(ctx[i], prev)
             x = _sample_vm(logp, mu, kappa, temperature, seed, 100 + 10 * i)
             chis.append(x)
             upd = torch.stack([torch.cos(x), torch.sin(x)], dim=-1)
@@ -504,48 +541,50 @@ class CA2AA(nn.Module):
         seg = segment_start.unsqueeze(0).expand(b, -1)
         valid = torch.ones_like(seg)
         h, frames, has_next, has_prev = self.encode(ca, types, valid, seg)
-        bb, chi = self.sample_angles(h, seed, temperature)
+        ctx = self.chi_context(h)
+        bb, chi = self.sample_angles(h, ctx, seed, temperature)
         x = self.build(ca, types, valid, frames, has_next, has_prev, bb, chi)
         if self.repack_sweeps > 0 and r > 2:
-            x = self.repack(x, h, chi, ca, types)
+            x = self.repack(x, ctx, chi, ca, types)
         keep = self.slot_valid[residue_types].reshape(-1).nonzero().squeeze(-1)
         return x.reshape(b, r * self.max_atoms, 3).index_select(1, keep) / 10.0
 
     # ------------------------------------------------------------------ repacking
-    def _chi(self, index: int, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def _chi(self, index: int, ctx: list[Tensor], prev: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Evaluate chi head ``index`` (TorchScript cannot call a ModuleList entry by a variable index)."""
-        out = (x, x, x)
+        out = (prev, prev, prev)
         for i, head in enumerate(self.chi_heads):
             if i == index:
-                out = head(x)
+                out = head.conditional(ctx[i], prev)
         return out
 
-    def candidate_chis(self, h: Tensor, chi: Tensor) -> tuple[list[Tensor], Tensor]:
+    def candidate_chis(self, ctx: list[Tensor], chi: Tensor) -> tuple[list[Tensor], Tensor]:
         """Side-chain candidates: the sampled chis, then every pair of chi1 and chi2 mixture
         component modes, completed autoregressively with the most probable chi3 and chi4. Returns the
         candidates and a likelihood penalty (nats below the most probable components) of shape (C, B, R).
 
-        Head evaluations are shared between candidates: chi1 once, chi2 once per chi1 mode.
+        ``ctx`` comes from :meth:`chi_context`; head evaluations are shared between candidates: chi1
+        once, chi2 once per chi1 mode.
         """
         cands = [chi]
         pens = [torch.zeros_like(chi[..., 0])]
-        zeros = torch.zeros(h.shape[0], h.shape[1], 8, device=h.device, dtype=h.dtype)
-        logp1, mu1, _k1 = self._chi(0, torch.cat([h, zeros], dim=-1))
+        zeros = torch.zeros(chi.shape[0], chi.shape[1], 8, device=chi.device, dtype=chi.dtype)
+        logp1, mu1, _k1 = self._chi(0, ctx, zeros)
         best1 = logp1.max(dim=-1).values
         for k1 in range(self.mixture):
             c1 = mu1[..., k1]
             prev1 = torch.cat([torch.stack([torch.cos(c1), torch.sin(c1)], dim=-1), zeros[..., 2:]], dim=-1)
-            logp2, mu2, _k2 = self._chi(1, torch.cat([h, prev1], dim=-1))
+            logp2, mu2, _k2 = self._chi(1, ctx, prev1)
             best2 = logp2.max(dim=-1).values
             for k2 in range(self.mixture):
                 c2 = mu2[..., k2]
                 prev2 = torch.cat([prev1[..., :2], torch.cos(c2).unsqueeze(-1), torch.sin(c2).unsqueeze(-1),
                                    zeros[..., 4:]], dim=-1)
-                logp3, mu3, _k3 = self._chi(2, torch.cat([h, prev2], dim=-1))
+                logp3, mu3, _k3 = self._chi(2, ctx, prev2)
                 c3 = mu3.gather(-1, logp3.argmax(dim=-1, keepdim=True)).squeeze(-1)
                 prev3 = torch.cat([prev2[..., :4], torch.cos(c3).unsqueeze(-1), torch.sin(c3).unsqueeze(-1),
                                    zeros[..., 6:]], dim=-1)
-                logp4, mu4, _k4 = self._chi(3, torch.cat([h, prev3], dim=-1))
+                logp4, mu4, _k4 = self._chi(3, ctx, prev3)
                 c4 = mu4.gather(-1, logp4.argmax(dim=-1, keepdim=True)).squeeze(-1)
                 cands.append(torch.stack([c1, c2, c3, c4], dim=-1))
                 pens.append(best1 - logp1[..., k1] + best2 - logp2[..., k2])
@@ -556,23 +595,30 @@ class CA2AA(nn.Module):
         kk = nf.shape[1]
         return cur.index_select(0, nf.index_select(0, rows).reshape(-1)).reshape(rows.shape[0], kk * self.max_atoms, 3)
 
-    def _overlap(self, sc: Tensor, neigh: Tensor, nmask: Tensor, smask: Tensor) -> Tensor:
-        """Overlap penalty (n, C) of side-chain candidates ``sc`` (n, C, s, 3) with atoms ``neigh`` (n, q, 3)."""
-        n, c, k = sc.shape[0], sc.shape[1], sc.shape[2]
-        dist = torch.cdist(sc.reshape(n, c * k, 3), neigh).reshape(n, c, k, neigh.shape[1])
-        over = ((self.repack_wall - dist).clamp_min(0.0) ** 2) * nmask.unsqueeze(1) * smask.unsqueeze(1)
-        return over.sum(dim=(-1, -2))
+    def _overlap(self, sc: Tensor, neigh: Tensor) -> Tensor:
+        """Overlap penalty (n, C) of side-chain candidates ``sc`` (n, C, s, 3) with atoms ``neigh`` (n, q, 3).
 
-    def repack(self, x: Tensor, h: Tensor, chi: Tensor, ca: Tensor, types: Tensor) -> Tensor:
+        Missing atoms are NaN (never closer than anything); only the few pairs closer than the wall are
+        gathered.
+        """
+        n, c, k, q = sc.shape[0], sc.shape[1], sc.shape[2], neigh.shape[1]
+        dist = torch.cdist(sc.reshape(n, c * k, 3), neigh).reshape(-1)
+        close = (dist < self.repack_wall).nonzero().squeeze(-1)
+        pen = (self.repack_wall - dist.index_select(0, close)) ** 2
+        out = torch.zeros(n * c, device=sc.device, dtype=sc.dtype)
+        return out.index_add_(0, torch.div(close, k * q, rounding_mode="floor"), pen).view(n, c)
+
+    def repack(self, x: Tensor, ctx: list[Tensor], chi: Tensor, ca: Tensor, types: Tensor) -> Tensor:
         """Swap clashing side chains for other likely rotamers (residue slots, Å).
 
         Greedy sweeps: each residue takes the candidate minimising
         ``weight * overlap + likelihood penalty``, where overlap sums
         ``(wall - d)^2`` over its side-chain atoms closer than ``wall`` to any
         atom of its nearest residues; alternate residues move in alternate
-        sweeps so neighbours do not swap into each other.
+        sweeps so neighbours do not swap into each other. Slots of atoms a
+        residue does not have are NaN in the result.
         """
-        cands, lik = self.candidate_chis(h, chi)
+        cands, lik = self.candidate_chis(ctx, chi)
         b, r = types.shape
         # the backbone is shared: all alternative side chains are built in one batched call
         n_alt = len(cands) - 1
@@ -592,15 +638,14 @@ class CA2AA(nn.Module):
             xf = allx[start:stop].reshape(m * r, n_c, self.max_atoms, 3)
             # neighbour lists as flat residue indices of this chunk
             nf = (nb[start:stop] + (torch.arange(m, device=x.device) * r).view(m, 1, 1)).reshape(m * r, kk)
-            sf = sv[start:stop].reshape(m * r, self.max_atoms)
-            nmask = sf.index_select(0, nf.reshape(-1)).reshape(m * r, 1, kk * self.max_atoms)
-            smask = sf[:, 5:].unsqueeze(-1)  # side-chain atoms beyond CB
+            sf = sv[start:stop].reshape(m * r, 1, self.max_atoms, 1)
+            xf = torch.where(sf, xf, torch.full_like(xf, float("nan")))  # missing atoms never overlap
             lf = lik[start:stop].reshape(m * r, n_c)
             cand_sc = xf[:, :, 5:]
             choice = torch.zeros(m * r, dtype=torch.long, device=x.device)
             cur = xf[:, 0]
             every = torch.arange(m * r, device=x.device)
-            pen = self._overlap(cur[:, 5:].unsqueeze(1), self._neighbours(cur, nf, every), nmask, smask).squeeze(1)
+            pen = self._overlap(cur[:, 5:].unsqueeze(1), self._neighbours(cur, nf, every)).squeeze(1)
             # a residue is re-scored only if it or a neighbour moved since it was last scored (same result)
             stale = torch.ones(m * r, dtype=torch.bool, device=x.device)
             for sweep in range(self.repack_sweeps):
@@ -609,12 +654,19 @@ class CA2AA(nn.Module):
                 if act.numel() == 0:
                     continue
                 stale = stale.index_fill(0, act, False)
-                score = self._overlap(cand_sc.index_select(0, act), self._neighbours(cur, nf, act),
-                                      nmask.index_select(0, act), smask.index_select(0, act))
-                score = self.repack_weight * score + lf.index_select(0, act)
+                la = lf.index_select(0, act)
                 ch = choice.index_select(0, act)
+                now = self.repack_weight * pen.index_select(0, act) + la.gather(1, ch.unsqueeze(-1)).squeeze(-1)
+                # overlap is >= 0, so only candidates whose likelihood penalty alone is below the current
+                # score can win: score just those (row, candidate) pairs
+                pair = (la < (now - 1e-4).unsqueeze(-1)).nonzero()
+                rows = act.index_select(0, pair[:, 0])
+                sc = cand_sc.reshape(m * r * n_c, self.max_atoms - 5, 3).index_select(0, rows * n_c + pair[:, 1])
+                over = self._overlap(sc.unsqueeze(1), self._neighbours(cur, nf, rows)).squeeze(1)
+                score = torch.full_like(la, float("inf"))
+                score = score.index_put((pair[:, 0], pair[:, 1]), self.repack_weight * over + la[pair[:, 0], pair[:, 1]])
                 best = score.argmin(dim=-1)
-                gain = score.gather(-1, best.unsqueeze(-1)).squeeze(-1) < score.gather(-1, ch.unsqueeze(-1)).squeeze(-1) - 1e-4
+                gain = score.gather(-1, best.unsqueeze(-1)).squeeze(-1) < now - 1e-4
                 moved = act.masked_select(gain)
                 if moved.numel() == 0:
                     continue
@@ -625,8 +677,7 @@ class CA2AA(nn.Module):
                 flag = torch.zeros(m * r, dtype=torch.bool, device=x.device).index_fill(0, moved, True)
                 hit = (flag | flag.index_select(0, nf.reshape(-1)).reshape(m * r, kk).any(-1)).nonzero().squeeze(-1)
                 stale = stale.index_fill(0, hit, True)
-                sub = self._overlap(cur.index_select(0, hit)[:, 5:].unsqueeze(1), self._neighbours(cur, nf, hit),
-                                    nmask.index_select(0, hit), smask.index_select(0, hit))
+                sub = self._overlap(cur.index_select(0, hit)[:, 5:].unsqueeze(1), self._neighbours(cur, nf, hit))
                 pen = pen.index_copy(0, hit, sub.squeeze(1))
             out.append(cur.reshape(m, r, self.max_atoms, 3))
         return torch.cat(out, dim=0)

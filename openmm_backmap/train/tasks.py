@@ -165,7 +165,7 @@ class CA2AATask:
             loss, _ = self.model.loss(xyz, mask, types, valid, seg)
             losses.append(float(loss))
             h, frames, has_next, has_prev = self.model.encode(xyz[:, :, 1], types, valid, seg)
-            bb, chi = self.model.sample_angles(h, 0, 0.0)
+            bb, chi = self.model.sample_angles(h, self.model.chi_context(h), 0, 0.0)
             out = self.model.build(xyz[:, :, 1], types, valid, frames, has_next, has_prev, bb, chi)
             m = mask & self.model.slot_valid[types]
             sq += float(((out - xyz) ** 2).sum(-1)[m].sum())
