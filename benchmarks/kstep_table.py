@@ -25,6 +25,7 @@ Usage::
         [--seeds 0 1 2] [--rows adk12,trpcage4] [--reuse] [--threads 2] [--eval-frames 100] \\
         [--time-limit-min 25]
     python benchmarks/kstep_table.py --quick   # plumbing check: tiny models, a few steps
+    python benchmarks/kstep_table.py --merge part_a.json part_b.json   # rows run in parallel processes
 
 ``--finetune-min M`` adds a third model per row: the 2-step model whose
 C-alpha step is the transferable model fine-tuned for M minutes on the
@@ -330,7 +331,16 @@ def main(argv=None):
                     help="which models of each row to train and evaluate: onestep, step1 (the 2-step model) or "
                          "both; e.g. one process per variant trains a row's two models in parallel")
     ap.add_argument("--quick", action="store_true", help="tiny models and a few steps: checks the plumbing only")
+    ap.add_argument("--merge", nargs="+", metavar="PART.json",
+                    help="only combine the rows of result files written by separate runs (e.g. --rows in parallel "
+                         "processes with their own --out) into --out, and stop")
     args = ap.parse_args(argv)
+    if args.merge:
+        out = Path(args.out or REPO / "docs" / "benchmarks" / "kstep_table")
+        result = merge_results([json.loads(Path(p).read_text()) for p in args.merge])
+        _write(out, result)
+        print(f"merged {len(result['rows'])} rows into {out}.json and {out}.md")
+        return result
 
     import torch
 
@@ -415,6 +425,31 @@ def main(argv=None):
         _write(out, result)  # after every row: partial results survive interruptions
     log(f"wrote {out}.json and {out}.md")
     return result
+
+
+def merge_results(parts: list) -> dict:
+    """Rows of several result dicts in one; the run-wide fields must agree (their first value is kept)."""
+    if not parts:
+        raise ValueError("nothing to merge")
+    merged = dict(parts[0], rows={})
+    for key in ("quick", "seeds", "ca_model", "eval_frames", "samples"):
+        values = {json.dumps(p.get(key)) for p in parts}
+        if len(values) > 1:
+            raise ValueError(f"cannot merge results that differ in {key!r}: {sorted(values)}")
+    for p in parts:
+        for row, entry in p["rows"].items():
+            have = merged["rows"].setdefault(row, dict(entry))
+            if have is entry or have == entry:
+                continue
+            for variant in VARIANTS:  # the same row, other variants (--variants in separate processes)
+                if variant in entry:
+                    if variant in have:
+                        raise ValueError(f"row {row!r}, model {variant!r} appears in more than one result")
+                    have[variant] = entry[variant]
+    merged["created"] = max(p["created"] for p in parts)
+    threads = sorted({p["threads"] for p in parts})
+    merged["threads"] = threads[0] if len(threads) == 1 else threads
+    return merged
 
 
 def _write(out: Path, result: dict):
