@@ -441,7 +441,7 @@ def merge_results(parts: list) -> dict:
     for p in parts:
         for row, entry in p["rows"].items():
             have = merged["rows"].setdefault(row, dict(entry))
-            if have is entry or have == entry:
+            if have == entry:
                 continue
             for variant in VARIANTS:  # the same row, other variants (--variants in separate processes)
                 if variant in entry:

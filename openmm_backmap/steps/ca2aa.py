@@ -641,7 +641,7 @@ class CA2AA(nn.Module):
             sf = sv[start:stop].reshape(m * r, 1, self.max_atoms, 1)
             xf = torch.where(sf, xf, torch.full_like(xf, float("nan")))  # missing atoms never overlap
             lf = lik[start:stop].reshape(m * r, n_c)
-            cand_sc = xf[:, :, 5:]
+            cand_sc = xf[:, :, 5:].reshape(m * r * n_c, self.max_atoms - 5, 3)  # side chains beyond CB, flat
             choice = torch.zeros(m * r, dtype=torch.long, device=x.device)
             cur = xf[:, 0]
             every = torch.arange(m * r, device=x.device)
@@ -661,7 +661,7 @@ class CA2AA(nn.Module):
                 # score can win: score just those (row, candidate) pairs
                 pair = (la < (now - 1e-4).unsqueeze(-1)).nonzero()
                 rows = act.index_select(0, pair[:, 0])
-                sc = cand_sc.reshape(m * r * n_c, self.max_atoms - 5, 3).index_select(0, rows * n_c + pair[:, 1])
+                sc = cand_sc.index_select(0, rows * n_c + pair[:, 1])
                 over = self._overlap(sc.unsqueeze(1), self._neighbours(cur, nf, rows)).squeeze(1)
                 score = torch.full_like(la, float("inf"))
                 score = score.index_put((pair[:, 0], pair[:, 1]), self.repack_weight * over + la[pair[:, 0], pair[:, 1]])
@@ -733,6 +733,7 @@ class CA2AA(nn.Module):
         if ca_noise > 0:
             ca = ca + ca_noise * torch.randn_like(ca)
         h, _, _, _ = self.encode(ca, types, valid, seg_start)
+        ctx = self.chi_context(h)
         nll_bb = []
         for i, head in enumerate(self.bb_heads):
             logp, mu, kappa = head(h)
@@ -744,7 +745,7 @@ class CA2AA(nn.Module):
             prev = torch.zeros(*h.shape[:2], 8, device=h.device, dtype=h.dtype)
             if i:
                 prev = torch.cat([cs[:, :, :i].reshape(*h.shape[:2], 2 * i), prev[..., 2 * i:]], dim=-1)
-            logp, mu, kappa = head(torch.cat([h, prev], dim=-1))
+            logp, mu, kappa = head.conditional(ctx[i], prev)
             nll_chi.append(vm_mixture_nll(logp, mu, kappa, t["chi"][..., i]))
         nll_chi = torch.stack(nll_chi, -1)
         okb, okc = t["ok_bb"].float(), t["ok_chi"].float()
