@@ -9,7 +9,7 @@ For every eval set the same C-alpha inputs (``--max-frames`` evenly spaced
 frames of each ensemble, every CASP target) go to our model (deterministic,
 and ``--samples`` stochastic samples: best-of-n by RMSD and mean over the n)
 and to PULCHRA (PyPI ``pulchra``, default settings, per chain segment). All
-metrics are from :mod:`openmm_backmap.metrics`, before any minimisation.
+metrics are from :mod:`openmm_backmap.evaluation.metrics`, before any minimisation.
 Writes ``ca2aa_accuracy.json`` and ``ca2aa_accuracy.md`` plus one
 Ramachandran plot per set into ``--out``.
 """
@@ -28,12 +28,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from openmm_backmap.backmapper import load_model
-from openmm_backmap.ensemble import ProteinEnsemble
-from openmm_backmap.io import LoadWarning, load_ensemble, torn_frames
-from openmm_backmap.metrics import (backbone_dihedrals, chi_dihedrals, evaluate, kl_divergence,
+from openmm_backmap.model.backmapping import load_model
+from openmm_backmap.structure.ensemble import ProteinEnsemble
+from openmm_backmap.io.formats import LoadWarning, load_ensemble, torn_frames
+from openmm_backmap.evaluation.metrics import (backbone_dihedrals, chi_dihedrals, evaluate, kl_divergence,
                                     ramachandran_plot)
-from openmm_backmap.topology import TEMPLATES
+from openmm_backmap.structure.templates import TEMPLATES
 
 METRICS = ("rmsd_angstrom", "rmsd_sym_angstrom", "ged", "clash_percent", "bond_ok_percent")
 SETS = {

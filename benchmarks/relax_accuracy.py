@@ -6,9 +6,9 @@ Usage::
         [--max-frames 5] [--casp-targets 6] [--implicit none]
 
 Backmaps each eval frame deterministically, relaxes it with one
-:class:`~openmm_backmap.relax.Relaxer` per structure (built once, reused for
+:class:`~openmm_backmap.run.relax.relaxer.Relaxer` per structure (built once, reused for
 every frame) and compares both with the reference using
-:mod:`openmm_backmap.metrics`. Writes ``relax_accuracy.json`` and ``.md``.
+:mod:`openmm_backmap.evaluation.metrics`. Writes ``relax_accuracy.json`` and ``.md``.
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ca2aa_accuracy import SETS, generated, load_set  # noqa: E402
 
-from openmm_backmap.backmapper import load_model  # noqa: E402
-from openmm_backmap.metrics import evaluate  # noqa: E402
-from openmm_backmap.relax import Relaxer  # noqa: E402
+from openmm_backmap.model.backmapping import load_model  # noqa: E402
+from openmm_backmap.evaluation.metrics import evaluate  # noqa: E402
+from openmm_backmap.run.relax.relaxer import Relaxer  # noqa: E402
 
 METRICS = ("rmsd_angstrom", "clash_percent", "bond_ok_percent", "ged")
 

@@ -12,7 +12,7 @@ settings.
 CG systems: the transferable C-alpha model drives the C-alpha Go model of
 villin from OpenMM's test.pdb; a per-system ultra-coarse-grained k-step
 model (e.g. adenylate kinase) drives an elastic network of its reference bead
-positions (:func:`openmm_backmap.cgmodels.elastic_network_model`).
+positions (:func:`openmm_backmap.cgsystems.elastic_network_model`).
 
 The CPU platform runs with ``--cpu-threads`` (default 1), so that on a small
 machine one core integrates and the others backmap.
@@ -42,10 +42,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def _cg_system(bm, seed):
     """(topology, system, positions nm, description) of the CG system for model ``bm``."""
-    from openmm_backmap.cgmodels import calpha_go_model, elastic_network_model
-    from openmm_backmap.demo import villin_pdb_path
-    from openmm_backmap.io import load_ensemble
-    from openmm_backmap.topology import atom_layout
+    from openmm_backmap.cgsystems import calpha_go_model, elastic_network_model
+    from openmm_backmap.run.demo import villin_pdb_path
+    from openmm_backmap.io.formats import load_ensemble
+    from openmm_backmap.structure.templates import atom_layout
 
     if bm.transferable:
         with warnings.catch_warnings():
@@ -98,7 +98,7 @@ def _measure(bm, top, system, pos, args, intervals, tmp):
     The ratio of a setting is the median over repeats of (reporter steps/s) / (steps/s of the no-reporter run
     next to it), so slow drifts of the machine cancel.
     """
-    from openmm_backmap.reporter import BackmapReporter
+    from openmm_backmap.run.reporter import BackmapReporter
 
     settings = [(i, a) for i in intervals for a in (False, True)]
     rows = {s: {"seconds": [], "baseline_seconds": [], "frames": 0} for s in settings}
@@ -133,8 +133,8 @@ def _measure(bm, top, system, pos, args, intervals, tmp):
 
 
 def _relax_timing(bm, top, pos, n_frames, options):
-    from openmm_backmap.pipeline import cg_particle_info
-    from openmm_backmap.relax import Relaxer
+    from openmm_backmap.run.pipeline import cg_particle_info
+    from openmm_backmap.run.relax.relaxer import Relaxer
 
     info = cg_particle_info(top, None, pos)
     seq = info["sequence"] if bm.transferable else None
@@ -155,7 +155,7 @@ def _relax_timing(bm, top, pos, n_frames, options):
 
 def _benchmark_model(path, args, intervals):
     """All measurements for one model: backmapping time, reporter runs, relaxation timing."""
-    from openmm_backmap.backmapper import load_model
+    from openmm_backmap.model.backmapping import load_model
 
     bm = load_model(path, device=args.device)
     top, system, pos, description = _cg_system(bm, args.seed)
@@ -163,7 +163,7 @@ def _benchmark_model(path, args, intervals):
     warm = np.asarray(pos, np.float32)[None]
     seq = None
     if bm.transferable:
-        from openmm_backmap.pipeline import cg_particle_info
+        from openmm_backmap.run.pipeline import cg_particle_info
 
         seq = cg_particle_info(top, None, pos)["sequence"]
     for _ in range(3):  # TorchScript optimises on the first calls; time the steady state

@@ -9,10 +9,10 @@ Context) and then only updates positions and restraint targets per frame.
 
 import argparse
 
-from openmm_backmap.backmapper import load_model
-from openmm_backmap.io import TrajectoryWriter, load_ensemble
-from openmm_backmap.pipeline import frame_quality
-from openmm_backmap.relax import Relaxer
+from openmm_backmap.model.backmapping import load_model
+from openmm_backmap.io.formats import TrajectoryWriter, load_ensemble
+from openmm_backmap.run.pipeline import frame_quality
+from openmm_backmap.run.relax.relaxer import Relaxer
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
 parser.add_argument("structure", nargs="?", default="tests/data/trpcage.pdb", help="all-atom PDB to take C-alphas from")

@@ -1,7 +1,7 @@
 """Coarsen an all-atom trajectory to C-alphas and backmap it again, post hoc.
 
 This is the round trip used to validate a model: the C-alpha trace of a real
-trajectory is backmapped with ``openmm_backmap.convert.convert`` (the Python
+trajectory is backmapped with ``openmm_backmap.run.conversion.convert`` (the Python
 side of ``openmm-backmap convert``) and the result is compared with the
 original atoms.
 
@@ -13,10 +13,10 @@ import argparse
 import os
 from pathlib import Path
 
-from openmm_backmap.convert import convert
-from openmm_backmap.mapping import coarsen_files
-from openmm_backmap.io import load_ensemble
-from openmm_backmap.metrics import evaluate, format_table
+from openmm_backmap.run.conversion import convert_trajectory
+from openmm_backmap.mapping.operators import coarsen_files
+from openmm_backmap.io.formats import load_ensemble
+from openmm_backmap.evaluation.metrics import evaluate, format_table
 
 data = Path(__file__).resolve().parents[2] / "shared" / "data" / "eval" / "md" / "trpcage"
 parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -36,7 +36,7 @@ levels = coarsen_files(args.trajectory, topology=args.topology, levels="ca", out
 ca = levels["ca"]
 
 # 2. C-alphas -> heavy atoms, 100 frames at a time, two samples per frame.
-summary = convert(ca["dcd"], prefix + "_backmapped.xtc", topology=ca["pdb"], model=args.model, samples=2, seed=1,
+summary = convert_trajectory(ca["dcd"], prefix + "_backmapped.xtc", topology=ca["pdb"], model=args.model, samples=2, seed=1,
                   chunk=100, force=True)
 
 # 3. Compare with the original atoms, the same frames (two samples per reference frame, frame-major).

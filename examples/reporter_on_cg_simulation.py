@@ -14,11 +14,11 @@ import warnings
 import openmm
 import openmm.app as app
 
-from openmm_backmap.cgmodels import calpha_go_model
-from openmm_backmap.demo import villin_pdb_path
-from openmm_backmap.io import load_ensemble
-from openmm_backmap.pipeline import format_summary
-from openmm_backmap.reporter import BackmapReporter
+from openmm_backmap.cgsystems import calpha_go_model
+from openmm_backmap.run.demo import villin_pdb_path
+from openmm_backmap.io.formats import load_ensemble
+from openmm_backmap.run.pipeline import format_summary
+from openmm_backmap.run.reporter import BackmapReporter
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
 parser.add_argument("--model", default="models/ca2aa.pt", help="backmapping model (default: %(default)s)")

@@ -1,24 +1,28 @@
 """openmm-backmap: on-the-fly k-step generative backmapping of coarse-grained OpenMM simulations.
 
 Public objects are imported lazily so that ``import openmm_backmap`` stays
-cheap; see the docs for the tour.
+cheap; see the docs for the tour. The subpackages are the layers
+(``structure`` <- ``io``, ``mapping`` <- ``model`` <- ``run`` <- ``cli``;
+``evaluation`` uses ``structure`` and ``io`` only), and no public name here
+equals a module name, so ``openmm_backmap.X`` means the same object however
+often it is read.
 """
 
 from ._version import __version__
 
 _PUBLIC = {
-    "load_ensemble": "io",
-    "TrajectoryWriter": "io",
-    "ProteinEnsemble": "ensemble",
-    "Mapping": "mapping",
-    "Hierarchy": "mapping",
-    "load_model": "backmapper",
-    "Backmapper": "backmapper",
-    "BackmapReporter": "reporter",
-    "BackmapPipeline": "pipeline",
-    "Relaxer": "relax",
-    "evaluate": "metrics",
-    "convert": "convert",
+    "load_ensemble": "io.formats",
+    "TrajectoryWriter": "io.formats",
+    "ProteinEnsemble": "structure.ensemble",
+    "Mapping": "mapping.operators",
+    "Hierarchy": "mapping.operators",
+    "load_model": "model.backmapping",
+    "Backmapper": "model.backmapping",
+    "BackmapReporter": "run.reporter",
+    "BackmapPipeline": "run.pipeline",
+    "Relaxer": "run.relax.relaxer",
+    "evaluate": "evaluation.metrics",
+    "convert_trajectory": "run.conversion",
 }
 
 __all__ = ["__version__", *_PUBLIC]
@@ -29,5 +33,11 @@ def __getattr__(name):
         import importlib
 
         module = importlib.import_module(f".{_PUBLIC[name]}", __name__)
-        return getattr(module, name)
+        value = getattr(module, name)
+        globals()[name] = value  # later reads skip this hook
+        return value
     raise AttributeError(f"module 'openmm_backmap' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_PUBLIC))

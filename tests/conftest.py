@@ -49,7 +49,7 @@ def shared_data():
 @pytest.fixture(scope="session")
 def trpcage():
     """Trp-cage (20 residues) as a one-frame ProteinEnsemble."""
-    from openmm_backmap.io import load_ensemble
+    from openmm_backmap.io.formats import load_ensemble
 
     return load_ensemble(TESTS_DATA / "trpcage.pdb")
 
@@ -63,8 +63,8 @@ def _test_geometry():
 
     import openmm.app as app
 
-    from openmm_backmap.io import load_ensemble
-    from openmm_backmap.steps.ca2aa import ensemble_to_slots, fit_geometry
+    from openmm_backmap.io.formats import load_ensemble
+    from openmm_backmap.model.steps.ca2aa import ensemble_to_slots, fit_geometry
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # villin's waters and ions are dropped
@@ -84,8 +84,8 @@ def tiny_ca_model(tmp_path_factory):
     """Path of a tiny untrained transferable C-alpha -> heavy-atom model (fast, for plumbing tests)."""
     import torch
 
-    from openmm_backmap.backmapper import KStepModel, save_model
-    from openmm_backmap.steps.ca2aa import CA2AA, CA2AAConfig
+    from openmm_backmap.model.backmapping import KStepModel, save_model
+    from openmm_backmap.model.steps.ca2aa import CA2AA, CA2AAConfig
 
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("models") / "tiny_ca2aa.pt"
@@ -100,7 +100,7 @@ def tiny_ca_backmapper(tiny_ca_model):
     """The tiny model loaded once on the CPU and warmed up (TorchScript optimises on the first calls)."""
     import torch
 
-    from openmm_backmap.backmapper import load_model
+    from openmm_backmap.model.backmapping import load_model
 
     bm = load_model(tiny_ca_model, device="cpu")
     x = torch.randn(1, 6, 3).cumsum(1).numpy() * 0.38
@@ -114,8 +114,8 @@ def tiny_persystem_model(tmp_path_factory, trpcage):
     """Path of a tiny per-system model for Trp-cage: 20 C-alpha beads, the sequence embedded."""
     import torch
 
-    from openmm_backmap.backmapper import KStepModel, save_model
-    from openmm_backmap.steps.ca2aa import CA2AA, CA2AAConfig
+    from openmm_backmap.model.backmapping import KStepModel, save_model
+    from openmm_backmap.model.steps.ca2aa import CA2AA, CA2AAConfig
 
     torch.manual_seed(1)
     path = tmp_path_factory.mktemp("models") / "tiny_trpcage.pt"
@@ -131,6 +131,6 @@ def tiny_persystem_model(tmp_path_factory, trpcage):
 @pytest.fixture(scope="session")
 def trpcage_go(trpcage):
     """C-alpha Go model of Trp-cage: (openmm Topology, System, positions (20, 3) nm)."""
-    from openmm_backmap.cgmodels import calpha_go_model
+    from openmm_backmap.cgsystems import calpha_go_model
 
     return calpha_go_model(trpcage)

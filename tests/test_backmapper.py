@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from openmm_backmap.backmapper import FORMAT_VERSION, KStepModel, load_model, save_model
-from openmm_backmap.steps.ca2aa import CA2AA, CA2AAConfig
+from openmm_backmap.model.backmapping import FORMAT_VERSION, KStepModel, load_model, save_model
+from openmm_backmap.model.steps.ca2aa import CA2AA, CA2AAConfig
 
 
 @pytest.fixture(scope="module")

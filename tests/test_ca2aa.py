@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from openmm_backmap.geometry import dihedral, place_atom
-from openmm_backmap.metrics import bond_ok
-from openmm_backmap.steps import STEP_KINDS, get_step_class
-from openmm_backmap.steps.ca2aa import CA2AA, CA2AAConfig, ensemble_to_slots, fit_geometry
+from openmm_backmap.model.geometry import dihedral, place_atom
+from openmm_backmap.evaluation.metrics import bond_ok
+from openmm_backmap.model.steps import STEP_KINDS, get_step_class
+from openmm_backmap.model.steps.ca2aa import CA2AA, CA2AAConfig, ensemble_to_slots, fit_geometry
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""CG OpenMM systems for examples and tests (openmm_backmap.cgmodels)."""
+"""CG OpenMM systems for examples and tests (openmm_backmap.cgsystems)."""
 
 import os
 import warnings
@@ -9,8 +9,8 @@ import pytest
 openmm = pytest.importorskip("openmm")
 app = pytest.importorskip("openmm.app")
 
-from openmm_backmap.cgmodels import RESIDUE_MASSES, bead_masses, calpha_go_model, elastic_network_model  # noqa: E402
-from openmm_backmap.ensemble import ProteinEnsemble  # noqa: E402
+from openmm_backmap.cgsystems import RESIDUE_MASSES, bead_masses, calpha_go_model, elastic_network_model  # noqa: E402
+from openmm_backmap.structure.ensemble import ProteinEnsemble  # noqa: E402
 
 VILLIN = os.path.join(os.path.dirname(app.__file__), "data", "test.pdb")
 
@@ -39,7 +39,7 @@ def _run(system, positions, steps, seed, temperature=300.0, dt_ps=0.01, every=No
 
 @pytest.fixture(scope="module")
 def villin():
-    from openmm_backmap.io import load_ensemble
+    from openmm_backmap.io.formats import load_ensemble
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # waters and ions are dropped

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from openmm_backmap.backmapper import KStepModel, export_kstep, export_step, load_model, save_model
-from openmm_backmap.ensemble import ProteinEnsemble
-from openmm_backmap.mapping import build_hierarchy, coarsen
-from openmm_backmap.steps.cgvae import CGVAE, CGVAEConfig, system_context
-from openmm_backmap.topology import atom_layout
+from openmm_backmap.model.backmapping import KStepModel, export_kstep, export_step, load_model, save_model
+from openmm_backmap.structure.ensemble import ProteinEnsemble
+from openmm_backmap.mapping.operators import build_hierarchy, coarsen
+from openmm_backmap.model.steps.cgvae import CGVAE, CGVAEConfig, system_context
+from openmm_backmap.structure.templates import atom_layout
 from openmm_backmap.train.config import RunConfig, from_dict, load_config
 
 torch.set_num_threads(1)
@@ -28,7 +28,7 @@ def _noisy(ens, n, scale_nm, seed):
 @pytest.fixture(scope="module")
 def system(tests_data):
     """Trp-cage (test PDB plus 0.3 Å noise, 6 frames), its aa -> ca -> ucg4 hierarchy, and bead coordinates (nm)."""
-    from openmm_backmap.io import load_ensemble
+    from openmm_backmap.io.formats import load_ensemble
 
     ens = _noisy(load_ensemble(tests_data / "trpcage.pdb"), 6, 0.03, 0)
     h, _ = build_hierarchy(ens, "ucg:4")
@@ -215,7 +215,7 @@ def test_task_rejects_bad_options(system, tmp_path):
 
 
 def test_compose_with_ca2aa(system, exported, tmp_path):
-    from openmm_backmap.steps.ca2aa import CA2AA, CA2AAConfig
+    from openmm_backmap.model.steps.ca2aa import CA2AA, CA2AAConfig
 
     path, _ = exported
     ens = system[0]
@@ -245,7 +245,7 @@ def test_compose_with_ca2aa(system, exported, tmp_path):
 def test_example_configs_parse(tmp_path):
     from pathlib import Path
 
-    from openmm_backmap.steps.cgvae import CGVAEConfig
+    from openmm_backmap.model.steps.cgvae import CGVAEConfig
     from openmm_backmap.train.cgvae_task import CGVAETaskConfig
 
     root = Path(__file__).resolve().parents[1] / "examples" / "configs"

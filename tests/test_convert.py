@@ -1,13 +1,13 @@
-"""Post-hoc conversion (openmm_backmap.convert) and the ``convert`` CLI verb."""
+"""Post-hoc conversion (openmm_backmap.run.conversion) and the ``convert`` CLI verb."""
 
 import mdtraj as md
 import numpy as np
 import pytest
 
 from openmm_backmap.cli import main
-from openmm_backmap.convert import convert
-from openmm_backmap.io import load_ensemble
-from openmm_backmap.pipeline import BadFrameWarning
+from openmm_backmap.run.conversion import convert_trajectory as convert
+from openmm_backmap.io.formats import load_ensemble
+from openmm_backmap.run.pipeline import BadFrameWarning
 
 QUIET = {"progress": False}
 
@@ -15,7 +15,7 @@ QUIET = {"progress": False}
 @pytest.fixture(scope="module")
 def ca_files(tmp_path_factory, trpcage):
     """Trp-cage coarsened to C-alphas (PDB + 1-frame DCD) and a 7-frame noisy CA XTC (5 ps apart)."""
-    from openmm_backmap.mapping import coarsen_files
+    from openmm_backmap.mapping.operators import coarsen_files
 
     d = tmp_path_factory.mktemp("ca")
     files = coarsen_files(trpcage.source, levels="ca", out_prefix=str(d / "trp"), verbose=False)["ca"]
@@ -89,8 +89,8 @@ def test_bad_frames_skipped_or_raised(tmp_path, ca_files, tiny_ca_backmapper):
 def _bad_model(kind, path):
     import torch
 
-    from openmm_backmap.backmapper import KStepModel, save_model
-    from openmm_backmap.steps.ca2aa import CA2AA, CA2AAConfig
+    from openmm_backmap.model.backmapping import KStepModel, save_model
+    from openmm_backmap.model.steps.ca2aa import CA2AA, CA2AAConfig
 
     if kind == "garbage":
         path.write_bytes(b"\x00\x01 this is not a model" * 50)
@@ -115,8 +115,8 @@ def test_bad_model_files(tmp_path, ca_files, kind, message):
 
 
 def test_user_errors(tmp_path, ca_files, tiny_ca_backmapper, tiny_persystem_model):
-    from openmm_backmap.demo import villin_pdb_path
-    from openmm_backmap.mapping import coarsen_files
+    from openmm_backmap.run.demo import villin_pdb_path
+    from openmm_backmap.mapping.operators import coarsen_files
 
     with pytest.raises(FileNotFoundError, match="does not exist"):
         convert(tmp_path / "missing.pdb", tmp_path / "o.pdb", model=tiny_ca_backmapper, **QUIET)
@@ -163,8 +163,8 @@ def test_cli_convert(tmp_path, ca_files, tiny_ca_model, capsys):
 
 
 def test_failed_relaxation_is_reported(tmp_path, ca_files, tiny_ca_backmapper, monkeypatch):
-    import openmm_backmap.relax as relax
-    from openmm_backmap.pipeline import RelaxationWarning
+    import openmm_backmap.run.relax.relaxer as relax
+    from openmm_backmap.run.pipeline import RelaxationWarning
 
     class StuckRelaxer:  # a minimiser that makes no progress, as with overlapping atoms
         restraint = "heavy"
@@ -196,8 +196,8 @@ def test_cli_convert_append(tmp_path, ca_files, tiny_ca_model, capsys):
 
 def test_unconverged_relaxation_is_reported(tmp_path, ca_files, tiny_ca_backmapper, monkeypatch):
     """A RelaxResult flagged converged=False counts as a failure even with an unremarkable energy."""
-    import openmm_backmap.relax as relax
-    from openmm_backmap.pipeline import RelaxationWarning
+    import openmm_backmap.run.relax.relaxer as relax
+    from openmm_backmap.run.pipeline import RelaxationWarning
 
     class FlaggingRelaxer:
         restraint = "heavy"

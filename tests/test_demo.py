@@ -1,4 +1,4 @@
-"""``openmm-backmap demo`` (openmm_backmap.demo)."""
+"""``openmm-backmap demo`` (openmm_backmap.run.demo)."""
 
 import json
 import os
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from openmm_backmap.cli import main
-from openmm_backmap.demo import run_demo
+from openmm_backmap.run.demo import run_demo
 
 
 def test_demo_short_run(tmp_path, tiny_ca_backmapper, capsys):
@@ -32,7 +32,7 @@ def test_demo_short_run(tmp_path, tiny_ca_backmapper, capsys):
 
 
 def test_demo_without_shipped_model_says_so(tmp_path, monkeypatch, capsys):
-    import openmm_backmap.backmapper as backmapper
+    import openmm_backmap.model.backmapping as backmapper
 
     def missing():
         raise FileNotFoundError("the shipped C-alpha model is missing from the installation; pass --model")

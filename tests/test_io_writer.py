@@ -1,4 +1,4 @@
-"""TrajectoryWriter: incremental DCD/XTC/PDB/HDF5 output, append and overwrite checks (openmm_backmap.io)."""
+"""TrajectoryWriter: incremental DCD/XTC/PDB/HDF5 output, append and overwrite checks (openmm_backmap.io.formats)."""
 
 import struct
 
@@ -6,7 +6,7 @@ import mdtraj as md
 import numpy as np
 import pytest
 
-from openmm_backmap.io import TrajectoryWriter, load_ensemble
+from openmm_backmap.io.formats import TrajectoryWriter, load_ensemble
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from openmm_backmap.ensemble import ProteinEnsemble
-from openmm_backmap.mapping import (
+from openmm_backmap.structure.ensemble import ProteinEnsemble
+from openmm_backmap.mapping.operators import (
     Hierarchy,
     LevelSpec,
     Mapping,
@@ -389,7 +389,7 @@ def test_coarsen_files_trpcage(tmp_path, tests_data, capsys):
         assert mapping.n_fine == h.sizes[0] and mapping.n_beads == n and level_file["level"] == level
         assert h.composed(level) == mapping
     ens_ca = md.load(str(prefix) + "_ca.pdb")
-    from openmm_backmap.io import load_ensemble
+    from openmm_backmap.io.formats import load_ensemble
 
     ref = load_ensemble(tests_data / "trpcage.pdb")
     np.testing.assert_allclose(ens_ca.xyz[0], ref.ca_xyz[0], atol=2e-4)
@@ -419,9 +419,9 @@ def test_coarsen_files_with_model_hierarchy(tmp_path, tests_data, trpcage, monke
         calls.append((str(path), device))
         return types.SimpleNamespace(hierarchy=hierarchy)
 
-    fake = types.ModuleType("openmm_backmap.backmapper")
+    fake = types.ModuleType("openmm_backmap.model.backmapping")
     fake.load_model = load_model
-    monkeypatch.setitem(sys.modules, "openmm_backmap.backmapper", fake)
+    monkeypatch.setitem(sys.modules, "openmm_backmap.model.backmapping", fake)
     res = coarsen_files(tests_data / "trpcage.pdb", levels="ca,ucg:7", out_prefix=tmp_path / "m",
                         model="fake.pt", verbose=False)
     assert calls == [("fake.pt", "cpu")]
@@ -442,7 +442,7 @@ def test_coarsen_files_with_model_hierarchy(tmp_path, tests_data, trpcage, monke
 # real data
 # --------------------------------------------------------------------------
 def test_adk_twelve_beads(shared_data):
-    from openmm_backmap.io import load_ensemble
+    from openmm_backmap.io.formats import load_ensemble
 
     adk = shared_data / "train" / "md" / "adk"
     with warnings.catch_warnings():

@@ -1,4 +1,4 @@
-"""Tests of openmm_backmap.metrics: hand-made cases with known answers, then real files."""
+"""Tests of openmm_backmap.evaluation.metrics: hand-made cases with known answers, then real files."""
 
 import json
 import warnings
@@ -6,8 +6,8 @@ import warnings
 import numpy as np
 import pytest
 
-from openmm_backmap import metrics as M
-from openmm_backmap.ensemble import ProteinEnsemble
+from openmm_backmap.evaluation import metrics as M
+from openmm_backmap.structure.ensemble import ProteinEnsemble
 
 SEED = 1234  # local generators; the ``seed`` fixture would import torch for nothing
 
@@ -412,7 +412,7 @@ def test_evaluate_files_nmr_models(shared_data, tmp_path):
     """2EQQ: the 20 NMR models against model 1, checked against a direct mdtraj computation."""
     import mdtraj as md
 
-    from openmm_backmap.io import load_ensemble
+    from openmm_backmap.io.formats import load_ensemble
 
     path = shared_data / "eval" / "nmr" / "2EQQ.pdb.gz"
     r = M.evaluate_files(path, path, plots_dir=tmp_path, json_path=tmp_path / "2eqq.json")

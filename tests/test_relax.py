@@ -1,4 +1,4 @@
-"""Restrained minimisation of backmapped heavy-atom frames (openmm_backmap.relax)."""
+"""Restrained minimisation of backmapped heavy-atom frames (openmm_backmap.run.relax.relaxer)."""
 
 import numpy as np
 import pytest
@@ -6,9 +6,9 @@ import pytest
 openmm = pytest.importorskip("openmm")
 app = pytest.importorskip("openmm.app")
 
-from openmm_backmap.ensemble import ProteinEnsemble  # noqa: E402
-from openmm_backmap.io import detect_segment_starts  # noqa: E402
-from openmm_backmap.relax import Relaxer, place_oxt  # noqa: E402
+from openmm_backmap.structure.ensemble import ProteinEnsemble  # noqa: E402
+from openmm_backmap.io.formats import detect_segment_starts  # noqa: E402
+from openmm_backmap.run.relax.relaxer import Relaxer, place_oxt  # noqa: E402
 
 FAST = dict(platform="CPU", implicit=None, max_iterations=300)
 
@@ -39,7 +39,7 @@ def heavy_relaxer(trpcage):
 
 
 def test_relax_removes_clashes_and_keeps_structure(trpcage, heavy_relaxer, seed):
-    from openmm_backmap.metrics import clash
+    from openmm_backmap.evaluation.metrics import clash
 
     rng = np.random.default_rng(seed)
     x, xp = _perturb(trpcage, rng)
@@ -124,7 +124,7 @@ def test_place_oxt_geometry():
 
 def test_restraint_modes(trpcage, seed):
     """'ca' keeps the C-alphas closer to the input than no restraint; 'cg' keeps bead centroids on the CG beads."""
-    from openmm_backmap.mapping import Mapping
+    from openmm_backmap.mapping.operators import Mapping
 
     rng = np.random.default_rng(seed)
     x, xp = _perturb(trpcage, rng)
@@ -236,9 +236,9 @@ def _badly_clashing(ens, offset_nm=(0.01, 0.005, 0.0)):
 @pytest.mark.parametrize("template", ["native", "bad"])
 def test_badly_clashing_frame_is_relaxed_in_stages(trpcage, template):
     """Overlapping atoms of different residues: soft stage, then the force field; no clash, bonds within 10 %."""
-    from openmm_backmap.metrics import clash_topology
-    from openmm_backmap.pipeline import ideal_bond_lengths
-    from openmm_backmap.relax import STAGED_ENERGY_KJ_MOL
+    from openmm_backmap.evaluation.metrics import clash_topology
+    from openmm_backmap.run.pipeline import ideal_bond_lengths
+    from openmm_backmap.run.relax.relaxer import STAGED_ENERGY_KJ_MOL
 
     x, bad = _badly_clashing(trpcage)
     lay = trpcage.layout
@@ -270,7 +270,7 @@ def test_badly_clashing_frame_is_relaxed_in_stages(trpcage, template):
 
 def test_failed_relaxation_is_flagged(trpcage):
     """A relaxation that cannot finish (here: one iteration per stage) comes back with converged=False."""
-    from openmm_backmap.relax import FAILED_ENERGY_KJ_MOL
+    from openmm_backmap.run.relax.relaxer import FAILED_ENERGY_KJ_MOL
 
     _, bad = _badly_clashing(trpcage)
     relaxer = Relaxer(trpcage.topology(), platform="CPU", implicit=None, max_iterations=1)

@@ -10,8 +10,8 @@ openmm = pytest.importorskip("openmm")
 app = pytest.importorskip("openmm.app")
 unit = pytest.importorskip("openmm.unit")
 
-from openmm_backmap.pipeline import BackmapPipeline, BadFrameWarning, make_whole  # noqa: E402
-from openmm_backmap.reporter import BackmapReporter  # noqa: E402
+from openmm_backmap.run.pipeline import BackmapPipeline, BadFrameWarning, make_whole  # noqa: E402
+from openmm_backmap.run.reporter import BackmapReporter  # noqa: E402
 
 
 def _simulation(top, system, pos, seed=1):
@@ -152,7 +152,7 @@ def test_cg_particles_subset_of_a_larger_system(tmp_path, trpcage_go, tiny_ca_ba
 
 
 def test_make_whole_and_periodic_reporter(tmp_path, trpcage, tiny_ca_backmapper):
-    from openmm_backmap.cgmodels import calpha_go_model
+    from openmm_backmap.cgsystems import calpha_go_model
 
     # unit: a chain split across a triclinic box is reassembled bond by bond
     box = np.array([[3.0, 0, 0], [0.5, 3.0, 0], [0.5, 0.5, 3.0]])
@@ -200,9 +200,9 @@ def test_bad_frames_skipped_with_warning_or_raised(tmp_path, trpcage_go, tiny_ca
 
 def test_setup_errors_particle_count_sequence_and_names(tmp_path, trpcage_go, tiny_ca_backmapper,
                                                        tiny_persystem_model, trpcage):
-    import openmm_backmap.cgmodels as cgm
+    import openmm_backmap.cgsystems as cgm
 
-    from openmm_backmap.demo import villin_pdb_path
+    from openmm_backmap.run.demo import villin_pdb_path
 
     def first_report(top, system, pos, **kw):
         sim = _simulation(top, system, pos)

@@ -5,8 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from openmm_backmap.backmapper import load_model
-from openmm_backmap.metrics import bond_ok, ged, rmsd
+from openmm_backmap.model.backmapping import load_model
+from openmm_backmap.evaluation.metrics import bond_ok, ged, rmsd
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 CA2AA = MODELS / "ca2aa.pt"
@@ -40,7 +40,7 @@ def test_shipped_ca_model_is_accurate_on_trpcage(ca2aa, trpcage):
 
 
 def test_default_model_is_the_shipped_one(ca2aa):
-    from openmm_backmap.backmapper import default_model_path
+    from openmm_backmap.model.backmapping import default_model_path
 
     assert Path(default_model_path()).resolve() == CA2AA.resolve()
 

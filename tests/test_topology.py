@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from openmm_backmap.topology import (AMINO_ACIDS, TEMPLATES, atom_layout, build_topology, canonical_atom_name,
+from openmm_backmap.structure.templates import (AMINO_ACIDS, TEMPLATES, atom_layout, build_topology, canonical_atom_name,
                                      canonical_residue_name, residue_type_indices)
 
 

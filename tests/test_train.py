@@ -6,7 +6,7 @@ import json
 import pytest
 import yaml
 
-from openmm_backmap.train import load_config, train
+from openmm_backmap.train import load_config, train_model as train
 from openmm_backmap.train.config import RunConfig, from_dict
 
 TINY = {
@@ -43,7 +43,7 @@ def test_overrides_and_relative_paths(tiny_config):
 
 
 def test_train_writes_config_log_checkpoint_and_model_then_resumes(tiny_config, seed):
-    from openmm_backmap.backmapper import load_model
+    from openmm_backmap.model.backmapping import load_model
 
     summary = train(tiny_config, log=lambda *a: None)
     run = tiny_config.parent / "run"
@@ -73,7 +73,7 @@ def test_fine_tune_starts_from_an_exported_model(tiny_config, tmp_path):
     """``init``: weights, hyper-parameters and template geometry come from the exported model."""
     import torch
 
-    from openmm_backmap.backmapper import load_model
+    from openmm_backmap.model.backmapping import load_model
     from openmm_backmap.train.data import load_training_data
     from openmm_backmap.train.tasks import make_task
 
@@ -99,7 +99,7 @@ def test_training_data_drops_corrupt_frames(tmp_path, trpcage):
     """Frames with broken bonds (as in the PED ensembles) never reach a loss: dropped, logged, counted."""
     import numpy as np
 
-    from openmm_backmap.ensemble import ProteinEnsemble
+    from openmm_backmap.structure.ensemble import ProteinEnsemble
     from openmm_backmap.train.config import DataConfig
     from openmm_backmap.train.data import load_training_data
 

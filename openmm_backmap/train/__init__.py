@@ -11,10 +11,10 @@ import os
 
 from .config import RunConfig, load_config
 
-__all__ = ["train", "load_config", "RunConfig"]
+__all__ = ["train_model", "load_config", "RunConfig"]
 
 
-def train(config, output_dir=None, resume=False, overrides=(), log=print) -> dict:
+def train_model(config, output_dir=None, resume=False, overrides=(), log=print) -> dict:
     """Train one step from a YAML config and export it.
 
     Parameters
@@ -35,7 +35,7 @@ def train(config, output_dir=None, resume=False, overrides=(), log=print) -> dic
 
     Examples
     --------
-    >>> train('examples/configs/ca2aa.yaml', overrides=['optim.max_steps=5'])  # doctest: +SKIP
+    >>> train_model('examples/configs/ca2aa.yaml', overrides=['optim.max_steps=5'])  # doctest: +SKIP
     """
     from .data import load_training_data
     from .loop import train_task
@@ -52,7 +52,7 @@ def train(config, output_dir=None, resume=False, overrides=(), log=print) -> dic
     task = make_task(cfg, train_set, val_set, data_summary)
     summary = train_task(task, cfg, resume=resume, log=log)
     summary["data"] = data_summary
-    from ..backmapper import export_step  # noqa: E402  (kept late: heavy and only needed here)
+    from ..model.backmapping import export_step  # noqa: E402  (kept late: heavy and only needed here)
 
     out = cfg.output or os.path.join(cfg.run_dir, "model.pt")
     export_step(task, cfg, summary, out)

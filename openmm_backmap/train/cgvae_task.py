@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from ..steps import get_step_class
+from ..model.steps import get_step_class
 from .config import from_dict
 from .tasks import register_task
 
@@ -87,7 +87,7 @@ class CGVAETaskConfig:
 
 
 def _one_system(ensembles, what):
-    from ..ensemble import ProteinEnsemble
+    from ..structure.ensemble import ProteinEnsemble
 
     if not ensembles:
         raise ValueError(f"cgvae: no {what} data")
@@ -123,8 +123,8 @@ class CGVAETask:
         if cfg.init:
             raise ValueError("init (fine-tuning from an exported model) is supported for ca2aa runs only; "
                              "remove 'init' from this cgvae config")
-        from ..mapping import build_hierarchy
-        from ..steps.cgvae import CGVAEConfig, system_context
+        from ..mapping.operators import build_hierarchy
+        from ..model.steps.cgvae import CGVAEConfig, system_context
 
         self.cfg = cfg
         self.opts = o = from_dict(CGVAETaskConfig, cfg.task, "task")
@@ -244,9 +244,9 @@ class CGVAETask:
     # ------------------------------------------------------------------ export
     def export_module(self):
         """KStepModel([step]) with the system's sequence, and the export context."""
-        from ..backmapper import KStepModel
-        from ..mapping import cg_topology
-        from ..topology import build_topology
+        from ..model.backmapping import KStepModel
+        from ..mapping.operators import cg_topology
+        from ..structure.templates import build_topology
 
         o = self.opts
         n_beads = self.bead_mapping.n_beads

@@ -8,7 +8,7 @@ import warnings
 
 import numpy as np
 
-from ..io import LoadWarning, load_ensemble, torn_frames
+from ..io.formats import LoadWarning, load_ensemble, torn_frames
 
 __all__ = ["load_training_data"]
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..steps import get_step_class
+from ..model.steps import get_step_class
 from .config import from_dict
 
 __all__ = ["TASKS", "register_task", "make_task", "CA2AATask"]
@@ -66,7 +66,7 @@ class CA2AATaskConfig:
 
 
 def _slots(ens):
-    from ..steps.ca2aa import ensemble_to_slots
+    from ..model.steps.ca2aa import ensemble_to_slots
 
     xyz, mask = ensemble_to_slots(ens)
     # frames with a missing C-alpha cannot be inputs
@@ -88,7 +88,7 @@ class CA2AATask:
     """Trains :class:`~openmm_backmap.steps.ca2aa.CA2AA` by maximum likelihood of reference angles."""
 
     def __init__(self, cfg, train, val, summary):
-        from ..steps.ca2aa import CA2AAConfig, fit_geometry
+        from ..model.steps.ca2aa import CA2AAConfig, fit_geometry
 
         self.cfg = cfg
         self.opts = from_dict(CA2AATaskConfig, cfg.task, "task")
@@ -115,8 +115,8 @@ class CA2AATask:
     @staticmethod
     def _init_from(cfg):
         """The eager step of the exported C-alpha model ``cfg.init``; its hyper-parameters become ``cfg.model``."""
-        from ..backmapper import load_model
-        from ..steps.ca2aa import CA2AA
+        from ..model.backmapping import load_model
+        from ..model.steps.ca2aa import CA2AA
 
         bm = load_model(cfg.init, device="cpu")
         if bm.kind != "ca2aa":
@@ -183,7 +183,7 @@ class CA2AATask:
 
     def export_module(self):
         """The step wrapped as a transferable k-step model, and its export context."""
-        from ..backmapper import KStepModel
+        from ..model.backmapping import KStepModel
 
         self.on_load()
         return KStepModel([self.model]), {"kind": "ca2aa", "metadata": {"template_geometry": "of the initial model" if self.cfg.init

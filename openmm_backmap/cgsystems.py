@@ -23,7 +23,7 @@ import os
 
 import numpy as np
 
-from .metrics import dihedral
+from .evaluation.metrics import dihedral
 
 __all__ = ["calpha_go_model", "elastic_network_model", "bead_masses", "RESIDUE_MASSES", "BOLTZMANN_KJ_PER_MOL_K"]
 
@@ -38,8 +38,8 @@ BOLTZMANN_KJ_PER_MOL_K = 0.00831446261815324
 
 
 def _as_ensemble(ensemble_or_path):
-    from .ensemble import ProteinEnsemble
-    from .io import load_ensemble
+    from .structure.ensemble import ProteinEnsemble
+    from .io.formats import load_ensemble
 
     if isinstance(ensemble_or_path, ProteinEnsemble):
         return ensemble_or_path
@@ -91,7 +91,7 @@ def bead_masses(sequence, residue_groups):
     >>> bead_masses(['GLY', 'ALA', 'SER'], [[0, 1], [2]]).round(2).tolist()
     [128.13, 87.08]
     """
-    from .topology import canonical_residue_name
+    from .structure.templates import canonical_residue_name
 
     per_res = np.array([RESIDUE_MASSES[canonical_residue_name(s) or s] for s in sequence])
     return np.array([per_res[np.asarray(g, dtype=np.int64)].sum() for g in residue_groups])

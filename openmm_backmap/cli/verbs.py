@@ -19,20 +19,20 @@ USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, KeyError, Runtime
 
 
 def _demo(args):
-    from .demo import run_demo
+    from ..run.demo import run_demo
 
     run_demo(output_dir=args.output, steps=args.steps, model=args.model, seed=args.seed)
 
 
 def _coarsen(args):
-    from .mapping import coarsen_files
+    from ..mapping.operators import coarsen_files
 
     coarsen_files(args.input, topology=args.topology, levels=args.levels, out_prefix=args.output,
                   model=args.model, stride=args.stride, force=args.force)
 
 
 def _evaluate(args):
-    from .metrics import evaluate_files, format_table
+    from ..evaluation.metrics import evaluate_files, format_table
 
     result = evaluate_files(args.reference, args.generated, reference_topology=args.topology[0] if args.topology else None,
                             generated_topology=args.topology[-1] if args.topology else None,
@@ -41,28 +41,28 @@ def _evaluate(args):
 
 
 def _convert(args):
-    from .convert import convert
+    from ..run.conversion import convert_trajectory
 
-    convert(args.input, args.output, model=args.model, topology=args.topology, samples=args.samples, seed=args.seed,
+    convert_trajectory(args.input, args.output, model=args.model, topology=args.topology, samples=args.samples, seed=args.seed,
             device=args.device, stride=args.stride, chunk=args.chunk, minimize=args.minimize,
             keep_hydrogens=args.keep_hydrogens, deterministic=args.deterministic, force=args.force,
             append=args.append, on_bad_frame=args.on_bad_frame)
 
 
 def _train(args):
-    from .train import train
+    from ..train import train_model
 
-    train(args.config, output_dir=args.output, resume=args.resume, overrides=args.set)
+    train_model(args.config, output_dir=args.output, resume=args.resume, overrides=args.set)
 
 
 def _export(args):
-    from .backmapper import export_kstep
+    from ..model.backmapping import export_kstep
 
     export_kstep(args.steps, args.output, force=args.force, name=args.name)
 
 
 def _info(args):
-    from .backmapper import load_model
+    from ..model.backmapping import load_model
 
     info = load_model(args.model, device="cpu").info()
     print(json.dumps(info, indent=2) if args.json else _format_info(info))

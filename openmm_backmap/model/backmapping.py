@@ -32,8 +32,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ._version import __version__
-from .topology import AMINO_ACIDS, build_topology, canonical_residue_name, residue_type_indices
+from .._version import __version__
+from ..structure.templates import AMINO_ACIDS, build_topology, canonical_residue_name, residue_type_indices
 
 __all__ = ["FORMAT_VERSION", "KStepModel", "Backmapper", "BackmapResult", "load_model", "export_step",
            "export_kstep", "save_model", "SIGNATURE"]
@@ -188,7 +188,7 @@ class Backmapper:
         text = self._extra.get("mappings.json")
         if not text:
             return None
-        from .mapping import Hierarchy
+        from ..mapping.operators import Hierarchy
 
         return Hierarchy.from_dict(json.loads(text))
 
@@ -271,7 +271,7 @@ class Backmapper:
 
     def _output_topology(self, sequence, segment_start):
         if self.output_level == "ca":
-            from .mapping import ca_mapping, cg_topology
+            from ..mapping.operators import ca_mapping, cg_topology
 
             return cg_topology(ca_mapping(sequence), sequence, "ca", segment_start=segment_start)
         return build_topology(sequence, segment_start)
@@ -328,7 +328,7 @@ class Backmapper:
 
 
 def _one_letter(name):
-    from .topology import TEMPLATES
+    from ..structure.templates import TEMPLATES
 
     return TEMPLATES[name].one_letter if name in TEMPLATES else "X"
 
@@ -499,7 +499,7 @@ def export_step(task, cfg, summary: dict, path: str) -> str:
     per-system step is exported with its context (sequence, mappings, CG
     reference) and can be composed with others by :func:`export_kstep`.
     """
-    from .train.config import config_to_dict
+    from ..train.config import config_to_dict
 
     module, context = task.export_module()
     meta = {"kind": context.pop("kind", cfg.kind), "name": cfg.name or cfg.kind,

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .ensemble import ProteinEnsemble
-from .topology import TEMPLATES, atom_layout, canonical_atom_name, canonical_residue_name
+from ..structure.ensemble import ProteinEnsemble
+from ..structure.templates import TEMPLATES, atom_layout, canonical_atom_name, canonical_residue_name
 
 __all__ = ["LoadWarning", "load_ensemble", "detect_segment_starts", "TRAJECTORY_EXTENSIONS", "STRUCTURE_EXTENSIONS",
            "TrajectoryWriter", "WRITER_EXTENSIONS", "write_topology_pdb", "topology_path_for",

@@ -109,10 +109,10 @@ def run_demo(output_dir="backmap-demo", steps=None, model=None, seed=0, report_i
     import openmm
     import openmm.app as app
 
-    from .backmapper import load_model
-    from .cgmodels import calpha_go_model
-    from .io import load_ensemble
-    from .metrics import backbone_dihedrals, ramachandran_plot, rmsd
+    from ..model.backmapping import load_model
+    from ..cgsystems import calpha_go_model
+    from ..io.formats import load_ensemble
+    from ..evaluation.metrics import backbone_dihedrals, ramachandran_plot, rmsd
     from .pipeline import format_summary
     from .reporter import BackmapReporter
 

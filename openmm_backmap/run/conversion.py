@@ -78,7 +78,7 @@ def _frames(input, top, atom_indices, stride, chunk):
                          "topology the trajectory was written with") from None
 
 
-def convert(input, output, model=None, topology=None, samples=1, seed=None, device=None, stride=1, chunk=100,
+def convert_trajectory(input, output, model=None, topology=None, samples=1, seed=None, device=None, stride=1, chunk=100,
             minimize=False, keep_hydrogens=False, deterministic=False, force=False, on_bad_frame="skip",
             progress=True, append=False, relax_options=None) -> dict:
     """Backmap a CG structure or trajectory file to an all-atom trajectory.
@@ -146,11 +146,11 @@ def convert(input, output, model=None, topology=None, samples=1, seed=None, devi
 
     Examples
     --------
-    >>> convert('villin_ca.pdb', 'villin_aa.pdb', model='models/ca2aa.pt', seed=1)  # doctest: +SKIP
-    >>> convert('cg.dcd', 'aa.xtc', topology='cg.pdb', stride=10, samples=5, minimize=True)  # doctest: +SKIP
+    >>> convert_trajectory('villin_ca.pdb', 'villin_aa.pdb', model='models/ca2aa.pt', seed=1)  # doctest: +SKIP
+    >>> convert_trajectory('cg.dcd', 'aa.xtc', topology='cg.pdb', stride=10, samples=5, minimize=True)  # doctest: +SKIP
     """
-    from .backmapper import load_model
-    from .io import check_output_path, topology_path_for
+    from ..model.backmapping import load_model
+    from ..io.formats import check_output_path, topology_path_for
     from .pipeline import BackmapPipeline, cg_particle_info, cg_sequence, format_summary, make_whole
 
     input = os.fspath(input)

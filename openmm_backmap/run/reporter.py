@@ -149,7 +149,7 @@ class BackmapReporter:
                  minimize=False, append=False, enforcePeriodicBox=None, batchSize=1, asynchronous=False,
                  deterministic=False, relaxOptions=None, onBadFrame="skip", keepHydrogens=False, sequence=None,
                  force=False, queueSize=4):
-        from .io import check_output_path
+        from ..io.formats import check_output_path
 
         self._closed = True  # until fully constructed, so __del__ is safe
         if int(reportInterval) < 1:
@@ -249,7 +249,7 @@ class BackmapReporter:
         info = cg_particle_info(simulation.topology, p, pos[p])
         self._bonds = info["bonds"]
         self._periodic = bool(simulation.system.usesPeriodicBoundaryConditions())
-        from .backmapper import load_model
+        from ..model.backmapping import load_model
 
         model = load_model(self.model, device=self.device)
         sequence = self.sequence

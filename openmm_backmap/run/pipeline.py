@@ -47,9 +47,9 @@ from functools import lru_cache
 
 import numpy as np
 
-from .metrics import BOND_OK_TOLERANCE, clash_topology
-from .relax import FAILED_ENERGY_KJ_MOL
-from .topology import TEMPLATES, atom_layout, build_topology, canonical_residue_name
+from ..evaluation.metrics import BOND_OK_TOLERANCE, clash_topology
+from .relax.relaxer import FAILED_ENERGY_KJ_MOL
+from ..structure.templates import TEMPLATES, atom_layout, build_topology, canonical_residue_name
 
 __all__ = ["BackmapPipeline", "BadFrameWarning", "RelaxationWarning", "make_whole", "frame_quality",
            "ideal_bond_lengths", "cg_particle_info", "format_summary", "MAX_COORDINATE_NM", "CG_BREAK_NM",
@@ -426,8 +426,8 @@ class BackmapPipeline:
     def __init__(self, model, output, n_particles, sequence=None, segment_start=None, chain_ids=None,
                  residue_numbers=None, samples=1, seed=None, deterministic=False, minimize=False, relax_options=None,
                  keep_hydrogens=False, append=False, force=False, device=None, on_bad_frame="skip", quality=True):
-        from .backmapper import load_model
-        from .io import TrajectoryWriter, check_output_path
+        from ..model.backmapping import load_model
+        from ..io.formats import TrajectoryWriter, check_output_path
 
         if on_bad_frame not in ("skip", "raise"):
             raise ValueError(f"on_bad_frame must be 'skip' or 'raise', not {on_bad_frame!r}")
@@ -517,7 +517,7 @@ class BackmapPipeline:
         return good
 
     def _ensure_relaxer(self, xyz0):
-        from .relax import Relaxer
+        from .relax.relaxer import Relaxer
 
         if self.relaxer is None:
             t0 = time.perf_counter()
@@ -528,14 +528,14 @@ class BackmapPipeline:
             self.relaxer = Relaxer(self.topology, template_xyz=xyz0, **opts)
             self.seconds["relax_build"] += time.perf_counter() - t0
         if self.writer is None:
-            from .io import TrajectoryWriter
+            from ..io.formats import TrajectoryWriter
 
             self.writer = TrajectoryWriter(self.output, self.relaxer.topology_h, append=self._append,
                                            force=self._force)
 
     def cg_mapping(self):
         """Mapping from the output heavy atoms to the CG beads (for ``restraint='cg'`` relaxation)."""
-        from .mapping import ca_mapping
+        from ..mapping.operators import ca_mapping
 
         if self.model.transferable:
             return ca_mapping(self.sequence)

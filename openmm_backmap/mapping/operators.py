@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .topology import atom_layout
+from ..structure.templates import atom_layout
 
 __all__ = [
     "Mapping",
@@ -1151,7 +1151,7 @@ def cg_topology(mapping: Mapping, sequence, level: str, segment_start=None, chai
     """
     import mdtraj as md
 
-    from .topology import _has_chain_id_arg
+    from ..structure.templates import _has_chain_id_arg
 
     n = mapping.n_beads
     top = md.Topology()
@@ -1293,11 +1293,11 @@ def coarsen_files(input, topology=None, levels="ca", out_prefix="coarse", model=
     ca: 20 beads, rho 1.00 residues/bead, 1 frame(s) -> /tmp/trp_ca.pdb, /tmp/trp_ca.dcd, /tmp/trp_ca_mapping.json
     ...
     """
-    from .io import load_ensemble
+    from ..io.formats import load_ensemble
 
     hierarchy = None
     if model is not None:
-        from .backmapper import load_model
+        from ..model.backmapping import load_model
 
         m = load_model(model, device="cpu")
         hierarchy = getattr(m, "hierarchy", None)

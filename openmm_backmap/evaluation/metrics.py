@@ -52,7 +52,7 @@ from functools import lru_cache
 import numpy as np
 from scipy.spatial import cKDTree
 
-from .topology import SYMMETRIC_ATOM_PAIRS, TEMPLATES, atom_layout
+from ..structure.templates import SYMMETRIC_ATOM_PAIRS, TEMPLATES, atom_layout
 
 __all__ = [
     "COVALENT_RADII_ANGSTROM",
@@ -1235,7 +1235,7 @@ def evaluate_files(reference_path, generated_path, reference_topology=None, gene
     >>> r = evaluate_files('ref.pdb', 'backmapped.pdb', json_path='eval.json')  # doctest: +SKIP
     >>> print(format_table(r))  # doctest: +SKIP
     """
-    from .io import load_ensemble
+    from ..io.formats import load_ensemble
 
     stride = int(stride)
     if stride < 1:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .topology import AtomLayout, atom_layout, build_topology, residue_type_indices
+from .templates import AtomLayout, atom_layout, build_topology, residue_type_indices
 
 __all__ = ["ProteinEnsemble"]
 

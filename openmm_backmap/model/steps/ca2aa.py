@@ -33,7 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from ..geometry import bond_angle, dihedral, hash_normal, hash_uniform, local_frames, place_atom, wrap_angle
-from ..topology import AMINO_ACIDS, TEMPLATES
+from ...structure.templates import AMINO_ACIDS, TEMPLATES
 from . import register_step
 
 __all__ = ["CA2AAConfig", "CA2AA", "residue_tables", "ensemble_to_slots"]

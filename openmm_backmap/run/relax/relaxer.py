@@ -47,8 +47,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .metrics import CLASH_DISTANCE_ANGSTROM, clash_topology
-from .topology import TEMPLATES, atom_layout, canonical_atom_name, canonical_residue_name
+from ...evaluation.metrics import CLASH_DISTANCE_ANGSTROM, clash_topology
+from ...structure.templates import TEMPLATES, atom_layout, canonical_atom_name, canonical_residue_name
 
 __all__ = ["Relaxer", "RelaxResult", "DEFAULT_K", "CLASH_CUTOFF_NM", "FAILED_ENERGY_KJ_MOL", "STAGED_ENERGY_KJ_MOL",
            "UNREPAIRABLE_BOND_NM", "place_oxt"]
@@ -409,7 +409,7 @@ class Relaxer:
         t0 = time.perf_counter()
         lay = self.layout
         if self._segment_start is None:
-            from .io import detect_segment_starts
+            from ...io.formats import detect_segment_starts
 
             self._segment_start = detect_segment_starts(xyz[None], np.ones((1, lay.n_atoms), bool), self.sequence,
                                                         self.chain_ids)

@@ -54,7 +54,7 @@ import torch
 from torch import Tensor, nn
 
 from ..geometry import hash_normal
-from ..topology import atom_layout, residue_type_indices
+from ...structure.templates import atom_layout, residue_type_indices
 from . import register_step
 
 __all__ = ["CGVAEConfig", "CGVAE", "system_context", "N_STATIC"]

@@ -1,0 +1,1 @@
+"""run/relax layer."""
