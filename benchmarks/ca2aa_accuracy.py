@@ -30,7 +30,8 @@ import torch
 
 from openmm_backmap.model.backmapping import load_model
 from openmm_backmap.structure.ensemble import ProteinEnsemble
-from openmm_backmap.io.formats import LoadWarning, load_ensemble, torn_frames
+from openmm_backmap.io.formats import LoadWarning, load_ensemble
+from openmm_backmap.structure.segments import torn_frames
 from openmm_backmap.evaluation.metrics import (backbone_dihedrals, chi_dihedrals, evaluate, kl_divergence,
                                     ramachandran_plot)
 from openmm_backmap.structure.templates import TEMPLATES

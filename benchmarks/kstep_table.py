@@ -202,7 +202,8 @@ _EVAL_CACHE: dict = {}
 
 
 def eval_ensemble(system: str, data_root: Path, max_frames: int):
-    from openmm_backmap.io.formats import LoadWarning, load_ensemble, torn_frames
+    from openmm_backmap.io.formats import LoadWarning, load_ensemble
+from openmm_backmap.structure.segments import torn_frames
 
     key = (system, str(data_root), max_frames)
     if key not in _EVAL_CACHE:

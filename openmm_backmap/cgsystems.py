@@ -24,6 +24,7 @@ import os
 import numpy as np
 
 from .evaluation.metrics import dihedral
+from .structure.errors import InputError
 
 __all__ = ["calpha_go_model", "elastic_network_model", "bead_masses", "RESIDUE_MASSES", "BOLTZMANN_KJ_PER_MOL_K"]
 
@@ -60,15 +61,15 @@ def _box_vectors(box):
     elif b.shape == (3,):
         b = np.diag(b)
     elif b.shape != (3, 3):
-        raise ValueError(f"box must be a length, three lengths or a 3x3 matrix (nm), got shape {b.shape}")
+        raise InputError(f"box must be a length, three lengths or a 3x3 matrix (nm), got shape {b.shape}")
     if np.any(np.diag(b) <= 0):
-        raise ValueError(f"box lengths must be positive, got {np.diag(b).tolist()}")
+        raise InputError(f"box lengths must be positive, got {np.diag(b).tolist()}")
     return [openmm.Vec3(*row) for row in b]
 
 
 def _check_cutoff(vectors, cutoff):
     if vectors is not None and cutoff * 2 > min(v[i] for i, v in enumerate(vectors)):
-        raise ValueError(f"the box ({[round(v[i], 3) for i, v in enumerate(vectors)]} nm) must be at least twice "
+        raise InputError(f"the box ({[round(v[i], 3) for i, v in enumerate(vectors)]} nm) must be at least twice "
                          f"the cutoff ({cutoff} nm)")
 
 
@@ -175,7 +176,7 @@ def calpha_go_model(ensemble_or_path, frame=0, epsilon=10.0, contact_cutoff=0.8,
     ens = _as_ensemble(ensemble_or_path)
     ca = np.asarray(ens.ca_xyz[frame], dtype=np.float64)
     if not np.isfinite(ca).all():
-        raise ValueError(f"frame {frame} has residues without C-alpha coordinates")
+        raise InputError(f"frame {frame} has residues without C-alpha coordinates")
     n = len(ca)
     seg = np.asarray(ens.segment_start, dtype=bool).copy()
     seg[:1] = True
@@ -318,9 +319,9 @@ def elastic_network_model(bead_xyz, cutoff=1.5, k=500.0, temperature=300.0, k_mi
     if xyz.ndim == 2:
         xyz = xyz[None]
     if xyz.ndim != 3 or xyz.shape[-1] != 3:
-        raise ValueError(f"bead_xyz must have shape (N, 3) or (F, N, 3), got {np.shape(bead_xyz)}")
+        raise InputError(f"bead_xyz must have shape (N, 3) or (F, N, 3), got {np.shape(bead_xyz)}")
     if not np.isfinite(xyz).all():
-        raise ValueError("bead_xyz has non-finite coordinates")
+        raise InputError("bead_xyz has non-finite coordinates")
     n_frames, n = xyz.shape[:2]
     vectors = _box_vectors(box)
     periodic = vectors is not None
@@ -351,7 +352,7 @@ def elastic_network_model(bead_xyz, cutoff=1.5, k=500.0, temperature=300.0, k_mi
             masses = np.full(n, 110.0)
     masses = np.asarray(masses, dtype=np.float64)
     if masses.shape != (n,):
-        raise ValueError(f"masses has shape {masses.shape}; expected ({n},)")
+        raise InputError(f"masses has shape {masses.shape}; expected ({n},)")
 
     top = app.Topology()
     chain = top.addChain("A")

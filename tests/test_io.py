@@ -139,7 +139,7 @@ def test_all_training_chains_load(shared_data):
 def test_frame_torn_where_the_others_are_continuous_warns(trpcage):
     """One corrupt frame (a chain break the other frames lack) is kept, named in a LoadWarning, and found by
     torn_frames (as in PED00153 e011: five models have bonds of up to 20 nm)."""
-    from openmm_backmap.io.formats import detect_segment_starts, torn_frames
+    from openmm_backmap.structure.segments import detect_segment_starts, torn_frames
 
     lay = trpcage.layout
     xyz = np.repeat(trpcage.xyz, 4, axis=0).copy()

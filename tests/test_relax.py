@@ -7,7 +7,7 @@ openmm = pytest.importorskip("openmm")
 app = pytest.importorskip("openmm.app")
 
 from openmm_backmap.structure.ensemble import ProteinEnsemble  # noqa: E402
-from openmm_backmap.io.formats import detect_segment_starts  # noqa: E402
+from openmm_backmap.structure.segments import detect_segment_starts  # noqa: E402
 from openmm_backmap.run.relax.relaxer import Relaxer, place_oxt  # noqa: E402
 
 FAST = dict(platform="CPU", implicit=None, max_iterations=300)

@@ -13,9 +13,10 @@ import argparse
 import json
 import sys
 
+from ..structure.errors import UserError
+
 __all__ = ["main", "build_parser"]
 
-USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, KeyError, RuntimeError)
 
 
 def _demo(args):
@@ -176,11 +177,10 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except USER_ERRORS as err:
+    except UserError as err:  # a user's mistake: one line; anything else is a bug and keeps its traceback
         if args.debug:
             raise
-        msg = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"openmm-backmap {args.verb}: error: {msg}", file=sys.stderr)
+        print(f"openmm-backmap {args.verb}: error: {err}", file=sys.stderr)
         return 2
     return 0
 

@@ -53,6 +53,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from ..structure.templates import SYMMETRIC_ATOM_PAIRS, TEMPLATES, atom_layout
+from ..structure.errors import InputError
 
 __all__ = [
     "COVALENT_RADII_ANGSTROM",
@@ -136,9 +137,9 @@ def pair_frames(n_reference: int, n_generated: int) -> np.ndarray:
     """
     n_reference, n_generated = int(n_reference), int(n_generated)
     if n_reference < 1 or n_generated < 1:
-        raise ValueError(f"need at least one reference and one generated frame (got {n_reference} and {n_generated})")
+        raise InputError(f"need at least one reference and one generated frame (got {n_reference} and {n_generated})")
     if n_generated % n_reference:
-        raise ValueError(
+        raise InputError(
             f"cannot pair {n_generated} generated frame(s) with {n_reference} reference frame(s): the generated count "
             "must equal the reference count or be a multiple of it (k samples per reference frame, frame-major), "
             "or the reference must have a single frame")
@@ -150,7 +151,7 @@ def _as_frames(xyz, name):
     if xyz.ndim == 2:
         xyz = xyz[None]
     if xyz.ndim != 3 or xyz.shape[-1] != 3:
-        raise ValueError(f"{name} must have shape (atoms, 3) or (frames, atoms, 3), got {xyz.shape}")
+        raise InputError(f"{name} must have shape (atoms, 3) or (frames, atoms, 3), got {xyz.shape}")
     return xyz
 
 
@@ -160,7 +161,7 @@ def _prepare(ref_xyz, gen_xyz, mask):
     ref = _as_frames(ref_xyz, "ref_xyz")
     gen = _as_frames(gen_xyz, "gen_xyz")
     if ref.shape[1] != gen.shape[1]:
-        raise ValueError(f"reference has {ref.shape[1]} atoms but generated has {gen.shape[1]}; "
+        raise InputError(f"reference has {ref.shape[1]} atoms but generated has {gen.shape[1]}; "
                          "both must be in the same canonical order")
     pair = pair_frames(len(ref), len(gen))
     valid = np.isfinite(gen).all(-1) & np.isfinite(ref).all(-1)[pair]
@@ -277,7 +278,7 @@ def symmetry_corrected(ref_xyz, gen_xyz, sequence, mask=None):
 def _swap_symmetric(ref, gen, pair, valid, sequence):
     lay = atom_layout(sequence)
     if lay.n_atoms != gen.shape[1]:
-        raise ValueError(f"sequence has {lay.n_atoms} heavy atoms but the coordinates have {gen.shape[1]}")
+        raise InputError(f"sequence has {lay.n_atoms} heavy atoms but the coordinates have {gen.shape[1]}")
     a, b, group, n_groups = _symmetry_groups(lay.sequence)
     out = gen.copy()
     if n_groups == 0:
@@ -348,7 +349,7 @@ def _radii_nm(elements):
         key = str(e).strip().upper()
         key = key if key in COVALENT_RADII_ANGSTROM else key[:1]  # atom names ('CA', 'OD1') by first letter
         if key not in COVALENT_RADII_ANGSTROM:
-            raise ValueError(f"no covalent radius for element {e!r}; known: {sorted(COVALENT_RADII_ANGSTROM)}")
+            raise InputError(f"no covalent radius for element {e!r}; known: {sorted(COVALENT_RADII_ANGSTROM)}")
         radii.append(COVALENT_RADII_ANGSTROM[key])
     return np.array(radii, dtype=np.float64) / _NM_TO_A
 
@@ -382,10 +383,10 @@ def bond_graph(xyz, elements, mask=None):
     """
     xyz = np.asarray(xyz, dtype=np.float64)
     if xyz.ndim != 2 or xyz.shape[1] != 3:
-        raise ValueError(f"bond_graph takes one frame of shape (atoms, 3), got {xyz.shape}")
+        raise InputError(f"bond_graph takes one frame of shape (atoms, 3), got {xyz.shape}")
     radii = _radii_nm(elements)
     if len(radii) != len(xyz):
-        raise ValueError(f"got {len(radii)} elements for {len(xyz)} atoms")
+        raise InputError(f"got {len(radii)} elements for {len(xyz)} atoms")
     return _bond_graph(xyz, radii, mask)
 
 
@@ -418,7 +419,7 @@ class _GraphFrames:
         self.ref, self.gen, self.pair, self.valid = ref, gen, pair, valid
         self.radii = _radii_nm(elements)
         if len(self.radii) != ref.shape[1]:
-            raise ValueError(f"got {len(self.radii)} elements for {ref.shape[1]} atoms")
+            raise InputError(f"got {len(self.radii)} elements for {ref.shape[1]} atoms")
         self.n = ref.shape[1]
         self._ref = {}
 
@@ -525,7 +526,7 @@ def clash(gen_xyz, ref_xyz, atom_residue, elements, mask=None, distance_angstrom
 def _clash(graphs, atom_residue, distance_angstrom=CLASH_DISTANCE_ANGSTROM):
     n = graphs.n
     if len(atom_residue) != n:
-        raise ValueError(f"atom_residue has {len(atom_residue)} entries for {n} atoms")
+        raise InputError(f"atom_residue has {len(atom_residue)} entries for {n} atoms")
     return np.array([_clash_frame(graphs.gen[j], graphs.valid[j], atom_residue, graphs.ref_keys(j),
                                   distance_angstrom) for j in range(len(graphs.gen))], dtype=np.float64)
 
@@ -649,10 +650,10 @@ def clash_topology(xyz, bonds, atom_residue, distance_angstrom=CLASH_DISTANCE_AN
     n = x.shape[1]
     atom_residue = np.asarray(atom_residue, dtype=np.int64).reshape(-1)
     if len(atom_residue) != n:
-        raise ValueError(f"atom_residue has {len(atom_residue)} entries for {n} atoms")
+        raise InputError(f"atom_residue has {len(atom_residue)} entries for {n} atoms")
     bonds = np.asarray(bonds, dtype=np.int64).reshape(-1, 2) if np.size(bonds) else np.zeros((0, 2), np.int64)
     if len(bonds) and (bonds.min() < 0 or bonds.max() >= n):
-        raise ValueError(f"bonds refer to atoms outside 0..{n - 1}")
+        raise InputError(f"bonds refer to atoms outside 0..{n - 1}")
     keys = np.unique(np.minimum(bonds[:, 0], bonds[:, 1]) * n + np.maximum(bonds[:, 0], bonds[:, 1]))
     valid = np.isfinite(x).all(-1)
     out = [_clash_frame(x[f], valid[f], atom_residue, keys, distance_angstrom) for f in range(len(x))]
@@ -849,7 +850,7 @@ def chi_dihedrals(ensemble):
 def _histogram(angles, bin_width_deg):
     n_bins = 360.0 / bin_width_deg
     if abs(n_bins - round(n_bins)) > 1e-9 or n_bins < 1:
-        raise ValueError(f"bin_width_deg={bin_width_deg} must divide 360")
+        raise InputError(f"bin_width_deg={bin_width_deg} must divide 360")
     edges = np.linspace(-180.0, 180.0, int(round(n_bins)) + 1)
     a = np.asarray(angles, dtype=np.float64)
     if a.ndim == 2 and a.shape[1] == 2:
@@ -859,7 +860,7 @@ def _histogram(angles, bin_width_deg):
         a = a[np.isfinite(a)]
         h, _ = np.histogram(a, bins=edges)
     else:
-        raise ValueError(f"angles must have shape (n,) or (n, 2), got {a.shape}")
+        raise InputError(f"angles must have shape (n,) or (n, 2), got {a.shape}")
     return h.ravel(), len(a)
 
 
@@ -1096,7 +1097,7 @@ def _check_sequences(reference, generated):
     else:
         i = next(k for k in range(len(rs)) if rs[k] != gs[k])
         msg = f"residue {i + 1} is {rs[i]} in the reference but {gs[i]} in the generated structures"
-    raise ValueError(f"sequences differ: {msg}; compare structures of the same protein "
+    raise InputError(f"sequences differ: {msg}; compare structures of the same protein "
                      f"(reference {reference.source or 'unnamed'!r}, generated {generated.source or 'unnamed'!r})")
 
 
@@ -1239,7 +1240,7 @@ def evaluate_files(reference_path, generated_path, reference_topology=None, gene
 
     stride = int(stride)
     if stride < 1:
-        raise ValueError(f"stride must be a positive integer, got {stride}")
+        raise InputError(f"stride must be a positive integer, got {stride}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # dropped waters/H etc. are expected in references
         reference = load_ensemble(reference_path, topology=reference_topology)

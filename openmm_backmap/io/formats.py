@@ -23,25 +23,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..structure.ensemble import ProteinEnsemble
+from ..structure.segments import detect_segment_starts
 from ..structure.templates import TEMPLATES, atom_layout, canonical_atom_name, canonical_residue_name
+from ..structure.errors import InputError, LoadWarning, MissingFileError, OutputExistsError
 
-__all__ = ["LoadWarning", "load_ensemble", "detect_segment_starts", "TRAJECTORY_EXTENSIONS", "STRUCTURE_EXTENSIONS",
+__all__ = ["LoadWarning", "load_ensemble", "TRAJECTORY_EXTENSIONS", "STRUCTURE_EXTENSIONS",
            "TrajectoryWriter", "WRITER_EXTENSIONS", "write_topology_pdb", "topology_path_for",
-           "check_output_path", "torn_frames"]
-
-#: Peptide C-N distance above which residues are not bonded (nm).
-PEPTIDE_BREAK_NM = 0.2
-#: A covalent bond longer than this (nm) in one frame, where the ensemble has no break, marks a corrupt frame.
-BROKEN_BOND_NM = 0.3
-#: C-alpha distance above which consecutive residues are not bonded, used when C or N is missing (nm).
-CA_BREAK_NM = 0.43
+           "check_output_path"]
 
 STRUCTURE_EXTENSIONS = (".pdb", ".pdb.gz", ".ent", ".ent.gz", ".cif", ".cif.gz", ".pdbx", ".mmcif")
 TRAJECTORY_EXTENSIONS = (".dcd", ".xtc", ".trr", ".h5", ".nc", ".netcdf", ".lh5", ".binpos")
-
-
-class LoadWarning(UserWarning):
-    """Something in an input file was dropped, renamed or masked while loading."""
 
 
 @dataclass
@@ -207,7 +198,7 @@ def _parse_cif(path, canon):
             elif in_loop and not line.startswith("_atom_site."):
                 in_loop = in_loop and not cols
     if not rows:
-        raise ValueError(f"{path}: no _atom_site records found")
+        raise InputError(f"{path}: no _atom_site records found")
     c = {k: i for i, k in enumerate(cols)}
 
     def get(row, *keys):
@@ -236,102 +227,6 @@ def _parse_cif(path, canon):
         yield _group_atoms(atoms)
 
 
-def _peptide_lengths(xyz, sequence):
-    """C(i)-N(i+1) distances (F, R - 1), nm (NaN where an atom is missing)."""
-    lay = atom_layout(sequence)
-    c = lay.residue_start[:-1] + 2  # C is third in every template
-    nn = lay.residue_start[:-1]  # N is first
-    return np.linalg.norm(xyz[:, c[:-1]] - xyz[:, nn[1:]], axis=-1)
-
-
-def _broken_bonds(xyz, sequence, starts):
-    """(F, n_bonds) bool: covalent bonds (peptide bonds within segments included) longer than
-    ``BROKEN_BOND_NM`` in a frame, and the bonds (n_bonds, 2)."""
-    bonds = atom_layout(sequence).bonds(starts)
-    d = np.linalg.norm(xyz[:, bonds[:, 0]] - xyz[:, bonds[:, 1]], axis=-1)
-    with np.errstate(invalid="ignore"):
-        return d > BROKEN_BOND_NM, bonds, d
-
-
-def torn_frames(ensemble) -> np.ndarray:
-    """Frames with a covalent bond over ``BROKEN_BOND_NM`` where the ensemble has none (corrupt models,
-    unwrapped periodic images).
-
-    :func:`load_ensemble` warns about them; evaluations usually drop them.
-
-    Parameters
-    ----------
-    ensemble : ProteinEnsemble
-
-    Returns
-    -------
-    ndarray of int
-        Frame indices.
-
-    Examples
-    --------
-    >>> ens = load_ensemble('PED00153e011.pdb.gz')  # doctest: +SKIP
-    >>> ens = ens.select_frames(np.setdiff1d(np.arange(ens.n_frames), torn_frames(ens)))  # doctest: +SKIP
-    """
-    broken = _broken_bonds(ensemble.xyz, ensemble.sequence, ensemble.segment_start)[0]
-    return np.flatnonzero(broken.any(1))
-
-
-def detect_segment_starts(xyz, mask, sequence, chain_ids):
-    """Find chain starts and breaks from geometry.
-
-    A residue starts a new segment when its chain differs from the previous
-    residue's, or when the peptide C-N distance exceeds ``PEPTIDE_BREAK_NM``
-    (the C-alpha distance exceeds ``CA_BREAK_NM`` where C or N is missing) in
-    the median over frames.
-
-    Parameters
-    ----------
-    xyz : ndarray, (F, A, 3), nm
-    mask : ndarray, (F, A), bool
-    sequence, chain_ids : sequences of str, one per residue
-
-    Returns
-    -------
-    ndarray of bool, shape (R,)
-    """
-    lay = atom_layout(sequence)
-    n = len(sequence)
-    starts = np.zeros(n, dtype=bool)
-    if n == 0:
-        return starts
-    starts[0] = True
-    ca = lay.ca_index
-    pep_frames = _peptide_lengths(xyz, sequence)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices
-        d_pep = np.nanmedian(pep_frames, axis=0)
-        d_ca = np.nanmedian(np.linalg.norm(xyz[:, ca[:-1]] - xyz[:, ca[1:]], axis=-1), axis=0)
-    for i in range(1, n):
-        if chain_ids[i] != chain_ids[i - 1]:
-            starts[i] = True
-        elif np.isfinite(d_pep[i - 1]):
-            starts[i] = d_pep[i - 1] > PEPTIDE_BREAK_NM
-        elif np.isfinite(d_ca[i - 1]):
-            starts[i] = d_ca[i - 1] > CA_BREAK_NM
-        else:
-            starts[i] = True
-    # broken bonds within segments: corrupt models, unwrapped periodic images
-    broken, bonds, d = _broken_bonds(xyz, sequence, starts)
-    if broken.any():
-        frames = np.flatnonzero(broken.any(1))
-        f = frames[0]
-        k = int(np.flatnonzero(broken[f])[0])
-        res = lay.atom_residue[bonds[k]]
-        names = [f"{lay.atom_names[a]} of {sequence[r]} {r + 1}" for a, r in zip(bonds[k], res)]
-        warnings.warn(f"{len(frames)} of {len(xyz)} frame(s) have a covalent bond longer than {BROKEN_BOND_NM} nm "
-                      f"(first: frame {f}, {names[0]} - {names[1]}, "
-                      f"{d[f, k]:.2f} nm): corrupt models or unwrapped periodic images? They are kept as they are; "
-                      f"drop them with ensemble.select_frames() and io.torn_frames() (frames {frames[:10].tolist()}"
-                      f"{' ...' if len(frames) > 10 else ''})", LoadWarning, stacklevel=3)
-    return starts
-
-
 def _assemble(models, source, canon):
     """Turn parsed models into a ProteinEnsemble (coordinates given in Å)."""
     sequence = None
@@ -343,7 +238,7 @@ def _assemble(models, source, canon):
             sequence, residue_info = seq, [residues[k] for k in kept]
             lay = atom_layout(sequence)
         elif seq != sequence:
-            raise ValueError(f"{source}: model {len(frames) + 1} has a different residue sequence than model 1; "
+            raise InputError(f"{source}: model {len(frames) + 1} has a different residue sequence than model 1; "
                              "load the models as separate ensembles")
         out = np.full((lay.n_atoms, 3), np.nan, dtype=np.float32)
         for r, amap in enumerate(amaps):
@@ -354,7 +249,7 @@ def _assemble(models, source, canon):
         frames.append(out)
         masks.append(np.isfinite(out).all(-1))
     if not sequence:
-        raise ValueError(f"{source}: no standard amino-acid residues found")
+        raise InputError(f"{source}: no standard amino-acid residues found")
     xyz = np.stack(frames)
     mask = np.stack(masks)
     missing = ~mask
@@ -402,7 +297,7 @@ def load_ensemble(path, topology=None, stride=1, frames=None, chunk=None) -> Pro
     """
     path = os.fspath(path)
     if not os.path.exists(path):
-        raise FileNotFoundError(f"input file {path!r} does not exist")
+        raise MissingFileError(f"input file {path!r} does not exist")
     canon = _Canonicalizer(path)
     if _has_ext(path, TRAJECTORY_EXTENSIONS):
         ens = _load_trajectory(path, topology, stride, canon)
@@ -411,7 +306,7 @@ def load_ensemble(path, topology=None, stride=1, frames=None, chunk=None) -> Pro
     elif _has_ext(path, (".pdb", ".pdb.gz", ".ent", ".ent.gz")):
         ens = _assemble(_stride(_parse_pdb_models(path, canon), stride), path, canon)
     else:
-        raise ValueError(f"cannot read {path!r}: unknown extension; use one of "
+        raise InputError(f"cannot read {path!r}: unknown extension; use one of "
                          f"{', '.join(STRUCTURE_EXTENSIONS + TRAJECTORY_EXTENSIONS)}")
     if frames is not None:
         ens = ens.select_frames(frames)
@@ -429,18 +324,18 @@ def _load_trajectory(path, topology, stride, canon):
 
     if topology is None:
         if not path.lower().endswith(".h5"):
-            raise ValueError(f"{path!r} is a trajectory without a topology; pass one with -t/--topology "
+            raise InputError(f"{path!r} is a trajectory without a topology; pass one with -t/--topology "
                              "(a PDB of the same atoms)")
         traj = md.load(path, stride=stride)
     else:
         topology = os.fspath(topology)
         if not os.path.exists(topology):
-            raise FileNotFoundError(f"topology file {topology!r} does not exist")
+            raise MissingFileError(f"topology file {topology!r} does not exist")
         top = md.load_topology(topology)
         try:
             traj = md.load(path, top=top, stride=stride)
         except ValueError as err:
-            raise ValueError(f"{path!r} does not match topology {topology!r} ({err}); "
+            raise InputError(f"{path!r} does not match topology {topology!r} ({err}); "
                              "pass the topology the trajectory was written with") from None
     residues, names = [], []
     heavy = []
@@ -457,7 +352,7 @@ def _load_trajectory(path, topology, stride, canon):
         names.append(atoms)
     seq, kept, amaps = canon.residue_map(residues, names)
     if not seq:
-        raise ValueError(f"{path}: no standard amino-acid residues found")
+        raise InputError(f"{path}: no standard amino-acid residues found")
     lay = atom_layout(seq)
     src = np.full(lay.n_atoms, -1, dtype=np.int64)
     for r, amap in enumerate(amaps):
@@ -492,7 +387,7 @@ def _writer_format(path) -> str:
     for ext in WRITER_EXTENSIONS:
         if p.endswith(ext):
             return ext[1:]
-    raise ValueError(f"cannot write {os.fspath(path)!r}: unknown output extension; use one of "
+    raise InputError(f"cannot write {os.fspath(path)!r}: unknown output extension; use one of "
                      f"{', '.join(WRITER_EXTENSIONS)}")
 
 
@@ -545,7 +440,7 @@ class _PDBFormatter:
 def _f83(v):
     s = f"{v:8.3f}"
     if len(s) > 8:
-        raise ValueError(f"coordinate {v:.1f} Å does not fit the PDB format (|x| < 10000 Å)")
+        raise InputError(f"coordinate {v:.1f} Å does not fit the PDB format (|x| < 10000 Å)")
     return s
 
 
@@ -575,7 +470,7 @@ def write_topology_pdb(path, topology, xyz_nm=None, title=None):
     top = _as_mdtraj_topology(topology)
     xyz = np.zeros((top.n_atoms, 3)) if xyz_nm is None else np.asarray(xyz_nm, dtype=np.float64).reshape(-1, 3)
     if len(xyz) != top.n_atoms:
-        raise ValueError(f"{len(xyz)} coordinates for a topology of {top.n_atoms} atoms")
+        raise InputError(f"{len(xyz)} coordinates for a topology of {top.n_atoms} atoms")
     lines = [TOPOLOGY_REMARK + (f" for {title}" if title else "")]
     lines += _PDBFormatter(top).lines(xyz * 10.0)
     lines.append("END")
@@ -625,7 +520,7 @@ def topology_path_for(path, append=False, force=False, n_atoms=None):
             return c
     if force:
         return candidates[1]
-    raise FileExistsError(f"{candidates[0]} and {candidates[1]} exist and were not written by openmm-backmap; "
+    raise OutputExistsError(f"{candidates[0]} and {candidates[1]} exist and were not written by openmm-backmap; "
                           "use --force to overwrite the second, or choose another output name")
 
 
@@ -648,9 +543,9 @@ def check_output_path(path, append=False, force=False) -> str:
     path = os.fspath(path)
     _writer_format(path)
     if os.path.isdir(path):
-        raise ValueError(f"{path} is a directory; give an output file name")
+        raise InputError(f"{path} is a directory; give an output file name")
     if os.path.exists(path) and not (append or force):
-        raise FileExistsError(f"{path} already exists; use --force (force=True) to overwrite it or "
+        raise OutputExistsError(f"{path} already exists; use --force (force=True) to overwrite it or "
                               "--append (append=True) to add frames to it")
     return path
 
@@ -729,7 +624,7 @@ class TrajectoryWriter:
         if self.topology_path is not None:
             if appending and os.path.exists(self.topology_path) and \
                     _pdb_atom_count(self.topology_path) != self.n_atoms:
-                raise ValueError(f"{self.topology_path} has {_pdb_atom_count(self.topology_path)} atoms but the "
+                raise InputError(f"{self.topology_path} has {_pdb_atom_count(self.topology_path)} atoms but the "
                                  f"frames have {self.n_atoms}; cannot append")
             keep = appending and os.path.exists(self.topology_path)
             if not keep:
@@ -926,7 +821,7 @@ class TrajectoryWriter:
         try:
             import tables
         except ImportError:
-            raise ValueError('writing .h5 files needs PyTables: pip install "openmm-backmap[h5]" (or pip install '
+            raise InputError('writing .h5 files needs PyTables: pip install "openmm-backmap[h5]" (or pip install '
                              'tables); or write .dcd, .xtc or .pdb instead') from None
         return tables
 
@@ -965,20 +860,20 @@ class TrajectoryWriter:
             Wrong shape or non-finite coordinates.
         """
         if self._closed:
-            raise ValueError(f"{self.path}: the writer is closed")
+            raise InputError(f"{self.path}: the writer is closed")
         xyz = np.asarray(xyz_nm, dtype=np.float64)
         if xyz.ndim == 2:
             xyz = xyz[None]
         if xyz.ndim != 3 or xyz.shape[1:] != (self.n_atoms, 3):
-            raise ValueError(f"frames have shape {xyz.shape}; {self.path} needs (frames, {self.n_atoms}, 3) in nm")
+            raise InputError(f"frames have shape {xyz.shape}; {self.path} needs (frames, {self.n_atoms}, 3) in nm")
         if not np.isfinite(xyz).all():
-            raise ValueError("frames contain NaN or infinite coordinates")
+            raise InputError("frames contain NaN or infinite coordinates")
         n = len(xyz)
         time = None if time_ps is None else np.atleast_1d(np.asarray(time_ps, dtype=np.float64))
         step = None if step is None else np.atleast_1d(np.asarray(step, dtype=np.int64))
         for name, arr in (("time_ps", time), ("step", step)):
             if arr is not None and len(arr) != n:
-                raise ValueError(f"{name} has {len(arr)} entries for {n} frames")
+                raise InputError(f"{name} has {len(arr)} entries for {n} frames")
         if n == 0:
             return
         getattr(self, f"_write_{self.format}")(xyz, time, step)

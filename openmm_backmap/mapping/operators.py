@@ -36,6 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..structure.templates import atom_layout
+from ..structure.errors import InputError, MissingFileError, OutputExistsError
 
 __all__ = [
     "Mapping",
@@ -62,15 +63,15 @@ def _as_int_array(values, what):
     try:
         arr = np.asarray(values)
     except Exception:  # pragma: no cover - ragged nonsense
-        raise ValueError(f"{what} must be a list of integers") from None
+        raise InputError(f"{what} must be a list of integers") from None
     if arr.ndim != 1:
-        raise ValueError(f"{what} must be a flat list of integers, got shape {arr.shape}")
+        raise InputError(f"{what} must be a flat list of integers, got shape {arr.shape}")
     if arr.size == 0:
         return np.zeros(0, dtype=np.int64)
     if arr.dtype.kind == "f" and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
         arr = arr.astype(np.int64)
     if arr.dtype.kind not in "iu":
-        raise ValueError(f"{what} must hold integers, got {arr.dtype} values")
+        raise InputError(f"{what} must hold integers, got {arr.dtype} values")
     return arr.astype(np.int64)
 
 
@@ -124,13 +125,13 @@ class Mapping:
         for b, m in enumerate(members):
             arr = _as_int_array(m, f"members of bead {b}")
             if arr.size == 0:
-                raise ValueError(f"bead {b} has no members; every bead needs at least one fine particle")
+                raise InputError(f"bead {b} has no members; every bead needs at least one fine particle")
             if np.unique(arr).size != arr.size:
-                raise ValueError(f"bead {b} lists a fine particle more than once: {arr.tolist()}")
+                raise InputError(f"bead {b} lists a fine particle more than once: {arr.tolist()}")
             arr.setflags(write=False)
             mem.append(arr)
         if not mem:
-            raise ValueError("a mapping needs at least one bead")
+            raise InputError("a mapping needs at least one bead")
         top = max(int(a.max()) for a in mem)
         low = min(int(a.min()) for a in mem)
         if n_fine is None:
@@ -138,21 +139,21 @@ class Mapping:
         n_fine = int(n_fine)
         if low < 0 or top >= n_fine:
             bad = next(b for b, a in enumerate(mem) if a.min() < 0 or a.max() >= n_fine)
-            raise ValueError(f"bead {bad} has member indices {mem[bad].tolist()} outside 0..{n_fine - 1} "
+            raise InputError(f"bead {bad} has member indices {mem[bad].tolist()} outside 0..{n_fine - 1} "
                              f"(n_fine = {n_fine})")
         if weights is None:
             wts = [np.full(a.size, 1.0 / a.size) for a in mem]
         else:
             weights = list(weights)
             if len(weights) != len(mem):
-                raise ValueError(f"weights has {len(weights)} entries but there are {len(mem)} beads")
+                raise InputError(f"weights has {len(weights)} entries but there are {len(mem)} beads")
             wts = []
             for b, (a, w) in enumerate(zip(mem, weights)):
                 w = np.asarray(w, dtype=np.float64).reshape(-1)
                 if w.size != a.size:
-                    raise ValueError(f"bead {b} has {a.size} members but {w.size} weights")
+                    raise InputError(f"bead {b} has {a.size} members but {w.size} weights")
                 if not np.all(np.isfinite(w)) or np.any(w <= 0):
-                    raise ValueError(f"bead {b} has weights {w.tolist()}; weights must be positive and finite")
+                    raise InputError(f"bead {b} has weights {w.tolist()}; weights must be positive and finite")
                 s = w.sum()
                 if abs(s - 1.0) > 1e-12:
                     w = w / s
@@ -166,12 +167,12 @@ class Mapping:
         if bead_names is not None:
             bead_names = [str(s) for s in bead_names]
             if len(bead_names) != len(mem):
-                raise ValueError(f"bead_names has {len(bead_names)} entries but there are {len(mem)} beads")
+                raise InputError(f"bead_names has {len(bead_names)} entries but there are {len(mem)} beads")
         self.bead_names = bead_names
         if fine_residues is not None:
             fine_residues = _as_int_array(fine_residues, "fine_residues")
             if fine_residues.size != n_fine:
-                raise ValueError(f"fine_residues has {fine_residues.size} entries but n_fine = {n_fine}")
+                raise InputError(f"fine_residues has {fine_residues.size} entries but n_fine = {n_fine}")
             fine_residues.setflags(write=False)
         self.fine_residues = fine_residues
         self._pad = None
@@ -236,7 +237,7 @@ class Mapping:
         for b, a in enumerate(self.members):
             clash = a[out[a] >= 0]
             if clash.size:
-                raise ValueError(f"fine particle {int(clash[0])} belongs to beads {int(out[clash[0]])} and {b}; "
+                raise InputError(f"fine particle {int(clash[0])} belongs to beads {int(out[clash[0]])} and {b}; "
                                  "this mapping is not a partition")
             out[a] = b
         return out
@@ -282,7 +283,7 @@ class Mapping:
         """
         shape = tuple(x.shape)
         if len(shape) < 2 or shape[-2] != self.n_fine:
-            raise ValueError(f"mapping {self.name or 'unnamed'!r} expects coordinates of shape (..., {self.n_fine}, "
+            raise InputError(f"mapping {self.name or 'unnamed'!r} expects coordinates of shape (..., {self.n_fine}, "
                              f"3); got {shape}")
         idx, wt = self._padded()
         if _is_torch(x):
@@ -323,7 +324,7 @@ class Mapping:
         (13, [1, 5], 'ucg2')
         """
         if other.n_fine != self.n_beads:
-            raise ValueError(f"cannot compose {self.name or 'a mapping'!r} ({self.n_beads} beads) with "
+            raise InputError(f"cannot compose {self.name or 'a mapping'!r} ({self.n_beads} beads) with "
                              f"{other.name or 'a mapping'!r} (expects {other.n_fine} fine particles)")
         members, weights = [], []
         for a, w in zip(other.members, other.weights):
@@ -390,22 +391,22 @@ class Mapping:
         ValueError: invalid mapping: bead 1 has no members; every bead needs at least one fine particle
         """
         if not isinstance(d, dict):
-            raise ValueError(f"a mapping must be a JSON object, got {type(d).__name__}")
+            raise InputError(f"a mapping must be a JSON object, got {type(d).__name__}")
         if "members" not in d and isinstance(d.get("mapping"), dict):
             d = d["mapping"]
         if "members" not in d:
-            raise ValueError("invalid mapping: missing key 'members' (a list with the fine-particle indices of "
+            raise InputError("invalid mapping: missing key 'members' (a list with the fine-particle indices of "
                              "every bead)")
         members = d["members"]
         if not isinstance(members, list) or not all(isinstance(m, list) for m in members):
-            raise ValueError("invalid mapping: 'members' must be a list of lists of integers")
+            raise InputError("invalid mapping: 'members' must be a list of lists of integers")
         try:
             m = cls(members, d.get("weights"), n_fine=d.get("n_fine"), name=d.get("name", ""),
                     bead_names=d.get("bead_names"), fine_residues=d.get("fine_residues"))
         except (ValueError, TypeError) as err:
-            raise ValueError(f"invalid mapping: {err}") from None
+            raise InputError(f"invalid mapping: {err}") from None
         if d.get("n_beads") is not None and int(d["n_beads"]) != m.n_beads:
-            raise ValueError(f"invalid mapping: n_beads is {d['n_beads']} but 'members' lists {m.n_beads} beads")
+            raise InputError(f"invalid mapping: n_beads is {d['n_beads']} but 'members' lists {m.n_beads} beads")
         return m
 
     def to_json(self, path) -> None:
@@ -428,7 +429,7 @@ class Mapping:
         try:
             return cls.from_dict(d)
         except ValueError as err:
-            raise ValueError(f"{os.fspath(path)}: {err}") from None
+            raise InputError(f"{os.fspath(path)}: {err}") from None
 
     # --- misc --------------------------------------------------------------
     def __eq__(self, other):
@@ -467,12 +468,12 @@ def _write_json(path, data):
 def _read_json(path):
     path = os.fspath(path)
     if not os.path.exists(path):
-        raise FileNotFoundError(f"mapping file {path!r} does not exist")
+        raise MissingFileError(f"mapping file {path!r} does not exist")
     try:
         with open(path, encoding="utf-8") as fh:
             return json.load(fh)
     except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON ({err})") from None
+        raise InputError(f"{path}: not valid JSON ({err})") from None
 
 
 # --------------------------------------------------------------------------
@@ -508,10 +509,10 @@ def _frames_xyz(ca_xyz):
     if x.ndim == 2:
         x = x[None]
     if x.ndim != 3 or x.shape[-1] != 3:
-        raise ValueError(f"ca_xyz must have shape (frames, residues, 3) or (residues, 3); got {x.shape}")
+        raise InputError(f"ca_xyz must have shape (frames, residues, 3) or (residues, 3); got {x.shape}")
     ok = np.isfinite(x).all(axis=(1, 2))
     if not ok.any():
-        raise ValueError("every frame of ca_xyz has missing (NaN) C-alpha coordinates; cannot partition")
+        raise InputError("every frame of ca_xyz has missing (NaN) C-alpha coordinates; cannot partition")
     x = x[ok]
     return x - x.mean(axis=1, keepdims=True)  # per-frame centring: smaller numbers, same cost
 
@@ -554,7 +555,7 @@ def _contiguous_dp(s, q, n, k, breaks):
         back[level] = arg
         best = tot[arg, np.arange(u + 1)]
     if not np.isfinite(best[u]):
-        raise ValueError("no contiguous partition satisfies the segment boundaries")
+        raise InputError("no contiguous partition satisfies the segment boundaries")
     cuts = [u]
     for level in range(k - 1, 0, -1):
         cuts.append(int(back[level, cuts[-1]]))
@@ -650,7 +651,7 @@ def partition_cost(ca_xyz, mapping: Mapping) -> float:
     """
     x = _frames_xyz(ca_xyz)
     if mapping.n_fine != x.shape[1]:
-        raise ValueError(f"mapping has n_fine = {mapping.n_fine} but ca_xyz has {x.shape[1]} residues")
+        raise InputError(f"mapping has n_fine = {mapping.n_fine} but ca_xyz has {x.shape[1]} residues")
     total = 0.0
     for a in mapping.members:
         d = x[:, a] - x[:, a].mean(axis=1, keepdims=True)
@@ -727,17 +728,17 @@ def partition_mapping(ca_xyz, n_beads, segment_start=None, *, refine=True, fragm
     n_units = n_res if units is None else units.n_beads
     if units is not None:
         if units.n_fine != n_res:
-            raise ValueError(f"units maps {units.n_fine} C-alphas but ca_xyz has {n_res} residues")
+            raise InputError(f"units maps {units.n_fine} C-alphas but ca_xyz has {n_res} residues")
         units.assignment()  # raises unless a partition
         if (units.assignment() < 0).any():
-            raise ValueError("units must put every residue in a bead")
+            raise InputError("units must put every residue in a bead")
     try:
         k = int(n_beads)
     except (TypeError, ValueError):
-        raise ValueError(f"n_beads must be an integer, got {n_beads!r}") from None
+        raise InputError(f"n_beads must be an integer, got {n_beads!r}") from None
     if k != n_beads or k < 1 or k > n_units:
         what = "residues" if units is None else "finer beads"
-        raise ValueError(f"n_beads must be between 1 and the number of {what} ({n_units}); got {n_beads}")
+        raise InputError(f"n_beads must be between 1 and the number of {what} ({n_units}); got {n_beads}")
     s, q, n = _unit_stats(x, units)
 
     # order units along the sequence (units may be non-contiguous after refinement)
@@ -753,7 +754,7 @@ def partition_mapping(ca_xyz, n_beads, segment_start=None, *, refine=True, fragm
     if segment_start is not None:
         seg_start = np.asarray(segment_start, dtype=bool).reshape(-1)
         if seg_start.size != n_res:
-            raise ValueError(f"segment_start has {seg_start.size} entries but there are {n_res} residues")
+            raise InputError(f"segment_start has {seg_start.size} entries but there are {n_res} residues")
         res_seg = np.cumsum(seg_start | (np.arange(n_res) == 0)) - 1
         unit_seg = res_seg[first_res]
         brk[1:] = unit_seg[1:] != unit_seg[:-1]
@@ -811,19 +812,19 @@ class Hierarchy:
     def __init__(self, mappings, levels=None, n_residues=None):
         self.mappings = list(mappings)
         if not self.mappings:
-            raise ValueError("a hierarchy needs at least one mapping")
+            raise InputError("a hierarchy needs at least one mapping")
         for i, (a, b) in enumerate(zip(self.mappings[:-1], self.mappings[1:])):
             if a.n_beads != b.n_fine:
-                raise ValueError(f"mapping {i} ({a.name!r}) gives {a.n_beads} beads but mapping {i + 1} "
+                raise InputError(f"mapping {i} ({a.name!r}) gives {a.n_beads} beads but mapping {i + 1} "
                                  f"({b.name!r}) expects {b.n_fine} fine particles")
         if levels is None:
             levels = ["aa"] + [m.name or f"level{i + 1}" for i, m in enumerate(self.mappings)]
         levels = [str(s) for s in levels]
         if len(levels) != len(self.mappings) + 1:
-            raise ValueError(f"{len(self.mappings)} mappings need {len(self.mappings) + 1} level names, "
+            raise InputError(f"{len(self.mappings)} mappings need {len(self.mappings) + 1} level names, "
                              f"got {len(levels)}")
         if len(set(levels)) != len(levels):
-            raise ValueError(f"level names must be unique, got {levels}")
+            raise InputError(f"level names must be unique, got {levels}")
         self.levels = levels
         if n_residues is None:
             first = self.mappings[0]
@@ -895,17 +896,17 @@ class Hierarchy:
     def from_dict(cls, d: dict) -> "Hierarchy":
         """Build from :meth:`to_dict` output (a level file with a ``'hierarchy'`` key is accepted too)."""
         if not isinstance(d, dict):
-            raise ValueError(f"a hierarchy must be a JSON object, got {type(d).__name__}")
+            raise InputError(f"a hierarchy must be a JSON object, got {type(d).__name__}")
         if "mappings" not in d and isinstance(d.get("hierarchy"), dict):
             d = d["hierarchy"]
         if "mappings" not in d or not isinstance(d["mappings"], list):
-            raise ValueError("invalid hierarchy: missing list 'mappings'")
+            raise InputError("invalid hierarchy: missing list 'mappings'")
         maps = []
         for i, m in enumerate(d["mappings"]):
             try:
                 maps.append(Mapping.from_dict(m))
             except ValueError as err:
-                raise ValueError(f"invalid hierarchy: mapping {i}: {err}") from None
+                raise InputError(f"invalid hierarchy: mapping {i}: {err}") from None
         return cls(maps, levels=d.get("levels"), n_residues=d.get("n_residues"))
 
     def to_json(self, path) -> None:
@@ -919,7 +920,7 @@ class Hierarchy:
         try:
             return cls.from_dict(d)
         except ValueError as err:
-            raise ValueError(f"{os.fspath(path)}: {err}") from None
+            raise InputError(f"{os.fspath(path)}: {err}") from None
 
     def __eq__(self, other):
         if not isinstance(other, Hierarchy):
@@ -976,7 +977,7 @@ def parse_levels(spec) -> list:
     tokens = [t.strip() for t in (spec.split(",") if isinstance(spec, str) else spec)]
     tokens = [t for t in tokens if t]
     if not tokens:
-        raise ValueError(f"no levels in {spec!r}; use e.g. 'ca' or 'ca,ucg:12'")
+        raise InputError(f"no levels in {spec!r}; use e.g. 'ca' or 'ca,ucg:12'")
     out = []
     for t in tokens:
         m = _UCG.match(t)
@@ -985,20 +986,20 @@ def parse_levels(spec) -> list:
         elif m:
             n = int(m.group(1))
             if n < 1:
-                raise ValueError(f"level {t!r}: the number of beads must be at least 1")
+                raise InputError(f"level {t!r}: the number of beads must be at least 1")
             out.append(LevelSpec(f"ucg{n}", "ucg", n))
         elif t.lower().endswith(".json"):
             name = os.path.basename(t)[: -len(".json")]
             name = re.sub(r"_mapping$", "", name) or "user"
             out.append(LevelSpec(name, "file", path=t))
         else:
-            raise ValueError(f"unknown level {t!r} in {spec!r}; use ca, ucg:N (N beads) or a mapping .json file")
+            raise InputError(f"unknown level {t!r} in {spec!r}; use ca, ucg:N (N beads) or a mapping .json file")
     names = [s.name for s in out]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
-        raise ValueError(f"level(s) {', '.join(dup)} requested more than once in {spec!r}")
+        raise InputError(f"level(s) {', '.join(dup)} requested more than once in {spec!r}")
     if "aa" in names:
-        raise ValueError("'aa' is the all-atom input level and cannot be requested")
+        raise InputError("'aa' is the all-atom input level and cannot be requested")
     return out
 
 
@@ -1048,17 +1049,17 @@ def build_hierarchy(ensemble, levels="ca", **partition_options):
         size = maps[-1].n_beads if maps else n_atoms
         if spec.kind == "ca":
             if current != "aa":
-                raise ValueError("level 'ca' must come first (levels go from fine to coarse); "
+                raise InputError("level 'ca' must come first (levels go from fine to coarse); "
                                  f"got it after {current!r}")
             add_ca()
         elif spec.kind == "ucg":
             if not ca_done:
                 if current != "aa":
-                    raise ValueError(f"level {spec.name!r} needs C-alphas but follows {current!r}")
+                    raise InputError(f"level {spec.name!r} needs C-alphas but follows {current!r}")
                 add_ca()
                 current, size = "ca", n_res
             if spec.n_beads > size:
-                raise ValueError(f"level {spec.name!r} asks for {spec.n_beads} beads but the previous level "
+                raise InputError(f"level {spec.name!r} asks for {spec.n_beads} beads but the previous level "
                                  f"{current!r} has only {size}; list levels from fine to coarse")
             if ca_xyz is None:
                 ca_xyz = _required_coordinates(ensemble, ca_mapping(seq))
@@ -1079,7 +1080,7 @@ def build_hierarchy(ensemble, levels="ca", **partition_options):
             elif current == "aa" and m.n_fine == n_res:
                 add_ca()
             else:
-                raise ValueError(f"mapping {spec.path} expects {m.n_fine} fine particles but the previous level "
+                raise InputError(f"mapping {spec.path} expects {m.n_fine} fine particles but the previous level "
                                  f"{current!r} has {size} (and the protein has {n_res} residues, "
                                  f"{n_atoms} heavy atoms)")
             maps.append(m)
@@ -1107,7 +1108,7 @@ def _required_coordinates(ensemble, mapping: Mapping) -> np.ndarray:
         labels = [f"{ensemble.sequence[r]}{ensemble.residue_numbers[r]}" for r in res[:10]]
         more = f" and {len(res) - 10} more" if len(res) > 10 else ""
         atoms = sorted({lay.atom_names[a] for a in bad_atoms})
-        raise ValueError(f"{ensemble.source or 'input'}: level {mapping.name!r} needs atom(s) {', '.join(atoms)} "
+        raise InputError(f"{ensemble.source or 'input'}: level {mapping.name!r} needs atom(s) {', '.join(atoms)} "
                          f"that are missing in {int(missing.any(1).sum())} of {ensemble.n_frames} frame(s), in "
                          f"residue(s) {', '.join(labels)}{more}; drop those frames or complete the structure")
     return mapping.apply(ensemble.xyz)
@@ -1158,7 +1159,7 @@ def cg_topology(mapping: Mapping, sequence, level: str, segment_start=None, chai
     if level == "ca":
         sequence = list(sequence)
         if len(sequence) != n:
-            raise ValueError(f"C-alpha level has {n} beads but the sequence has {len(sequence)} residues")
+            raise InputError(f"C-alpha level has {n} beads but the sequence has {len(sequence)} residues")
         chain_ids = list(chain_ids) if chain_ids is not None else ["A"] * n
         residue_numbers = list(residue_numbers) if residue_numbers is not None else list(range(1, n + 1))
         seg = np.zeros(n, dtype=bool) if segment_start is None else np.asarray(segment_start, dtype=bool)
@@ -1188,7 +1189,7 @@ def _coarsen(ensemble, levels, hierarchy, partition_options):
         hierarchy, requested = build_hierarchy(ensemble, "ca" if levels is None else levels, **partition_options)
     else:
         if hierarchy.sizes[0] != ensemble.n_atoms:
-            raise ValueError(f"the hierarchy starts from {hierarchy.sizes[0]} particles but "
+            raise InputError(f"the hierarchy starts from {hierarchy.sizes[0]} particles but "
                              f"{ensemble.source or 'the input'} has {ensemble.n_atoms} heavy atoms "
                              f"({ensemble.n_residues} residues); it was built for another protein")
         if levels is None:
@@ -1302,7 +1303,7 @@ def coarsen_files(input, topology=None, levels="ca", out_prefix="coarse", model=
         m = load_model(model, device="cpu")
         hierarchy = getattr(m, "hierarchy", None)
         if hierarchy is None:
-            raise ValueError(f"model {os.fspath(model)!r} carries no mapping hierarchy; use --levels instead")
+            raise InputError(f"model {os.fspath(model)!r} carries no mapping hierarchy; use --levels instead")
         if isinstance(hierarchy, str):  # a transferable model may store level specs instead of mappings
             levels, hierarchy = hierarchy, None
         elif isinstance(hierarchy, dict):
@@ -1319,7 +1320,7 @@ def coarsen_files(input, topology=None, levels="ca", out_prefix="coarse", model=
     if not force:
         existing = [p for d in paths.values() for p in d.values() if os.path.exists(p)]
         if existing:
-            raise FileExistsError(f"{existing[0]} already exists"
+            raise OutputExistsError(f"{existing[0]} already exists"
                                   f"{f' (and {len(existing) - 1} more outputs)' if len(existing) > 1 else ''}; "
                                   "use --force (force=True) to overwrite")
     ens = load_ensemble(input, topology=topology, stride=stride)

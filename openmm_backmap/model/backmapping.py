@@ -34,6 +34,7 @@ from torch import Tensor, nn
 
 from .._version import __version__
 from ..structure.templates import AMINO_ACIDS, build_topology, canonical_residue_name, residue_type_indices
+from ..structure.errors import InputError, MissingFileError, OutputExistsError
 
 __all__ = ["FORMAT_VERSION", "KStepModel", "Backmapper", "BackmapResult", "load_model", "export_step",
            "export_kstep", "save_model", "SIGNATURE"]
@@ -225,27 +226,27 @@ class Backmapper:
             for i, s in enumerate(sequence):
                 c = canonical_residue_name(str(s))
                 if c is None:
-                    raise ValueError(f"residue {i + 1} has non-standard name {s!r}; the model knows "
+                    raise InputError(f"residue {i + 1} has non-standard name {s!r}; the model knows "
                                      f"{', '.join(AMINO_ACIDS)} and their aliases")
                 canon.append(c)
             sequence = canon
         if self.transferable:
             if sequence is None:
-                raise ValueError("this C-alpha model needs the sequence: pass sequence=[...] or a CG topology "
+                raise InputError("this C-alpha model needs the sequence: pass sequence=[...] or a CG topology "
                                  "whose residue names give it (-t/--topology)")
             if n_particles is not None and n_particles != len(sequence):
-                raise ValueError(f"the CG input has {n_particles} particles but the sequence has {len(sequence)} "
+                raise InputError(f"the CG input has {n_particles} particles but the sequence has {len(sequence)} "
                                  "residues; a C-alpha model needs one bead per residue")
         else:
             own = self.sequence
             if sequence is not None and list(sequence) != list(own):
                 diff = next((i for i, (a, b) in enumerate(zip(sequence, own)) if a != b), min(len(sequence), len(own)))
-                raise ValueError(f"the CG topology's sequence does not match this model's (first difference at "
+                raise InputError(f"the CG topology's sequence does not match this model's (first difference at "
                                  f"residue {diff + 1}: {sequence[diff] if diff < len(sequence) else 'end'} vs "
                                  f"{own[diff] if diff < len(own) else 'end'}); this model was trained for "
                                  f"{self.metadata.get('name', 'another system')}")
             if n_particles is not None and n_particles != self.n_beads:
-                raise ValueError(f"the CG input has {n_particles} particles but this model expects {self.n_beads} "
+                raise InputError(f"the CG input has {n_particles} particles but this model expects {self.n_beads} "
                                  "beads; pass cgParticles/select the bead particles, or use the matching model")
             sequence = list(own)
             if segment_start is None:
@@ -255,7 +256,7 @@ class Backmapper:
             segment_start[0] = True
         segment_start = np.asarray(segment_start, dtype=bool)
         if len(segment_start) != len(sequence):
-            raise ValueError("segment_start needs one entry per residue")
+            raise InputError("segment_start needs one entry per residue")
         return sequence, segment_start
 
     @property
@@ -306,9 +307,9 @@ class Backmapper:
         if x.dim() == 2:
             x = x.unsqueeze(0)
         if x.dim() != 3 or x.shape[-1] != 3:
-            raise ValueError(f"cg_xyz must have shape (frames, beads, 3) in nm, got {tuple(x.shape)}")
+            raise InputError(f"cg_xyz must have shape (frames, beads, 3) in nm, got {tuple(x.shape)}")
         if samples < 1:
-            raise ValueError("samples must be >= 1")
+            raise InputError("samples must be >= 1")
         sequence, segment_start = self.resolve_sequence(sequence, segment_start, x.shape[1])
         if seed is None:
             seed = int(np.random.default_rng().integers(0, 2**31 - 1))
@@ -409,26 +410,26 @@ def load_model(path=None, device=None) -> Backmapper:
         path = default_model_path()
     path = os.fspath(path)
     if not os.path.exists(path):
-        raise FileNotFoundError(f"model file {path!r} does not exist")
+        raise MissingFileError(f"model file {path!r} does not exist")
     device = device or default_device()
     if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available; use device='cpu'")
+        raise InputError(f"device {device!r} requested but CUDA is not available; use device='cpu'")
     extra = {name: "" for name in EXTRA_FILES}
     try:
         module = torch.jit.load(path, map_location=device, _extra_files=extra)
     except Exception as err:  # torch raises RuntimeError for anything not a TorchScript archive
-        raise ValueError(f"{path!r} is not a readable TorchScript model (corrupt or wrong file type): "
+        raise InputError(f"{path!r} is not a readable TorchScript model (corrupt or wrong file type): "
                          f"{str(err).splitlines()[0]}") from None
     if not extra.get("metadata.json"):
-        raise ValueError(f"{path!r} is a TorchScript file but not an openmm-backmap model (no metadata.json)")
+        raise InputError(f"{path!r} is a TorchScript file but not an openmm-backmap model (no metadata.json)")
     meta = json.loads(extra["metadata.json"])
     version = int(meta.get("format_version", 0))
     if version > FORMAT_VERSION:
-        raise ValueError(f"{path!r} uses model format {version}, written by openmm-backmap "
+        raise InputError(f"{path!r} uses model format {version}, written by openmm-backmap "
                          f"{meta.get('package_version', '?')}; this is {__version__} (format {FORMAT_VERSION}): "
                          "upgrade openmm-backmap")
     if meta.get("kind") not in ("ca2aa", "kstep", "cgvae"):
-        raise ValueError(f"{path!r} has unknown model kind {meta.get('kind')!r}")
+        raise InputError(f"{path!r} has unknown model kind {meta.get('kind')!r}")
     meta["_path"] = path
     module.eval()
     # torch.jit.load hands extra files back as bytes
@@ -442,7 +443,7 @@ def default_model_path() -> str:
 
     path = resources.files("openmm_backmap") / "data" / "ca2aa.pt"
     if not path.is_file():
-        raise FileNotFoundError("the shipped C-alpha model is missing from the installation; pass --model")
+        raise MissingFileError("the shipped C-alpha model is missing from the installation; pass --model")
     return str(path)
 
 
@@ -462,7 +463,7 @@ def save_model(module: nn.Module, path: str, metadata: dict, aa_topology=None, c
     hierarchy : Hierarchy, optional
     """
     if os.path.exists(path) and not force:
-        raise FileExistsError(f"{path!r} exists; use --force to overwrite")
+        raise OutputExistsError(f"{path!r} exists; use --force to overwrite")
     meta = {"format_version": FORMAT_VERSION, "package_version": __version__, "signature": SIGNATURE,
             "units": {"input": "nm", "output": "nm", "metrics": "angstrom"},
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -538,9 +539,9 @@ def export_kstep(step_paths, output: str, force: bool = False, name: str | None 
     >>> export_kstep(['runs/adk12/model.pt', 'models/ca2aa.pt'], 'models/adk-ucg12.pt')  # doctest: +SKIP
     """
     if os.path.exists(output) and not force:
-        raise FileExistsError(f"{output!r} exists; use --force to overwrite")
+        raise OutputExistsError(f"{output!r} exists; use --force to overwrite")
     if len(step_paths) < 1:
-        raise ValueError("give at least one step model")
+        raise InputError("give at least one step model")
     models = [load_model(p, device="cpu") for p in step_paths]
     first = models[0]
     steps = []

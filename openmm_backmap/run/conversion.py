@@ -13,6 +13,7 @@ import os
 import warnings
 
 import numpy as np
+from ..structure.errors import InputError, MissingFileError
 
 __all__ = ["convert"]
 
@@ -31,16 +32,16 @@ def _load_topology(input, topology):
     if topology is not None:
         topology = os.fspath(topology)
         if not os.path.exists(topology):
-            raise FileNotFoundError(f"topology file {topology!r} does not exist")
+            raise MissingFileError(f"topology file {topology!r} does not exist")
         try:
             return md.load_topology(topology), topology
         except Exception as err:  # noqa: BLE001 - mdtraj raises many kinds
-            raise ValueError(f"cannot read the CG topology {topology!r}: {str(err).splitlines()[0]}") from None
+            raise InputError(f"cannot read the CG topology {topology!r}: {str(err).splitlines()[0]}") from None
     if _is_pdb(input):
         return None, input
     if input.lower().endswith(".h5"):
         return None, input
-    raise ValueError(f"{input!r} is a trajectory without a topology; pass the CG topology with -t/--topology "
+    raise InputError(f"{input!r} is a trajectory without a topology; pass the CG topology with -t/--topology "
                      "(a PDB of the CG particles, e.g. the one written by 'openmm-backmap coarsen')")
 
 
@@ -74,7 +75,7 @@ def _frames(input, top, atom_indices, stride, chunk):
             time = np.asarray(t.time, dtype=np.float64) if t.time is not None else None
             yield t.xyz, time, t.unitcell_vectors
     except (ValueError, OSError, IndexError) as err:
-        raise ValueError(f"cannot read {input!r} with the CG topology ({str(err).splitlines()[0]}); pass the "
+        raise InputError(f"cannot read {input!r} with the CG topology ({str(err).splitlines()[0]}); pass the "
                          "topology the trajectory was written with") from None
 
 
@@ -156,18 +157,18 @@ def convert_trajectory(input, output, model=None, topology=None, samples=1, seed
     input = os.fspath(input)
     output = os.fspath(output)
     if not os.path.exists(input):
-        raise FileNotFoundError(f"input file {input!r} does not exist")
+        raise MissingFileError(f"input file {input!r} does not exist")
     for name, value in (("stride", stride), ("chunk", chunk), ("samples", samples)):
         if int(value) < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value}")
+            raise InputError(f"{name} must be a positive integer, got {value}")
     stride, chunk = int(stride), int(chunk)
     if os.path.abspath(input) == os.path.abspath(output):
-        raise ValueError("the output would overwrite the input; choose another output name")
+        raise InputError("the output would overwrite the input; choose another output name")
     check_output_path(output, append=append, force=force)  # fail before loading anything
     top_out = topology_path_for(output, append=append, force=force)
     if top_out is not None and os.path.abspath(top_out) in {os.path.abspath(input), os.path.abspath(
             os.fspath(topology)) if topology is not None else None}:
-        raise ValueError(f"the output's topology file {top_out} would overwrite the input; choose another output "
+        raise InputError(f"the output's topology file {top_out} would overwrite the input; choose another output "
                          "name")
     top, top_source = _load_topology(input, topology)
     bm = load_model(model, device=device)
@@ -178,7 +179,7 @@ def convert_trajectory(input, output, model=None, topology=None, samples=1, seed
         try:
             first = md.load_pdb(input, frame=0, standard_names=False) if _is_pdb(input) else md.load_frame(input, 0)
         except Exception as err:  # noqa: BLE001 - mdtraj raises many kinds
-            raise ValueError(f"cannot read {input!r}: {str(err).splitlines()[0]}") from None
+            raise InputError(f"cannot read {input!r}: {str(err).splitlines()[0]}") from None
         top = first.topology
     particles, note = _select_particles(top, bm)
     if note:
@@ -214,7 +215,7 @@ def convert_trajectory(input, output, model=None, topology=None, samples=1, seed
             if bar is not None:
                 bar.update(len(xyz))
         if pipe is None:
-            raise ValueError(f"{input!r} has no frames")
+            raise InputError(f"{input!r} has no frames")
     finally:
         if bar is not None:
             bar.close()

@@ -16,6 +16,7 @@ import time
 import warnings
 
 import numpy as np
+from ..structure.errors import InputError, MissingFileError
 
 __all__ = ["run_demo", "villin_pdb_path", "DEFAULT_STEPS", "DEFAULT_REPORTS"]
 
@@ -123,13 +124,13 @@ def run_demo(output_dir="backmap-demo", steps=None, model=None, seed=0, report_i
     t_start = time.perf_counter()
     steps = DEFAULT_STEPS if steps is None else int(steps)
     if steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps}")
+        raise InputError(f"steps must be a positive integer, got {steps}")
     interval = int(report_interval) if report_interval else max(1, steps // DEFAULT_REPORTS)
     if model is None:
         try:
             bm = load_model(None, device=device)
         except FileNotFoundError:
-            raise FileNotFoundError("the shipped C-alpha model (openmm_backmap/data/ca2aa.pt) is not installed, so "
+            raise MissingFileError("the shipped C-alpha model (openmm_backmap/data/ca2aa.pt) is not installed, so "
                                     "the demo has nothing to backmap with; pass a model file with --model PATH "
                                     "(e.g. models/ca2aa.pt once trained)") from None
     else:
@@ -182,7 +183,7 @@ def run_demo(output_dir="backmap-demo", steps=None, model=None, seed=0, report_i
     t_sim = time.perf_counter() - t0
     summary = reporter.summary()
     if not summary or summary["frames_written"] == 0:
-        raise RuntimeError("no frame was backmapped (fewer steps than the report interval?)")
+        raise InputError("no frame was backmapped (fewer steps than the report interval?)")
 
     generated = load_ensemble(files["trajectory"], topology=files["topology"])
     first = generated.xyz[0]

@@ -50,6 +50,7 @@ import numpy as np
 from ..evaluation.metrics import BOND_OK_TOLERANCE, clash_topology
 from .relax.relaxer import FAILED_ENERGY_KJ_MOL
 from ..structure.templates import TEMPLATES, atom_layout, build_topology, canonical_residue_name
+from ..structure.errors import InputError
 
 __all__ = ["BackmapPipeline", "BadFrameWarning", "RelaxationWarning", "make_whole", "frame_quality",
            "ideal_bond_lengths", "cg_particle_info", "format_summary", "MAX_COORDINATE_NM", "CG_BREAK_NM",
@@ -147,7 +148,7 @@ def make_whole(xyz, box_vectors, bonds=None):
     if box.ndim == 2:
         box = np.broadcast_to(box, (len(x), 3, 3))
     if box.shape != (len(x), 3, 3):
-        raise ValueError(f"box_vectors must have shape (3, 3) or ({len(x)}, 3, 3), got {box.shape}")
+        raise InputError(f"box_vectors must have shape (3, 3) or ({len(x)}, 3, 3), got {box.shape}")
     order, parent = _parents(x.shape[1], None if bonds is None else np.asarray(bonds).reshape(-1, 2))
     for i in order:  # vectorised over frames
         p = parent[i]
@@ -361,9 +362,9 @@ def cg_sequence(info, model, where="", fix_count="", fix_names=""):
     sequence = info["sequence"]
     if model.transferable and sequence is None:
         if not info["one_per_residue"]:
-            raise ValueError(f"{where}the CG particles are not one per residue; a C-alpha model needs one particle "
+            raise InputError(f"{where}the CG particles are not one per residue; a C-alpha model needs one particle "
                              f"per residue{fix_count}")
-        raise ValueError(f"{where}residue names {', '.join(info['bad_names'][:6])} are not standard amino acids, so "
+        raise InputError(f"{where}residue names {', '.join(info['bad_names'][:6])} are not standard amino acids, so "
                          f"the C-alpha model cannot know the sequence{fix_names}")
     if not model.transferable and sequence is not None and len(sequence) != model.n_beads:
         return None  # beads are not residues
@@ -430,11 +431,11 @@ class BackmapPipeline:
         from ..io.formats import TrajectoryWriter, check_output_path
 
         if on_bad_frame not in ("skip", "raise"):
-            raise ValueError(f"on_bad_frame must be 'skip' or 'raise', not {on_bad_frame!r}")
+            raise InputError(f"on_bad_frame must be 'skip' or 'raise', not {on_bad_frame!r}")
         if int(samples) < 1:
-            raise ValueError(f"samples must be a positive integer, got {samples}")
+            raise InputError(f"samples must be a positive integer, got {samples}")
         if keep_hydrogens and not minimize:
-            raise ValueError("keep_hydrogens needs minimize (the relaxer adds the hydrogens); use --minimize")
+            raise InputError("keep_hydrogens needs minimize (the relaxer adds the hydrogens); use --minimize")
         self.output = os.fspath(output)
         check_output_path(self.output, append=append, force=force)
         self.model = load_model(model, device=device)
@@ -511,7 +512,7 @@ class BackmapPipeline:
             msg = (f"CG frame(s) {', '.join(labels)}{more} have NaN, infinite or exploded coordinates "
                    "(the CG simulation blew up?)")
             if self.on_bad_frame == "raise":
-                raise ValueError(msg + "; use on_bad_frame='skip' (--on-bad-frame skip) to skip them")
+                raise InputError(msg + "; use on_bad_frame='skip' (--on-bad-frame skip) to skip them")
             warnings.warn(msg + "; skipped", BadFrameWarning, stacklevel=2)
             self.frames_skipped += len(bad)
         return good
@@ -541,11 +542,11 @@ class BackmapPipeline:
             return ca_mapping(self.sequence)
         h = self.model.hierarchy
         if h is None:
-            raise ValueError("restraint='cg' needs the model's mappings, and this model has none; use "
+            raise InputError("restraint='cg' needs the model's mappings, and this model has none; use "
                              "restraint='ca' or 'heavy'")
         m = h.composed(h.levels[-1])
         if m.n_beads != self.n_particles:
-            raise ValueError(f"the model's coarsest level has {m.n_beads} beads, the input {self.n_particles}")
+            raise InputError(f"the model's coarsest level has {m.n_beads} beads, the input {self.n_particles}")
         return m
 
     def process(self, cg_xyz, time_ps=None, step=None) -> int:
@@ -563,12 +564,12 @@ class BackmapPipeline:
             Structures written (``F * samples``).
         """
         if self._closed:
-            raise ValueError("the pipeline is closed")
+            raise InputError("the pipeline is closed")
         x = np.asarray(cg_xyz, dtype=np.float32)
         if x.ndim == 2:
             x = x[None]
         if x.ndim != 3 or x.shape[1:] != (self.n_particles, 3):
-            raise ValueError(f"CG frames have shape {x.shape}; expected (frames, {self.n_particles}, 3) nm")
+            raise InputError(f"CG frames have shape {x.shape}; expected (frames, {self.n_particles}, 3) nm")
         n = len(x)
         if n == 0:
             return 0

@@ -16,6 +16,7 @@ import threading
 import warnings
 
 import numpy as np
+from ..structure.errors import InputError
 
 __all__ = ["BackmapReporter"]
 
@@ -153,15 +154,15 @@ class BackmapReporter:
 
         self._closed = True  # until fully constructed, so __del__ is safe
         if int(reportInterval) < 1:
-            raise ValueError(f"reportInterval must be a positive integer, got {reportInterval}")
+            raise InputError(f"reportInterval must be a positive integer, got {reportInterval}")
         if int(batchSize) < 1:
-            raise ValueError(f"batchSize must be a positive integer, got {batchSize}")
+            raise InputError(f"batchSize must be a positive integer, got {batchSize}")
         if onBadFrame not in ("skip", "raise"):
-            raise ValueError(f"onBadFrame must be 'skip' or 'raise', not {onBadFrame!r}")
+            raise InputError(f"onBadFrame must be 'skip' or 'raise', not {onBadFrame!r}")
         if int(samples) < 1:
-            raise ValueError(f"samples must be a positive integer, got {samples}")
+            raise InputError(f"samples must be a positive integer, got {samples}")
         if keepHydrogens and not minimize:
-            raise ValueError("keepHydrogens needs minimize=True (the relaxer adds the hydrogens)")
+            raise InputError("keepHydrogens needs minimize=True (the relaxer adds the hydrogens)")
         self.file = check_output_path(file, append=append, force=force)
         self.reportInterval = int(reportInterval)
         self.model = model
@@ -214,7 +215,7 @@ class BackmapReporter:
             Whatever the background worker raised, re-raised here.
         """
         if self._closed:
-            raise ValueError(f"the BackmapReporter for {self.file} is closed")
+            raise InputError(f"the BackmapReporter for {self.file} is closed")
         self._raise_worker_error()
         pos = np.asarray(state.getPositions(asNumpy=True).value_in_unit(_nm()), dtype=np.float64)
         if self.pipeline is None:
@@ -243,9 +244,9 @@ class BackmapReporter:
             self.cgParticles = np.arange(n_total, dtype=np.int64)
         p = self.cgParticles
         if len(p) == 0 or p.min() < 0 or p.max() >= n_total:
-            raise ValueError(f"cgParticles must be indices in 0..{n_total - 1} (the system has {n_total} particles)")
+            raise InputError(f"cgParticles must be indices in 0..{n_total - 1} (the system has {n_total} particles)")
         if len(np.unique(p)) != len(p):
-            raise ValueError("cgParticles contains duplicate indices")
+            raise InputError("cgParticles contains duplicate indices")
         info = cg_particle_info(simulation.topology, p, pos[p])
         self._bonds = info["bonds"]
         self._periodic = bool(simulation.system.usesPeriodicBoundaryConditions())

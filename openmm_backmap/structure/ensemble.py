@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .templates import AtomLayout, atom_layout, build_topology, residue_type_indices
+from .errors import InputError
 
 __all__ = ["ProteinEnsemble"]
 
@@ -61,9 +62,9 @@ class ProteinEnsemble:
         self.mask = np.asarray(self.mask, dtype=bool).reshape(self.xyz.shape[:2])
         self.segment_start = np.asarray(self.segment_start, dtype=bool)
         if self.xyz.shape[1:] != (self.layout.n_atoms, 3):
-            raise ValueError(f"xyz has shape {self.xyz.shape}; the sequence needs (frames, {self.layout.n_atoms}, 3)")
+            raise InputError(f"xyz has shape {self.xyz.shape}; the sequence needs (frames, {self.layout.n_atoms}, 3)")
         if len(self.segment_start) != len(self.sequence):
-            raise ValueError("segment_start needs one entry per residue")
+            raise InputError("segment_start needs one entry per residue")
 
     @classmethod
     def from_arrays(cls, sequence, xyz, mask=None, segment_start=None, chain_ids=None, source=""):
@@ -136,7 +137,7 @@ class ProteinEnsemble:
         first = ensembles[0]
         for e in ensembles[1:]:
             if e.sequence != first.sequence:
-                raise ValueError(f"cannot concatenate {e.source!r}: its sequence differs from {first.source!r}")
+                raise InputError(f"cannot concatenate {e.source!r}: its sequence differs from {first.source!r}")
         seg = np.logical_or.reduce([e.segment_start for e in ensembles])
         return ProteinEnsemble(first.sequence, np.concatenate([e.xyz for e in ensembles]),
                                np.concatenate([e.mask for e in ensembles]), seg, first.chain_ids,

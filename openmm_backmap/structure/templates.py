@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
+from .errors import InputError
 
 __all__ = [
     "ResidueTemplate",
@@ -236,7 +237,7 @@ def residue_type_indices(sequence) -> np.ndarray:
     try:
         return np.array([index[canonical_residue_name(s) or s] for s in sequence], dtype=np.int64)
     except KeyError as err:
-        raise ValueError(f"unknown residue name {err.args[0]!r}; expected one of {AMINO_ACIDS}") from None
+        raise InputError(f"unknown residue name {err.args[0]!r}; expected one of {AMINO_ACIDS}") from None
 
 
 @dataclass(frozen=True)
@@ -296,7 +297,7 @@ def _layout(sequence: tuple) -> AtomLayout:
     names, res, start, ca = [], [], [0], []
     for r, s in enumerate(sequence):
         if s not in TEMPLATES:
-            raise ValueError(f"residue {r} has non-standard name {s!r}; map it with canonical_residue_name first")
+            raise InputError(f"residue {r} has non-standard name {s!r}; map it with canonical_residue_name first")
         atoms = TEMPLATES[s].atoms
         ca.append(start[-1] + 1)
         names += atoms

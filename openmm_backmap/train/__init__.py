@@ -10,6 +10,7 @@ import json
 import os
 
 from .config import RunConfig, load_config
+from ..structure.errors import InputError
 
 __all__ = ["train_model", "load_config", "RunConfig"]
 
@@ -47,7 +48,7 @@ def train_model(config, output_dir=None, resume=False, overrides=(), log=print) 
         cfg.output = os.path.join(cfg.run_dir, "model.pt")
     train_set, val_set, data_summary = load_training_data(cfg.data, log=log)
     if not train_set or not val_set:
-        raise ValueError("training needs both training and validation data; add files or change "
+        raise InputError("training needs both training and validation data; add files or change "
                          "data.validation_fraction")
     task = make_task(cfg, train_set, val_set, data_summary)
     summary = train_task(task, cfg, resume=resume, log=log)

@@ -30,6 +30,7 @@ import torch
 from ..model.steps import get_step_class
 from .config import from_dict
 from .tasks import register_task
+from ..structure.errors import InputError
 
 __all__ = ["CGVAETaskConfig", "CGVAETask"]
 
@@ -90,11 +91,11 @@ def _one_system(ensembles, what):
     from ..structure.ensemble import ProteinEnsemble
 
     if not ensembles:
-        raise ValueError(f"cgvae: no {what} data")
+        raise InputError(f"cgvae: no {what} data")
     first = ensembles[0]
     for e in ensembles[1:]:
         if e.sequence != first.sequence:
-            raise ValueError(f"cgvae trains ONE system, but {e.source!r} has a different sequence from "
+            raise InputError(f"cgvae trains ONE system, but {e.source!r} has a different sequence from "
                              f"{first.source!r} ({e.n_residues} vs {first.n_residues} residues); list the files "
                              "of one protein in data.files")
     return first if len(ensembles) == 1 else ProteinEnsemble.concatenate(ensembles)
@@ -121,7 +122,7 @@ class CGVAETask:
 
     def __init__(self, cfg, train, val, summary, log=print):
         if cfg.init:
-            raise ValueError("init (fine-tuning from an exported model) is supported for ca2aa runs only; "
+            raise InputError("init (fine-tuning from an exported model) is supported for ca2aa runs only; "
                              "remove 'init' from this cgvae config")
         from ..mapping.operators import build_hierarchy
         from ..model.steps.cgvae import CGVAEConfig, system_context
@@ -129,12 +130,12 @@ class CGVAETask:
         self.cfg = cfg
         self.opts = o = from_dict(CGVAETaskConfig, cfg.task, "task")
         if o.target not in ("ca", "aa"):
-            raise ValueError(f"task.target must be 'ca' or 'aa', got {o.target!r}")
+            raise InputError(f"task.target must be 'ca' or 'aa', got {o.target!r}")
         self.summary = summary
         tr = _one_system(train, "training")
         va = _one_system(val, "validation")
         if va.sequence != tr.sequence:
-            raise ValueError("training and validation data are different proteins")
+            raise InputError("training and validation data are different proteins")
         tr = self._complete(tr, "training", log)
         va = self._complete(va, "validation", log)
         self.ensemble = tr
@@ -173,7 +174,7 @@ class CGVAETask:
             log(f"cgvae: dropped {int((~ok).sum())} of {ens.n_frames} {what} frames with a missing {need} "
                 f"(target {self.opts.target!r} needs every one)")
         if not ok.any():
-            raise ValueError(f"cgvae: no complete {what} frames left")
+            raise InputError(f"cgvae: no complete {what} frames left")
         return ens.select_frames(np.flatnonzero(ok))
 
     def _pairs(self, ens):

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+from ..structure.errors import InputError, MissingFileError
 
 __all__ = ["DataConfig", "OptimConfig", "RunConfig", "load_config", "config_to_dict", "from_dict"]
 
@@ -99,11 +100,11 @@ class RunConfig:
 def from_dict(cls, data: dict, where: str = ""):
     """Build dataclass ``cls`` from ``data``, rejecting unknown keys with a clear message."""
     if not isinstance(data, dict):
-        raise ValueError(f"{where or cls.__name__}: expected a mapping, got {type(data).__name__}")
+        raise InputError(f"{where or cls.__name__}: expected a mapping, got {type(data).__name__}")
     names = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(names))
     if unknown:
-        raise ValueError(f"unknown key(s) {unknown} in {where or 'config'}; allowed: {sorted(names)}")
+        raise InputError(f"unknown key(s) {unknown} in {where or 'config'}; allowed: {sorted(names)}")
     hints = typing.get_type_hints(cls)
     kwargs = {}
     for key, value in data.items():
@@ -113,7 +114,7 @@ def from_dict(cls, data: dict, where: str = ""):
         elif tp is float and isinstance(value, int):
             value = float(value)
         elif tp in (int, float, str, bool) and not isinstance(value, tp):
-            raise ValueError(f"{where + '.' if where else ''}{key}: expected {tp.__name__}, got {value!r}")
+            raise InputError(f"{where + '.' if where else ''}{key}: expected {tp.__name__}, got {value!r}")
         kwargs[key] = value
     return cls(**kwargs)
 
@@ -124,7 +125,7 @@ def config_to_dict(cfg) -> dict:
 
 def _apply_override(data: dict, item: str):
     if "=" not in item:
-        raise ValueError(f"override {item!r} must look like key.sub=value")
+        raise InputError(f"override {item!r} must look like key.sub=value")
     key, value = item.split("=", 1)
     node = data
     parts = key.split(".")
@@ -145,7 +146,7 @@ def load_config(path, overrides=()) -> RunConfig:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"config file {str(path)!r} does not exist")
+        raise MissingFileError(f"config file {str(path)!r} does not exist")
     data = yaml.safe_load(path.read_text()) or {}
     for item in overrides:
         _apply_override(data, item)

@@ -8,7 +8,9 @@ import warnings
 
 import numpy as np
 
-from ..io.formats import LoadWarning, load_ensemble, torn_frames
+from ..io.formats import LoadWarning, load_ensemble
+from ..structure.segments import torn_frames
+from ..structure.errors import MissingFileError
 
 __all__ = ["load_training_data"]
 
@@ -17,7 +19,7 @@ def _expand(root, pattern):
     traj, _, top = pattern.partition(":")
     paths = sorted(glob.glob(os.path.join(root, traj)))
     if not paths:
-        raise FileNotFoundError(f"no files match {pattern!r} under {root!r}; check data.root and data.files")
+        raise MissingFileError(f"no files match {pattern!r} under {root!r}; check data.root and data.files")
     return [(p, os.path.join(root, top) if top else None) for p in paths]
 
 

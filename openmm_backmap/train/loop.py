@@ -20,6 +20,7 @@ import yaml
 from tqdm.auto import tqdm
 
 from .config import RunConfig, config_to_dict
+from ..structure.errors import MissingFileError
 
 __all__ = ["train_task"]
 
@@ -61,7 +62,7 @@ def train_task(task, cfg: RunConfig, resume: bool = False, log=print) -> dict:
     log_path = os.path.join(cfg.run_dir, "log.csv")
     if resume:
         if not os.path.exists(last_path):
-            raise FileNotFoundError(f"cannot resume: no checkpoint {last_path!r}; run without --resume")
+            raise MissingFileError(f"cannot resume: no checkpoint {last_path!r}; run without --resume")
         ck = torch.load(last_path, map_location="cpu", weights_only=False)
         model.load_state_dict(ck["model"])
         _after_load(task)

@@ -13,6 +13,7 @@ import torch
 
 from ..model.steps import get_step_class
 from .config import from_dict
+from ..structure.errors import InputError
 
 __all__ = ["TASKS", "register_task", "make_task", "CA2AATask"]
 
@@ -31,7 +32,7 @@ def make_task(cfg, train, val, summary):
     if cfg.kind not in TASKS:
         _load_builtin()
     if cfg.kind not in TASKS:
-        raise ValueError(f"no training task for step kind {cfg.kind!r}; known: {sorted(TASKS)}")
+        raise InputError(f"no training task for step kind {cfg.kind!r}; known: {sorted(TASKS)}")
     return TASKS[cfg.kind](cfg, train, val, summary)
 
 
@@ -120,11 +121,11 @@ class CA2AATask:
 
         bm = load_model(cfg.init, device="cpu")
         if bm.kind != "ca2aa":
-            raise ValueError(f"init {cfg.init!r} is a {bm.kind!r} model; a ca2aa run can only start from a ca2aa "
+            raise InputError(f"init {cfg.init!r} is a {bm.kind!r} model; a ca2aa run can only start from a ca2aa "
                              "model (e.g. models/ca2aa.pt)")
         hyper = bm.metadata["steps"][0].get("config") or {}
         if cfg.model and cfg.model != hyper:
-            raise ValueError(f"model hyper-parameters {cfg.model} differ from those of init {cfg.init!r} ({hyper}); "
+            raise InputError(f"model hyper-parameters {cfg.model} differ from those of init {cfg.init!r} ({hyper}); "
                              "leave 'model' out of the config when fine-tuning")
         cfg.model = dict(hyper)
         return CA2AA.from_exported(getattr(bm.module.steps, "0"), hyper)

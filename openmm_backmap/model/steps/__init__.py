@@ -5,6 +5,7 @@ to its class; :func:`register_step` adds one.
 """
 
 from __future__ import annotations
+from ...structure.errors import InputError
 
 STEP_KINDS: dict = {}
 
@@ -30,7 +31,7 @@ def get_step_class(kind: str):
     try:
         return STEP_KINDS[kind]
     except KeyError:
-        raise ValueError(f"unknown step kind {kind!r}; known kinds: {sorted(STEP_KINDS)}") from None
+        raise InputError(f"unknown step kind {kind!r}; known kinds: {sorted(STEP_KINDS)}") from None
 
 
 def _load_builtin():

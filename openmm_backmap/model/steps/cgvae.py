@@ -56,6 +56,7 @@ from torch import Tensor, nn
 from ..geometry import hash_normal
 from ...structure.templates import atom_layout, residue_type_indices
 from . import register_step
+from ...structure.errors import InputError
 
 __all__ = ["CGVAEConfig", "CGVAE", "system_context", "N_STATIC"]
 
@@ -154,7 +155,7 @@ def system_context(sequence, segment_start, residue_bead, target: str, fine_xyz_
     residue_bead = np.asarray(residue_bead, dtype=np.int64)
     n_res = len(seq)
     if residue_bead.shape != (n_res,) or residue_bead.min() < 0:
-        raise ValueError("residue_bead needs one bead index >= 0 per residue")
+        raise InputError("residue_bead needs one bead index >= 0 per residue")
     n_beads = int(residue_bead.max()) + 1
     lay = atom_layout(seq)
     if target == "ca":
@@ -168,13 +169,13 @@ def system_context(sequence, segment_start, residue_bead, target: str, fine_xyz_
         ca_idx = lay.ca_index.copy()
         bonds = lay.bonds(seg)
     else:
-        raise ValueError(f"target must be 'ca' or 'aa', got {target!r}")
+        raise InputError(f"target must be 'ca' or 'aa', got {target!r}")
     n_fine = len(fine_res)
     x = np.asarray(fine_xyz_A, dtype=np.float64)
     if x.ndim != 3 or x.shape[1:] != (n_fine, 3):
-        raise ValueError(f"fine_xyz_A must have shape (frames, {n_fine}, 3); got {x.shape}")
+        raise InputError(f"fine_xyz_A must have shape (frames, {n_fine}, 3); got {x.shape}")
     if not np.isfinite(x).all():
-        raise ValueError("fine_xyz_A has missing (NaN) coordinates; drop incomplete frames first")
+        raise InputError("fine_xyz_A has missing (NaN) coordinates; drop incomplete frames first")
     if x.shape[0] > max_frames:
         x = x[np.linspace(0, x.shape[0] - 1, max_frames).round().astype(int)]
     fine_bead = residue_bead[fine_res]
@@ -353,9 +354,9 @@ class CGVAE(nn.Module):
         super().__init__()
         cfg = config or CGVAEConfig()
         if context is None:
-            raise ValueError("CGVAE is a per-system step: pass the context from system_context(...)")
+            raise InputError("CGVAE is a per-system step: pass the context from system_context(...)")
         if cfg.latent_level not in ("fine", "bead"):
-            raise ValueError(f"latent_level must be 'fine' or 'bead', got {cfg.latent_level!r}")
+            raise InputError(f"latent_level must be 'fine' or 'bead', got {cfg.latent_level!r}")
         self.config = cfg
         ctx = context
         as_long = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.int64)  # noqa: E731

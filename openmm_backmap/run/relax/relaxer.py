@@ -49,6 +49,7 @@ import numpy as np
 
 from ...evaluation.metrics import CLASH_DISTANCE_ANGSTROM, clash_topology
 from ...structure.templates import TEMPLATES, atom_layout, canonical_atom_name, canonical_residue_name
+from ...structure.errors import InputError
 
 __all__ = ["Relaxer", "RelaxResult", "DEFAULT_K", "CLASH_CUTOFF_NM", "FAILED_ENERGY_KJ_MOL", "STAGED_ENERGY_KJ_MOL",
            "UNREPAIRABLE_BOND_NM", "place_oxt"]
@@ -220,11 +221,11 @@ def _parse_topology(topology):
     for r, (res, atoms) in enumerate(zip(residues, res_atoms)):
         name = canonical_residue_name(res.name)
         if name is None:
-            raise ValueError(f"residue {r} ({res.name}) is not a standard amino acid; "
+            raise InputError(f"residue {r} ({res.name}) is not a standard amino acid; "
                              "the relaxer needs the heavy-atom topology of a backmapped protein")
         names = tuple(canonical_atom_name(name, a.name) for a in atoms)
         if names != TEMPLATES[name].atoms:
-            raise ValueError(f"residue {r} ({res.name}) has atoms {names}; expected the canonical heavy atoms "
+            raise InputError(f"residue {r} ({res.name}) has atoms {names}; expected the canonical heavy atoms "
                              f"{TEMPLATES[name].atoms} (build the topology with "
                              "openmm_backmap.topology.build_topology)")
         sequence.append(name)
@@ -327,18 +328,18 @@ class Relaxer:
                  segment_start=None, template_xyz=None, constraints=None, nonbonded_cutoff=None, ph=7.0,
                  platform_properties=None):
         if restraint not in ("heavy", "ca", "cg", None):
-            raise ValueError(f"restraint must be 'heavy', 'ca', 'cg' or None, not {restraint!r}")
+            raise InputError(f"restraint must be 'heavy', 'ca', 'cg' or None, not {restraint!r}")
         if restraint == "cg" and mapping is None:
-            raise ValueError("restraint='cg' needs a mapping with .members and .weights")
+            raise InputError("restraint='cg' needs a mapping with .members and .weights")
         if constraints not in ("hbonds", None):
-            raise ValueError(f"constraints must be 'hbonds' or None, not {constraints!r}")
+            raise InputError(f"constraints must be 'hbonds' or None, not {constraints!r}")
         self.sequence, self.chain_ids, self.residue_numbers, seg = _parse_topology(topology)
         self.layout = atom_layout(self.sequence)
         self._segment_start = None if segment_start is None else np.asarray(segment_start, dtype=bool)
         if self._segment_start is None:
             self._segment_start = seg
         if self._segment_start is not None and len(self._segment_start) != len(self.sequence):
-            raise ValueError("segment_start needs one entry per residue")
+            raise InputError("segment_start needs one entry per residue")
         self.forcefield = [forcefield] if isinstance(forcefield, str) else list(forcefield)
         self.implicit = implicit
         self.restraint = restraint
@@ -396,9 +397,9 @@ class Relaxer:
     def _check_xyz(self, xyz):
         xyz = np.asarray(xyz, dtype=np.float64)
         if xyz.shape != (self.layout.n_atoms, 3):
-            raise ValueError(f"frame has shape {xyz.shape}; this topology needs ({self.layout.n_atoms}, 3) in nm")
+            raise InputError(f"frame has shape {xyz.shape}; this topology needs ({self.layout.n_atoms}, 3) in nm")
         if not np.isfinite(xyz).all():
-            raise ValueError("frame has missing (NaN) coordinates; the relaxer needs every heavy atom")
+            raise InputError("frame has missing (NaN) coordinates; the relaxer needs every heavy atom")
         return xyz
 
     def _build(self, xyz):
@@ -409,7 +410,7 @@ class Relaxer:
         t0 = time.perf_counter()
         lay = self.layout
         if self._segment_start is None:
-            from ...io.formats import detect_segment_starts
+            from ...structure.segments import detect_segment_starts
 
             self._segment_start = detect_segment_starts(xyz[None], np.ones((1, lay.n_atoms), bool), self.sequence,
                                                         self.chain_ids)
@@ -510,13 +511,13 @@ class Relaxer:
         for h in h_idx:
             p = parent[h]
             if p < 0 or not heavy_nb[p]:
-                raise ValueError(f"hydrogen {h} has no heavy parent with a heavy neighbour")
+                raise InputError(f"hydrogen {h} has no heavy parent with a heavy neighbour")
             a = min(heavy_nb[p])
             others = sorted(x for x in heavy_nb[p] if x != a)
             if not others:
                 others = sorted(x for x in heavy_nb[a] if x != p)
             if not others:
-                raise ValueError(f"cannot define a local frame for hydrogen {h}")
+                raise InputError(f"cannot define a local frame for hydrogen {h}")
             refs.append((p, a, others[0]))
         refs = np.array(refs, dtype=np.int64).reshape(-1, 3)
         self._h_index, self._h_refs = h_idx, refs
@@ -561,10 +562,10 @@ class Relaxer:
             self._cg_weights = []
             for b, m in enumerate(members):
                 if len(m) == 0 or m.min() < 0 or m.max() >= self.layout.n_atoms:
-                    raise ValueError(f"mapping bead {b} has members outside 0..{self.layout.n_atoms - 1}")
+                    raise InputError(f"mapping bead {b} has members outside 0..{self.layout.n_atoms - 1}")
                 w = np.ones(len(m)) if weights is None or weights[b] is None else np.asarray(weights[b], float)
                 if w.shape != m.shape:
-                    raise ValueError(f"mapping bead {b}: {len(w)} weights for {len(m)} members")
+                    raise InputError(f"mapping bead {b}: {len(w)} weights for {len(m)} members")
                 w = w / w.sum()
                 self._cg_weights.append(w)
                 g = force.addGroup([int(i) for i in self.heavy_index[m]], list(w))
@@ -631,7 +632,7 @@ class Relaxer:
                 cg_xyz = np.array([w @ xyz[m] for m, w in zip(self._cg_members, self._cg_weights)])
             cg_xyz = np.asarray(cg_xyz, dtype=np.float64)
             if cg_xyz.shape != (len(self._cg_members), 3):
-                raise ValueError(f"cg_xyz has shape {cg_xyz.shape}; the mapping has {len(self._cg_members)} beads")
+                raise InputError(f"cg_xyz has shape {cg_xyz.shape}; the mapping has {len(self._cg_members)} beads")
             for b, m in enumerate(self._cg_members):
                 force.setBondParameters(b, [b], [*cg_xyz[b], float(len(m))])
         force.updateParametersInContext(context)
@@ -811,7 +812,7 @@ class Relaxer:
             if cg_xyz.ndim == 2:
                 cg_xyz = cg_xyz[None]
             if len(cg_xyz) != len(xyz):
-                raise ValueError(f"{len(cg_xyz)} CG frames for {len(xyz)} frames")
+                raise InputError(f"{len(cg_xyz)} CG frames for {len(xyz)} frames")
         results = [self.relax(x, None if cg_xyz is None else cg_xyz[i], keep_hydrogens) for i, x in enumerate(xyz)]
 
         def stack(name):

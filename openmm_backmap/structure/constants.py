@@ -1,0 +1,56 @@
+"""Physical constants, unit factors and the thresholds every layer shares.
+
+One rule for names: a value carries its unit as a suffix (``_nm``,
+``_angstrom``, ``_deg``, ``_rad``, ``_kj_mol``); a plain ratio has none.
+Lengths are nm everywhere inside the package (OpenMM and mdtraj use nm) and
+Å only in reported metrics.
+"""
+
+from __future__ import annotations
+
+#: Å per nm.
+ANGSTROM_PER_NM = 10.0
+#: Boltzmann's constant, kJ/mol/K.
+BOLTZMANN_KJ_MOL_K = 0.00831446261815324
+
+# --- chain breaks: one detector (structure.segments), two distances ---
+#: Peptide C-N distance above which consecutive residues are not bonded (nm).
+PEPTIDE_BREAK_NM = 0.2
+#: C-alpha (or bead) distance above which consecutive residues are not bonded, used where C or N is
+#: missing (nm). True C-alpha atoms sit 0.38 nm apart (0.29 nm for cis peptides).
+CA_BREAK_NM = 0.43
+#: A covalent bond longer than this (nm) in one frame, where the ensemble has no break, marks a corrupt frame.
+BROKEN_BOND_NM = 0.3
+
+# --- bonds and clashes (metrics, quality checks, relaxation) ---
+#: Covalent radii (Å) used to infer bonds from distances.
+COVALENT_RADII_ANGSTROM = {"C": 0.76, "N": 0.71, "O": 0.66, "S": 1.05}
+#: A bond exists where ``d < BOND_TOLERANCE * (r_i + r_j)``.
+BOND_TOLERANCE = 1.3
+#: Heavy atoms of different residues closer than this clash (Å).
+CLASH_DISTANCE_ANGSTROM = 1.2
+#: ``bond_ok`` accepts generated bond lengths within this relative deviation.
+BOND_OK_TOLERANCE = 0.10
+#: Bondi van der Waals radii (nm) by element symbol (others: 0.17).
+BONDI_RADII_NM = {"H": 0.12, "C": 0.17, "N": 0.155, "O": 0.152, "S": 0.18, "P": 0.18, "Se": 0.19}
+#: C-OXT bond length (nm).
+OXT_BOND_NM = 0.125
+#: SG-SG distance below which two cysteines are treated as a disulfide (nm).
+DISULFIDE_NM = 0.25
+#: C-alpha pairs closer than this (Å) get a cis peptide unit.
+CIS_CA_DISTANCE_ANGSTROM = 3.3
+
+# --- torsion statistics ---
+#: Default histogram bin width for the KL divergences (degrees).
+KL_BIN_WIDTH_DEG = 10.0
+#: Default pseudo-count added to every bin's probability (then renormalised).
+KL_PSEUDO_COUNT = 1e-6
+
+# --- run time ---
+#: A CG frame with any |coordinate| above this (nm) has exploded.
+MAX_COORDINATE_NM = 1.0e4
+#: A relaxed structure with a force-field energy above this (kJ/mol) is not relaxed (``converged=False``).
+FAILED_ENERGY_KJ_MOL = 1.0e6
+#: A covalent bond of the input longer than this (nm) is beyond repair (a chain break missing from the
+#: topology, or a corrupt frame): such frames are not minimised.
+UNREPAIRABLE_BOND_NM = 1.0
