@@ -30,10 +30,10 @@ import torch
 
 from openmm_backmap.model.backmapping import load_model
 from openmm_backmap.structure.ensemble import ProteinEnsemble
-from openmm_backmap.io.formats import LoadWarning, load_ensemble
+from openmm_backmap.io import LoadWarning, load_ensemble
 from openmm_backmap.structure.segments import torn_frames
-from openmm_backmap.evaluation.metrics import (backbone_dihedrals, chi_dihedrals, evaluate, kl_divergence,
-                                    ramachandran_plot)
+from openmm_backmap.evaluation import (backbone_dihedrals_deg, chi_dihedrals_deg, evaluate, kl_divergence,
+                                       ramachandran_plot)
 from openmm_backmap.structure.templates import TEMPLATES
 
 METRICS = ("rmsd_angstrom", "rmsd_sym_angstrom", "ged", "clash_percent", "bond_ok_percent")
@@ -142,8 +142,8 @@ def best_of(result, samples):
 
 
 def angles(ens):
-    phi, psi = backbone_dihedrals(ens, ens.segment_start)
-    return np.stack([phi.ravel(), psi.ravel()], 1), chi_dihedrals(ens).reshape(-1, 4)
+    phi, psi = backbone_dihedrals_deg(ens, ens.segment_start)
+    return np.stack([phi.ravel(), psi.ravel()], 1), chi_dihedrals_deg(ens).reshape(-1, 4)
 
 
 def pooled_kl(refs, gens):

@@ -23,7 +23,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _figure(ref, gen_xyz, path, title):
-    from openmm_backmap.evaluation.metrics import clashing_residues, rmsd, structure_plot
+    from openmm_backmap.evaluation import clashing_residues, rmsd, structure_plot
 
     x = gen_xyz[0]
     lay = ref.layout
@@ -43,8 +43,8 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     from openmm_backmap.model.backmapping import load_model
-    from openmm_backmap.io.formats import LoadWarning, load_ensemble
-    from openmm_backmap.mapping.operators import coarsen
+    from openmm_backmap.io import LoadWarning, load_ensemble
+    from openmm_backmap.mapping import coarsen
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", LoadWarning)

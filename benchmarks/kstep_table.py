@@ -6,13 +6,13 @@ For every row (system x bead count) this trains, with the same model family
 * the ONE-STEP baseline: UCG -> heavy atoms directly (``task.target=aa``);
 * the first step of the TWO-STEP model: UCG -> C-alpha (``task.target=ca``),
   composed with the transferable C-alpha model (``--ca-model``, default
-  ``models/ca2aa.pt``) by :func:`openmm_backmap.model.backmapping.export_kstep`;
+  ``models/ca2aa.pt``) by :func:`openmm_backmap.model.export_kstep`;
 
 then evaluates both on the held-out eval set of the system: the eval
 all-atom frames are coarsened with the model's OWN embedded mappings
-(:func:`openmm_backmap.mapping.operators.coarsen` with the model's hierarchy) and
+(:func:`openmm_backmap.mapping.coarsen` with the model's hierarchy) and
 backmapped, deterministically (temperature 0) and with one sample per frame
-(temperature 1); :func:`openmm_backmap.evaluation.metrics.evaluate` gives RMSD, GED,
+(temperature 1); :func:`openmm_backmap.evaluation.evaluate` gives RMSD, GED,
 clash and bond-ok; the C-alpha RMSD (no alignment) shows how much error the
 C-alpha level carries. Training time and peak memory of every training run
 (each in its own process) are recorded; numbers are mean and std over
@@ -185,8 +185,8 @@ def tiny_ca_model(path: Path):
     """An untrained tiny C-alpha -> atoms model (``--quick`` without models/ca2aa.pt)."""
     import torch
 
-    from openmm_backmap.model.backmapping import KStepModel, save_model
-    from openmm_backmap.model.steps.ca2aa import CA2AA, CA2AAConfig
+    from openmm_backmap.model import KStepModel, save_model
+    from openmm_backmap.model.steps import CA2AA, CA2AAConfig
 
     torch.manual_seed(0)
     model = KStepModel([CA2AA(CA2AAConfig(hidden=16, layers=1, heads=2, neighbors=4, mixture=2, rbf=4,
@@ -202,8 +202,8 @@ _EVAL_CACHE: dict = {}
 
 
 def eval_ensemble(system: str, data_root: Path, max_frames: int):
-    from openmm_backmap.io.formats import LoadWarning, load_ensemble
-from openmm_backmap.structure.segments import torn_frames
+    from openmm_backmap.io import LoadWarning, load_ensemble
+    from openmm_backmap.structure.segments import torn_frames
 
     key = (system, str(data_root), max_frames)
     if key not in _EVAL_CACHE:
@@ -223,8 +223,8 @@ def evaluate_model(path: str, ref, seed: int, samples: int) -> dict:
     """Coarsen ``ref`` with the model's own mappings, backmap, and compare."""
     from openmm_backmap.model.backmapping import load_model
     from openmm_backmap.structure.ensemble import ProteinEnsemble
-    from openmm_backmap.mapping.operators import coarsen
-    from openmm_backmap.evaluation.metrics import evaluate
+    from openmm_backmap.mapping import coarsen
+    from openmm_backmap.evaluation import evaluate
 
     bm = load_model(path, device="cpu")
     if list(bm.sequence) != list(ref.sequence):
@@ -286,7 +286,7 @@ def markdown(result: dict) -> str:
              "thread(s) per training run"
              + (" — **QUICK MODE: plumbing check, numbers meaningless**" if result["quick"] else "") + ".", "",
              "Eval frames are coarsened with each model's own mappings and backmapped; RMSD (Å, no alignment: "
-             "the beads fix the frame), GED, clash % and bond-ok % from `openmm_backmap.evaluation.metrics.evaluate` on "
+             "the beads fix the frame), GED, clash % and bond-ok % from `openmm_backmap.evaluation.evaluate` on "
              "heavy atoms; CA RMSD isolates the C-alpha level. *det*: temperature 0; *sample*: one sample per "
              "frame at temperature 1. Train time and peak memory are those of the trained step (the 2-step model "
              f"adds the transferable C-alpha model `{result['ca_model']}`, trained once for all systems"
@@ -370,7 +370,7 @@ def main(argv=None):
     eval_frames = 4 if args.quick else args.eval_frames
     log = print
 
-    from openmm_backmap.model.backmapping import export_kstep, load_model
+    from openmm_backmap.model import export_kstep, load_model
 
     ca_meta = load_model(str(ca_model), device="cpu").metadata
     ca_train = (ca_meta.get("training") or {}).get("train_time_s")

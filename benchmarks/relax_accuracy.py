@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ca2aa_accuracy import SETS, generated, load_set  # noqa: E402
 
 from openmm_backmap.model.backmapping import load_model  # noqa: E402
-from openmm_backmap.evaluation.metrics import evaluate  # noqa: E402
+from openmm_backmap.evaluation import evaluate  # noqa: E402
 from openmm_backmap.run.relax.relaxer import Relaxer  # noqa: E402
 
 METRICS = ("rmsd_angstrom", "clash_percent", "bond_ok_percent", "ged")

@@ -44,7 +44,7 @@ def _cg_system(bm, seed):
     """(topology, system, positions nm, description) of the CG system for model ``bm``."""
     from openmm_backmap.cgsystems import calpha_go_model, elastic_network_model
     from openmm_backmap.run.demo import villin_pdb_path
-    from openmm_backmap.io.formats import load_ensemble
+    from openmm_backmap.io import load_ensemble
     from openmm_backmap.structure.templates import atom_layout
 
     if bm.transferable:
@@ -133,7 +133,7 @@ def _measure(bm, top, system, pos, args, intervals, tmp):
 
 
 def _relax_timing(bm, top, pos, n_frames, options):
-    from openmm_backmap.run.pipeline import cg_particle_info
+    from openmm_backmap.run import cg_particle_info
     from openmm_backmap.run.relax.relaxer import Relaxer
 
     info = cg_particle_info(top, None, pos)
@@ -163,7 +163,7 @@ def _benchmark_model(path, args, intervals):
     warm = np.asarray(pos, np.float32)[None]
     seq = None
     if bm.transferable:
-        from openmm_backmap.run.pipeline import cg_particle_info
+        from openmm_backmap.run import cg_particle_info
 
         seq = cg_particle_info(top, None, pos)["sequence"]
     for _ in range(3):  # TorchScript optimises on the first calls; time the steady state

@@ -16,8 +16,8 @@ import warnings
 
 import numpy as np
 
-from openmm_backmap.io.formats import LoadWarning, load_ensemble
-from openmm_backmap.model.steps.ca2aa import ensemble_to_slots, fit_geometry
+from openmm_backmap.io import LoadWarning, load_ensemble
+from openmm_backmap.model.steps import ensemble_to_slots, fit_geometry
 
 
 def main():

@@ -9,10 +9,10 @@ Context) and then only updates positions and restraint targets per frame.
 
 import argparse
 
-from openmm_backmap.model.backmapping import load_model
-from openmm_backmap.io.formats import TrajectoryWriter, load_ensemble
-from openmm_backmap.run.pipeline import frame_quality
-from openmm_backmap.run.relax.relaxer import Relaxer
+from openmm_backmap.model import load_model
+from openmm_backmap.io import TrajectoryWriter, load_ensemble
+from openmm_backmap.evaluation.quality import frame_quality
+from openmm_backmap.run.relax import Relaxer, reference_bond_lengths
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
 parser.add_argument("structure", nargs="?", default="tests/data/trpcage.pdb", help="all-atom PDB to take C-alphas from")
@@ -36,9 +36,10 @@ relaxer = Relaxer(out.topology, implicit="implicit/obc2.xml", restraint="heavy",
 with TrajectoryWriter(args.output, out.topology, force=True) as writer:
     for i, frame in enumerate(out.xyz):
         res = relaxer.relax(frame)  # built on the first frame, reused afterwards
-        clash, bonds = frame_quality(res.xyz, native.sequence, native.segment_start)
+        r0 = reference_bond_lengths(native.sequence, native.segment_start, res.xyz)  # cached: the Relaxer's System
+        clash, bonds = frame_quality(res.xyz, native.sequence, native.segment_start, r0)
         print(f"sample {i}: energy {res.energy_before:12.1f} -> {res.energy_after:10.1f} kJ/mol, clashes "
-              f"{res.clash_before:5.1f} -> {res.clash_after:4.1f} % of residues, moved {res.rmsd * 10:.2f} Å, "
+              f"{res.clash_before:5.1f} -> {res.clash_after:4.1f} % of residues, moved {res.rmsd_nm * 10:.2f} Å, "
               f"bonds within 10 % of ff14SB {bonds[0]:.1f} %, {relaxer.timings['frame']:.2f} s")
         writer.write(res.xyz)
 print(f"wrote {args.output} ({args.samples} relaxed structures); the Relaxer was built in "

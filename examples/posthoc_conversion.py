@@ -14,9 +14,9 @@ import os
 from pathlib import Path
 
 from openmm_backmap.run.conversion import convert_trajectory
-from openmm_backmap.mapping.operators import coarsen_files
-from openmm_backmap.io.formats import load_ensemble
-from openmm_backmap.evaluation.metrics import evaluate, format_table
+from openmm_backmap.run.coarsening import coarsen_files
+from openmm_backmap.io import load_ensemble
+from openmm_backmap.evaluation import evaluate, format_table
 
 data = Path(__file__).resolve().parents[2] / "shared" / "data" / "eval" / "md" / "trpcage"
 parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

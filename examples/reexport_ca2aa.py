@@ -12,11 +12,11 @@ import argparse
 import torch
 
 from openmm_backmap import __version__
-from openmm_backmap.model.backmapping import KStepModel, load_model, save_model
-from openmm_backmap.model.steps.ca2aa import CA2AA
+from openmm_backmap.model import KStepModel, load_model, save_model
+from openmm_backmap.model.model_file import AUTO_KEYS
+from openmm_backmap.model.steps import CA2AA
 
 TOLERANCE_NM = 1e-4  # float rounding of a reordered sum, far below any structural change
-AUTO_KEYS = ("format_version", "package_version", "signature", "units", "created", "torch_version", "python")
 
 
 def main(argv=None):

@@ -11,8 +11,8 @@ often it is read.
 from ._version import __version__
 
 _PUBLIC = {
-    "load_ensemble": "io.formats",
-    "TrajectoryWriter": "io.formats",
+    "load_ensemble": "io",
+    "TrajectoryWriter": "io",
     "ProteinEnsemble": "structure.ensemble",
     "Mapping": "mapping.operators",
     "Hierarchy": "mapping.operators",
@@ -21,7 +21,7 @@ _PUBLIC = {
     "BackmapReporter": "run.reporter",
     "BackmapPipeline": "run.pipeline",
     "Relaxer": "run.relax.relaxer",
-    "evaluate": "evaluation.metrics",
+    "evaluate": "evaluation.reports",
     "convert_trajectory": "run.conversion",
 }
 

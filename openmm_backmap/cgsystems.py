@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import os
 
+import mdtraj
 import numpy as np
 
-from .evaluation.metrics import dihedral
-from .structure.errors import InputError
+from .structure import InputError, ProteinEnsemble, canonical_residue_name
+from .structure.constants import BOLTZMANN_KJ_MOL_K
 
-__all__ = ["calpha_go_model", "elastic_network_model", "bead_masses", "RESIDUE_MASSES", "BOLTZMANN_KJ_PER_MOL_K"]
+__all__ = ["calpha_go_model", "elastic_network_model", "bead_masses", "RESIDUE_MASSES"]
 
 #: Average masses (amu) of amino-acid residues in a chain (free amino acid minus water).
 RESIDUE_MASSES = {
@@ -34,13 +35,10 @@ RESIDUE_MASSES = {
     "GLY": 57.05, "HIS": 137.14, "ILE": 113.16, "LEU": 113.16, "LYS": 128.17, "MET": 131.19, "PHE": 147.18,
     "PRO": 97.12, "SER": 87.08, "THR": 101.10, "TRP": 186.21, "TYR": 163.18, "VAL": 99.13,
 }
-#: Boltzmann constant in kJ/mol/K.
-BOLTZMANN_KJ_PER_MOL_K = 0.00831446261815324
 
 
 def _as_ensemble(ensemble_or_path):
-    from .structure.ensemble import ProteinEnsemble
-    from .io.formats import load_ensemble
+    from .io import load_ensemble
 
     if isinstance(ensemble_or_path, ProteinEnsemble):
         return ensemble_or_path
@@ -92,16 +90,14 @@ def bead_masses(sequence, residue_groups):
     >>> bead_masses(['GLY', 'ALA', 'SER'], [[0, 1], [2]]).round(2).tolist()
     [128.13, 87.08]
     """
-    from .structure.templates import canonical_residue_name
-
     per_res = np.array([RESIDUE_MASSES[canonical_residue_name(s) or s] for s in sequence])
     return np.array([per_res[np.asarray(g, dtype=np.int64)].sum() for g in residue_groups])
 
 
-def _angle(p0, p1, p2):
-    u, v = p0 - p1, p2 - p1
-    c = np.sum(u * v, -1) / (np.linalg.norm(u, axis=-1) * np.linalg.norm(v, axis=-1))
-    return np.arccos(np.clip(c, -1.0, 1.0))
+def _runs(seg_id, size):
+    """Index windows (n, size) of ``size`` consecutive particles within one segment."""
+    idx = np.arange(max(len(seg_id) - size + 1, 0))[:, None] + np.arange(size)
+    return idx[seg_id[idx[:, 0]] == seg_id[idx[:, -1]]]
 
 
 def calpha_go_model(ensemble_or_path, frame=0, epsilon=10.0, contact_cutoff=0.8, min_separation=3,
@@ -211,23 +207,21 @@ def calpha_go_model(ensemble_or_path, frame=0, epsilon=10.0, contact_cutoff=0.8,
     if periodic:
         system.setDefaultPeriodicBoxVectors(*vectors)
 
-    same = seg_id[:-1] == seg_id[1:]
-    bonds = [(i, i + 1) for i in np.nonzero(same)[0]]
     bond_force = openmm.HarmonicBondForce()
-    for i, j in bonds:
-        bond_force.addBond(int(i), int(j), float(np.linalg.norm(ca[j] - ca[i])), bond_k)
+    for i, j in _runs(seg_id, 2).tolist():
+        bond_force.addBond(i, j, float(np.linalg.norm(ca[j] - ca[i])), bond_k)
         top.addBond(atoms[i], atoms[j])
+    native = mdtraj.Trajectory(ca[None], None)
+    triples = _runs(seg_id, 3)
     angle_force = openmm.HarmonicAngleForce()
-    for i in range(n - 2):
-        if seg_id[i] == seg_id[i + 2]:
-            angle_force.addAngle(i, i + 1, i + 2, float(_angle(ca[i], ca[i + 1], ca[i + 2])), angle_k)
+    for (i, j, k), theta0_rad in zip(triples.tolist(), mdtraj.compute_angles(native, triples, periodic=False)[0]):
+        angle_force.addAngle(i, j, k, float(theta0_rad), angle_k)
+    quads = _runs(seg_id, 4)
     torsion_force = openmm.PeriodicTorsionForce()
-    for i in range(n - 3):
-        if seg_id[i] == seg_id[i + 3]:
-            phi0 = float(np.radians(dihedral(ca[i], ca[i + 1], ca[i + 2], ca[i + 3])))
-            # k (1 - cos(n(phi - phi0))) == k (1 + cos(n phi - (n phi0 + pi)))
-            torsion_force.addTorsion(i, i + 1, i + 2, i + 3, 1, phi0 + np.pi, torsion_k1)
-            torsion_force.addTorsion(i, i + 1, i + 2, i + 3, 3, 3 * phi0 + np.pi, torsion_k3)
+    for (i, j, k, m), phi0_rad in zip(quads.tolist(), mdtraj.compute_dihedrals(native, quads, periodic=False)[0]):
+        # k (1 - cos(n(phi - phi0))) == k (1 + cos(n phi - (n phi0 + pi)))
+        torsion_force.addTorsion(i, j, k, m, 1, float(phi0_rad) + np.pi, torsion_k1)
+        torsion_force.addTorsion(i, j, k, m, 3, 3 * float(phi0_rad) + np.pi, torsion_k3)
 
     # pairs: native contacts and repulsion
     d = np.linalg.norm(ca[:, None] - ca[None], axis=-1)
@@ -332,7 +326,7 @@ def elastic_network_model(bead_xyz, cutoff=1.5, k=500.0, temperature=300.0, k_mi
     dist = np.linalg.norm(delta, axis=-1)
     r0 = dist.mean(0)
     if n_frames > 1:
-        kt = BOLTZMANN_KJ_PER_MOL_K * temperature
+        kt = BOLTZMANN_KJ_MOL_K * temperature
         kij = np.clip(kt / np.maximum(dist.var(0), 1e-12), k_min, k_max)
     else:
         kij = np.full((n, n), float(k))

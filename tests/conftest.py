@@ -49,7 +49,7 @@ def shared_data():
 @pytest.fixture(scope="session")
 def trpcage():
     """Trp-cage (20 residues) as a one-frame ProteinEnsemble."""
-    from openmm_backmap.io.formats import load_ensemble
+    from openmm_backmap.io import load_ensemble
 
     return load_ensemble(TESTS_DATA / "trpcage.pdb")
 
@@ -63,8 +63,8 @@ def _test_geometry():
 
     import openmm.app as app
 
-    from openmm_backmap.io.formats import load_ensemble
-    from openmm_backmap.model.steps.ca2aa import ensemble_to_slots, fit_geometry
+    from openmm_backmap.io import load_ensemble
+    from openmm_backmap.model.steps import ensemble_to_slots, fit_geometry
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # villin's waters and ions are dropped
@@ -84,8 +84,8 @@ def tiny_ca_model(tmp_path_factory):
     """Path of a tiny untrained transferable C-alpha -> heavy-atom model (fast, for plumbing tests)."""
     import torch
 
-    from openmm_backmap.model.backmapping import KStepModel, save_model
-    from openmm_backmap.model.steps.ca2aa import CA2AA, CA2AAConfig
+    from openmm_backmap.model import KStepModel, save_model
+    from openmm_backmap.model.steps import CA2AA, CA2AAConfig
 
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("models") / "tiny_ca2aa.pt"
@@ -100,7 +100,7 @@ def tiny_ca_backmapper(tiny_ca_model):
     """The tiny model loaded once on the CPU and warmed up (TorchScript optimises on the first calls)."""
     import torch
 
-    from openmm_backmap.model.backmapping import load_model
+    from openmm_backmap.model import load_model
 
     bm = load_model(tiny_ca_model, device="cpu")
     x = torch.randn(1, 6, 3).cumsum(1).numpy() * 0.38
@@ -114,8 +114,8 @@ def tiny_persystem_model(tmp_path_factory, trpcage):
     """Path of a tiny per-system model for Trp-cage: 20 C-alpha beads, the sequence embedded."""
     import torch
 
-    from openmm_backmap.model.backmapping import KStepModel, save_model
-    from openmm_backmap.model.steps.ca2aa import CA2AA, CA2AAConfig
+    from openmm_backmap.model import KStepModel, save_model
+    from openmm_backmap.model.steps import CA2AA, CA2AAConfig
 
     torch.manual_seed(1)
     path = tmp_path_factory.mktemp("models") / "tiny_trpcage.pt"
@@ -134,3 +134,17 @@ def trpcage_go(trpcage):
     from openmm_backmap.cgsystems import calpha_go_model
 
     return calpha_go_model(trpcage)
+
+
+@pytest.fixture(scope="session")
+def noisy_copies():
+    """``noisy_copies(ens, n, scale_nm, seed)``: ``n`` copies of the first frame of ``ens`` plus Gaussian noise."""
+    from openmm_backmap.structure import ProteinEnsemble
+
+    def make(ens, n, scale_nm, seed):
+        rng = np.random.default_rng(seed)
+        xyz = ens.xyz[[0] * n] + rng.normal(scale=scale_nm, size=(n,) + ens.xyz.shape[1:]).astype(np.float32)
+        return ProteinEnsemble(ens.sequence, xyz, ens.mask[[0] * n], ens.segment_start, ens.chain_ids,
+                               ens.residue_numbers, None, f"noisy {ens.source}")
+
+    return make

@@ -26,14 +26,14 @@ def _demo(args):
 
 
 def _coarsen(args):
-    from ..mapping.operators import coarsen_files
+    from ..run.coarsening import coarsen_files
 
     coarsen_files(args.input, topology=args.topology, levels=args.levels, out_prefix=args.output,
                   model=args.model, stride=args.stride, force=args.force)
 
 
 def _evaluate(args):
-    from ..evaluation.metrics import evaluate_files, format_table
+    from ..evaluation import evaluate_files, format_table
 
     result = evaluate_files(args.reference, args.generated, reference_topology=args.topology[0] if args.topology else None,
                             generated_topology=args.topology[-1] if args.topology else None,
@@ -57,13 +57,13 @@ def _train(args):
 
 
 def _export(args):
-    from ..model.backmapping import export_kstep
+    from ..model import export_kstep
 
     export_kstep(args.steps, args.output, force=args.force, name=args.name)
 
 
 def _info(args):
-    from ..model.backmapping import load_model
+    from ..model import load_model
 
     info = load_model(args.model, device="cpu").info()
     print(json.dumps(info, indent=2) if args.json else _format_info(info))

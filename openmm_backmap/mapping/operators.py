@@ -7,62 +7,31 @@ A backmapping model works on a chain of resolutions, finest first::
 Each arrow is a :class:`Mapping`: every coarse bead is a weighted average of
 some fine particles (weights positive, summing to one per bead). A
 :class:`Hierarchy` chains mappings and applies them all at once. Coordinates
-are in nm throughout.
-
-Built-in mappings
------------------
-* :func:`ca_mapping` picks the C-alpha of every residue out of the canonical
-  heavy-atom layout (:func:`openmm_backmap.topology.atom_layout`).
-* :func:`partition_mapping` groups C-alphas into N ultra-coarse (UCG) beads
-  that stay spatially compact over a whole ensemble, in the spirit of
-  AutoGrain: an exact dynamic programme over contiguous segments minimises the
-  ensemble-averaged within-bead sum of squared deviations, then single
-  residues may move to a bead where they lower that cost.
-* Any mapping can be written and read as JSON (:meth:`Mapping.to_json`,
-  :meth:`Mapping.from_json`), so user-defined mappings are plain files.
-
-:func:`coarsen` and :func:`coarsen_files` (the ``openmm-backmap coarsen``
-verb) turn an all-atom ensemble into CG coordinates, topologies and mapping
-files.
+are in nm throughout. :func:`ca_mapping` picks the C-alpha of every residue
+out of the canonical heavy-atom layout; both classes read and write JSON, so
+user-defined mappings are plain files (models embed the same format).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
-from dataclasses import dataclass
 
 import numpy as np
 
-from ..structure.templates import atom_layout
-from ..structure.errors import InputError, MissingFileError, OutputExistsError
+from ..structure import InputError, MissingFileError, atom_layout
 
-__all__ = [
-    "Mapping",
-    "Hierarchy",
-    "LevelSpec",
-    "ca_mapping",
-    "partition_mapping",
-    "partition_cost",
-    "parse_levels",
-    "build_hierarchy",
-    "cg_topology",
-    "coarsen",
-    "coarsen_files",
-]
+__all__ = ["Mapping", "Hierarchy", "ca_mapping"]
 
 MAPPING_FORMAT = "openmm-backmap-mapping"
 HIERARCHY_FORMAT = "openmm-backmap-hierarchy"
 LEVEL_FORMAT = "openmm-backmap-level"
-#: Residue name of ultra-coarse beads in CG topologies.
-BEAD_RESIDUE_NAME = "BEA"
 
 
 def _as_int_array(values, what):
     try:
         arr = np.asarray(values)
-    except Exception:  # pragma: no cover - ragged nonsense
+    except ValueError:  # ragged nested lists
         raise InputError(f"{what} must be a list of integers") from None
     if arr.ndim != 1:
         raise InputError(f"{what} must be a flat list of integers, got shape {arr.shape}")
@@ -190,11 +159,6 @@ class Mapping:
         return np.array([a.size for a in self.members], dtype=np.int64)
 
     @property
-    def is_selection(self) -> bool:
-        """True when every bead is exactly one fine particle (weight one)."""
-        return all(a.size == 1 for a in self.members)
-
-    @property
     def residues_per_bead(self):
         """Number of distinct residues in every bead, shape (n_beads,); ``None`` when ``fine_residues`` is unknown.
 
@@ -309,8 +273,6 @@ class Mapping:
             return x[..., idx[:, 0], :].copy()
         return np.einsum("...bmk,bm->...bk", x[..., idx, :], wt.astype(dtype))
 
-    __call__ = apply
-
     # --- algebra -----------------------------------------------------------
     def compose(self, other: "Mapping") -> "Mapping":
         """The mapping ``self`` then ``other`` (self: A -> B, other: B -> C gives A -> C).
@@ -378,17 +340,18 @@ class Mapping:
         Required key: ``members`` (list of lists of fine indices). Optional:
         ``weights`` (positive, normalised per bead; default uniform),
         ``n_fine``, ``n_beads`` (checked), ``name``, ``bead_names``,
-        ``fine_residues``. A level file written by :func:`coarsen_files`
-        (``{"mapping": {...}, "hierarchy": {...}}``) is accepted too.
+        ``fine_residues``. A level file (:meth:`Hierarchy.to_level_json`) is
+        accepted too.
 
         Examples
         --------
         >>> Mapping.from_dict({'members': [[0], [1, 2]], 'n_fine': 3}).bead_sizes.tolist()
         [1, 2]
-        >>> Mapping.from_dict({'members': [[0], []]})
-        Traceback (most recent call last):
-        ...
-        ValueError: invalid mapping: bead 1 has no members; every bead needs at least one fine particle
+        >>> try:
+        ...     Mapping.from_dict({'members': [[0], []]})
+        ... except ValueError as err:
+        ...     print(err)
+        invalid mapping: bead 1 has no members; every bead needs at least one fine particle
         """
         if not isinstance(d, dict):
             raise InputError(f"a mapping must be a JSON object, got {type(d).__name__}")
@@ -425,11 +388,7 @@ class Mapping:
         >>> Mapping.from_json(p).name
         'two'
         """
-        d = _read_json(path)
-        try:
-            return cls.from_dict(d)
-        except ValueError as err:
-            raise InputError(f"{os.fspath(path)}: {err}") from None
+        return _read_json(path, cls.from_dict)
 
     # --- misc --------------------------------------------------------------
     def __eq__(self, other):
@@ -465,21 +424,23 @@ def _write_json(path, data):
         fh.write("\n")
 
 
-def _read_json(path):
+def _read_json(path, parse):
+    """``parse(data)`` of the JSON file at ``path``; every user error names the file."""
     path = os.fspath(path)
     if not os.path.exists(path):
         raise MissingFileError(f"mapping file {path!r} does not exist")
     try:
         with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
+            data = json.load(fh)
     except json.JSONDecodeError as err:
         raise InputError(f"{path}: not valid JSON ({err})") from None
+    try:
+        return parse(data)
+    except ValueError as err:
+        raise InputError(f"{path}: {err}") from None
 
 
-# --------------------------------------------------------------------------
-# built-in mappings
-# --------------------------------------------------------------------------
-def ca_mapping(sequence, name: str = "ca") -> Mapping:
+def ca_mapping(sequence) -> Mapping:
     """Heavy atoms (canonical layout) -> C-alpha: one bead per residue, weight one on its CA.
 
     Parameters
@@ -500,289 +461,10 @@ def ca_mapping(sequence, name: str = "ca") -> Mapping:
     (9, 2, [[1], [5]], ['GLY', 'ALA'])
     """
     lay = atom_layout(sequence)
-    return Mapping([[int(i)] for i in lay.ca_index], n_fine=lay.n_atoms, name=name,
+    return Mapping([[int(i)] for i in lay.ca_index], n_fine=lay.n_atoms, name="ca",
                    bead_names=list(lay.sequence), fine_residues=lay.atom_residue)
 
 
-def _frames_xyz(ca_xyz):
-    x = np.asarray(ca_xyz, dtype=np.float64)
-    if x.ndim == 2:
-        x = x[None]
-    if x.ndim != 3 or x.shape[-1] != 3:
-        raise InputError(f"ca_xyz must have shape (frames, residues, 3) or (residues, 3); got {x.shape}")
-    ok = np.isfinite(x).all(axis=(1, 2))
-    if not ok.any():
-        raise InputError("every frame of ca_xyz has missing (NaN) C-alpha coordinates; cannot partition")
-    x = x[ok]
-    return x - x.mean(axis=1, keepdims=True)  # per-frame centring: smaller numbers, same cost
-
-
-def _unit_stats(x, units):
-    """Per-unit coordinate sums (U, 3F), squared norms (U,) and counts (U,)."""
-    f, r, _ = x.shape
-    flat = x.transpose(1, 0, 2).reshape(r, 3 * f)  # residue-major: (R, 3F)
-    if units is None:
-        return flat.copy(), np.einsum("ij,ij->i", flat, flat), np.ones(r)
-    s = np.stack([flat[a].sum(0) for a in units.members])
-    q = np.array([np.einsum("ij,ij->", flat[a], flat[a]) for a in units.members])
-    return s, q, units.bead_sizes.astype(np.float64)
-
-
-def _contiguous_dp(s, q, n, k, breaks):
-    """Exact minimum-SSD partition of units 0..U-1 into k contiguous runs; returns cut points (k+1,)."""
-    u = s.shape[0]
-    S = np.vstack([np.zeros((1, s.shape[1])), np.cumsum(s, axis=0)])
-    Q = np.concatenate([[0.0], np.cumsum(q)])
-    N = np.concatenate([[0.0], np.cumsum(n)])
-    sq = np.einsum("ij,ij->i", S, S)
-    gram = S @ S.T
-    cnt = N[None, :] - N[:, None]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        cost = (Q[None, :] - Q[:, None]) - (sq[None, :] + sq[:, None] - 2 * gram) / cnt
-    i, j = np.indices(cost.shape)
-    invalid = j <= i
-    if breaks is not None:
-        # a run [i, j) may not contain a segment start strictly after its first unit
-        P = np.concatenate([[0], np.cumsum(breaks.astype(np.int64))])  # P[m] = starts among units < m
-        start_after = P[np.minimum(i + 1, u)]
-        invalid |= (P[j] - start_after) > 0
-    cost = np.where(invalid, np.inf, np.maximum(cost, 0.0))
-    best = cost[0].copy()  # one run covering units [0, j)
-    back = np.zeros((k, u + 1), dtype=np.int64)
-    for level in range(1, k):
-        tot = best[:, None] + cost
-        arg = np.argmin(tot, axis=0)
-        back[level] = arg
-        best = tot[arg, np.arange(u + 1)]
-    if not np.isfinite(best[u]):
-        raise InputError("no contiguous partition satisfies the segment boundaries")
-    cuts = [u]
-    for level in range(k - 1, 0, -1):
-        cuts.append(int(back[level, cuts[-1]]))
-    cuts.append(0)
-    return np.array(cuts[::-1], dtype=np.int64)
-
-
-def _refine(s, q, n, assign, k, fragment_penalty=1.0, brk=None, unit_seg=None, max_rounds=None):
-    """Move single units to other beads while that lowers cost + penalty * (number of sequence runs).
-
-    Units are in sequence order; ``brk[p]`` marks chain starts/breaks (units
-    on either side are never contiguous); with ``unit_seg`` a unit may only
-    join a bead that already holds a unit of its segment. The penalty is
-    ``fragment_penalty`` times the mean per-residue cost of the starting
-    partition. Every bead stays non-empty.
-    """
-    u = s.shape[0]
-    assign = assign.copy()
-    ss = np.einsum("ij,ij->i", s, s)
-    Sb = np.zeros((k, s.shape[1]))
-    np.add.at(Sb, assign, s)
-    nb = np.bincount(assign, weights=n, minlength=k).astype(np.float64)
-    qb = np.bincount(assign, weights=q, minlength=k)
-    total0 = float(np.sum(qb - np.einsum("ij,ij->i", Sb, Sb) / nb))
-    lam = float(fragment_penalty) * total0 / float(n.sum())
-    tol = 1e-9 * max(total0, 1e-300) + 1e-12
-    rows = np.arange(u)
-    brk = np.zeros(u, dtype=bool) if brk is None else np.asarray(brk, dtype=bool)
-    has_left = np.concatenate([[False], ~brk[1:]])
-    has_right = np.concatenate([~brk[1:], [False]])
-    beads = np.arange(k)
-    max_rounds = max_rounds or 4 * u + 10
-    for _ in range(max_rounds):
-        a = assign
-        SS = np.einsum("ij,ij->i", Sb, Sb)
-        G = s @ Sb.T  # (U, k)
-        na = nb[a]
-        rest = na - n
-        with np.errstate(divide="ignore", invalid="ignore"):
-            remove = SS[a] / na - (SS[a] - 2 * G[rows, a] + ss) / rest  # cost change from taking u out of a
-            add = SS[None, :] / nb[None, :] - (SS[None, :] + 2 * G + ss[:, None]) / (nb[None, :] + n[:, None])
-        delta = remove[:, None] + add
-        if lam > 0:
-            left = np.where(has_left, np.roll(a, 1), -1)
-            right = np.where(has_right, np.roll(a, -1), -1)
-            before = (has_left & (left != a)).astype(np.int64) + (has_right & (right != a))
-            after = ((has_left[:, None] & (left[:, None] != beads[None, :])).astype(np.int64)
-                     + (has_right[:, None] & (right[:, None] != beads[None, :])))
-            delta = delta + lam * (after - before[:, None])
-        delta[rows, a] = np.inf
-        delta[rest <= 0] = np.inf  # would empty the bead
-        if unit_seg is not None:
-            bead_has = np.zeros((k, int(unit_seg.max()) + 1), dtype=bool)
-            bead_has[a, unit_seg] = True
-            delta[~bead_has[:, unit_seg].T] = np.inf
-        best_b = np.argmin(delta, axis=1)
-        best = delta[rows, best_b]
-        cand = np.flatnonzero(best < -tol)
-        if cand.size == 0:
-            break
-        cand = cand[np.argsort(best[cand], kind="stable")]
-        touched = np.zeros(k, dtype=bool)
-        near = np.zeros(u + 2, dtype=bool)  # units next to a moved one (their run counts changed)
-        for c in cand:  # apply non-conflicting moves: their deltas stay exact
-            src, dst = a[c], best_b[c]
-            if touched[src] or touched[dst] or near[c + 1]:
-                continue
-            touched[src] = touched[dst] = True
-            near[c:c + 3] = True
-            Sb[src] -= s[c]
-            Sb[dst] += s[c]
-            nb[src] -= n[c]
-            nb[dst] += n[c]
-            assign[c] = dst
-    return assign
-
-
-def partition_cost(ca_xyz, mapping: Mapping) -> float:
-    """Ensemble-averaged within-bead sum of squared deviations of C-alphas from their bead centroid (nm^2).
-
-    Parameters
-    ----------
-    ca_xyz : ndarray, shape (F, R, 3) or (R, 3)
-    mapping : Mapping
-        A partition of the R C-alphas (uniform weights assumed).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> x = np.array([[0., 0, 0], [1, 0, 0], [10, 0, 0]])
-    >>> partition_cost(x, Mapping([[0, 1], [2]]))
-    0.5
-    """
-    x = _frames_xyz(ca_xyz)
-    if mapping.n_fine != x.shape[1]:
-        raise InputError(f"mapping has n_fine = {mapping.n_fine} but ca_xyz has {x.shape[1]} residues")
-    total = 0.0
-    for a in mapping.members:
-        d = x[:, a] - x[:, a].mean(axis=1, keepdims=True)
-        total += float(np.sum(d * d))
-    return total / x.shape[0]
-
-
-def partition_mapping(ca_xyz, n_beads, segment_start=None, *, refine=True, fragment_penalty=1.0, units=None,
-                      name=None) -> Mapping:
-    """Group C-alphas into ``n_beads`` spatially compact ultra-coarse beads.
-
-    The cost of a bead is the sum of squared deviations of its C-alphas from
-    the bead centroid, averaged over all frames of the ensemble; the partition
-    minimises the total cost (a geometry-conserving partition in the spirit of
-    AutoGrain: beads compact over the whole ensemble, no bead holding residues
-    far apart in space).
-
-    1. A dynamic programme finds the exact optimum over partitions into
-       contiguous sequence segments (O(n_beads R^2) with prefix sums).
-    2. If ``refine``, single residues then move to another bead whenever that
-       lowers ``cost + penalty * (number of sequence fragments)`` (a
-       k-means-like pass started from the optimum above), never emptying a
-       bead. Beads may become non-contiguous where, e.g., the end of a strand
-       packs against a bead formed by its partner strand; the fragment
-       penalty keeps such moves to those that clearly pay off.
-
-    The result is deterministic. Cost: O(n_beads R^2) time and O(R^2) memory
-    for step 1 (about 0.7 s for 1000 residues and 200 frames).
-
-    Parameters
-    ----------
-    ca_xyz : ndarray, shape (F, R, 3) or (R, 3)
-        C-alpha coordinates (nm) of the ensemble; frames with NaN are ignored.
-    n_beads : int
-        Number of beads, 1 <= n_beads <= R (number of units when ``units`` is given).
-    segment_start : array of bool, shape (R,), optional
-        Chain starts and breaks. When there are at most ``n_beads`` segments,
-        no bead spans a segment start in step 1 and residues only move to beads
-        holding residues of their own segment in step 2; otherwise ignored.
-    refine : bool
-        Run step 2. ``refine=False`` gives contiguous beads.
-    fragment_penalty : float
-        Price of one extra sequence fragment in step 2, in units of the mean
-        per-residue cost of the contiguous optimum (0: pure cost; large:
-        practically contiguous).
-    units : Mapping, optional
-        A partition of the R C-alphas into finer beads; the result groups those
-        beads (``n_fine = units.n_beads``, weights proportional to the residues
-        in each unit, so composed with ``units`` it is the C-alpha centroid).
-        Used for nested UCG levels.
-    name : str, optional
-        Level name (default ``'ucg{n_beads}'``).
-
-    Returns
-    -------
-    Mapping
-        ``bead_names`` are ``'B1'..'BN'``; beads are numbered by their first residue.
-
-    Raises
-    ------
-    ValueError
-        If ``n_beads`` is not in 1..R or the coordinates are unusable.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> x = np.zeros((2, 6, 3)); x[:, :, 0] = np.arange(6) * 0.38
-    >>> m = partition_mapping(x, 2)
-    >>> [a.tolist() for a in m.members], m.name
-    ([[0, 1, 2], [3, 4, 5]], 'ucg2')
-    """
-    x = _frames_xyz(ca_xyz)
-    n_res = x.shape[1]
-    n_units = n_res if units is None else units.n_beads
-    if units is not None:
-        if units.n_fine != n_res:
-            raise InputError(f"units maps {units.n_fine} C-alphas but ca_xyz has {n_res} residues")
-        units.assignment()  # raises unless a partition
-        if (units.assignment() < 0).any():
-            raise InputError("units must put every residue in a bead")
-    try:
-        k = int(n_beads)
-    except (TypeError, ValueError):
-        raise InputError(f"n_beads must be an integer, got {n_beads!r}") from None
-    if k != n_beads or k < 1 or k > n_units:
-        what = "residues" if units is None else "finer beads"
-        raise InputError(f"n_beads must be between 1 and the number of {what} ({n_units}); got {n_beads}")
-    s, q, n = _unit_stats(x, units)
-
-    # order units along the sequence (units may be non-contiguous after refinement)
-    if units is None:
-        unit_first = np.arange(n_units)
-    else:
-        unit_first = np.array([int(a.min()) for a in units.members])
-    order = np.argsort(unit_first, kind="stable")
-    first_res = unit_first[order]
-    brk = np.zeros(n_units, dtype=bool)  # chain starts/breaks between consecutive (ordered) units
-    hard = False
-    unit_seg = None
-    if segment_start is not None:
-        seg_start = np.asarray(segment_start, dtype=bool).reshape(-1)
-        if seg_start.size != n_res:
-            raise InputError(f"segment_start has {seg_start.size} entries but there are {n_res} residues")
-        res_seg = np.cumsum(seg_start | (np.arange(n_res) == 0)) - 1
-        unit_seg = res_seg[first_res]
-        brk[1:] = unit_seg[1:] != unit_seg[:-1]
-        hard = 1 < int(unit_seg.max()) + 1 <= k
-    so, qo, no = s[order], q[order], n[order]
-    cuts = _contiguous_dp(so, qo, no, k, brk if hard else None)
-    assign_o = np.repeat(np.arange(k), np.diff(cuts))
-    if refine and k > 1:
-        assign_o = _refine(so, qo, no, assign_o, k, fragment_penalty=fragment_penalty, brk=brk,
-                           unit_seg=unit_seg if hard else None)
-    assign = np.empty(n_units, dtype=np.int64)
-    assign[order] = assign_o
-    # renumber beads by their first residue
-    first = np.full(k, np.iinfo(np.int64).max)
-    np.minimum.at(first, assign, unit_first)
-    rank = np.empty(k, dtype=np.int64)
-    rank[np.argsort(first, kind="stable")] = np.arange(k)
-    assign = rank[assign]
-    members = [np.flatnonzero(assign == b) for b in range(k)]
-    weights = None if units is None else [n[a] / n[a].sum() for a in members]
-    fine_res = np.arange(n_res) if units is None else None
-    return Mapping(members, weights, n_fine=n_units, name=name or f"ucg{k}",
-                   bead_names=[f"B{b + 1}" for b in range(k)], fine_residues=fine_res)
-
-
-# --------------------------------------------------------------------------
-# hierarchies
-# --------------------------------------------------------------------------
 class Hierarchy:
     """A chain of mappings from the finest level to coarser and coarser ones.
 
@@ -828,7 +510,7 @@ class Hierarchy:
         self.levels = levels
         if n_residues is None:
             first = self.mappings[0]
-            if first.fine_residues is not None and first.fine_residues.size:
+            if first.fine_residues is not None:
                 n_residues = int(first.fine_residues.max()) + 1
             elif "ca" in levels:
                 n_residues = self.sizes[levels.index("ca")]
@@ -846,9 +528,6 @@ class Hierarchy:
         if self.n_residues is None:
             return None
         return [self.n_residues / s for s in self.sizes]
-
-    def __len__(self):
-        return len(self.levels)
 
     def index(self, level) -> int:
         """Position of ``level`` (a name or an int, negative counts from the end)."""
@@ -915,12 +594,26 @@ class Hierarchy:
 
     @classmethod
     def from_json(cls, path) -> "Hierarchy":
-        """Read a hierarchy written by :meth:`to_json` or a level file from :func:`coarsen_files`."""
-        d = _read_json(path)
-        try:
-            return cls.from_dict(d)
-        except ValueError as err:
-            raise InputError(f"{os.fspath(path)}: {err}") from None
+        """Read a hierarchy written by :meth:`to_json` or :meth:`to_level_json`."""
+        return _read_json(path, cls.from_dict)
+
+    def to_level_json(self, path, level, source, n_frames) -> None:
+        """Write the level file of ``level``: its mapping from the finest level and the whole hierarchy.
+
+        :meth:`Mapping.from_json` reads the mapping back, :meth:`from_json` the hierarchy.
+
+        Examples
+        --------
+        >>> import tempfile, os
+        >>> h = Hierarchy([ca_mapping(['GLY', 'ALA'])])
+        >>> p = os.path.join(tempfile.mkdtemp(), 'ca_mapping.json')
+        >>> h.to_level_json(p, 'ca', source='in.pdb', n_frames=1)
+        >>> Mapping.from_json(p) == h.composed('ca'), Hierarchy.from_json(p) == h
+        (True, True)
+        """
+        _write_json(path, {"format": LEVEL_FORMAT, "version": 1, "level": level, "source": os.fspath(source),
+                           "n_frames": int(n_frames), "mapping": self.composed(level).to_dict(),
+                           "hierarchy": self.to_dict()})
 
     def __eq__(self, other):
         if not isinstance(other, Hierarchy):
@@ -933,417 +626,3 @@ class Hierarchy:
 
     def __repr__(self):
         return f"Hierarchy({' -> '.join(f'{n}({s})' for n, s in zip(self.levels, self.sizes))})"
-
-
-@dataclass(frozen=True)
-class LevelSpec:
-    """One requested level: ``kind`` is ``'ca'``, ``'ucg'`` (with ``n_beads``) or ``'file'`` (with ``path``).
-
-    Examples
-    --------
-    >>> LevelSpec('ucg12', 'ucg', 12)
-    LevelSpec(name='ucg12', kind='ucg', n_beads=12, path=None)
-    """
-
-    name: str
-    kind: str
-    n_beads: int | None = None
-    path: str | None = None
-
-
-_UCG = re.compile(r"^ucg:?(\d+)$", re.IGNORECASE)
-
-
-def parse_levels(spec) -> list:
-    """Parse a level list such as ``"ca,ucg:12"``.
-
-    Tokens: ``ca``; ``ucg:N`` (or ``ucgN``) for N ultra-coarse beads; a path
-    ending in ``.json`` for a user-defined mapping from the previous level.
-    Levels go from fine to coarse.
-
-    Returns
-    -------
-    list of LevelSpec
-
-    Examples
-    --------
-    >>> [(s.name, s.kind, s.n_beads) for s in parse_levels('ca,ucg:12')]
-    [('ca', 'ca', None), ('ucg12', 'ucg', 12)]
-    >>> parse_levels('ca,blob')
-    Traceback (most recent call last):
-    ...
-    ValueError: unknown level 'blob' in 'ca,blob'; use ca, ucg:N (N beads) or a mapping .json file
-    """
-    tokens = [t.strip() for t in (spec.split(",") if isinstance(spec, str) else spec)]
-    tokens = [t for t in tokens if t]
-    if not tokens:
-        raise InputError(f"no levels in {spec!r}; use e.g. 'ca' or 'ca,ucg:12'")
-    out = []
-    for t in tokens:
-        m = _UCG.match(t)
-        if t.lower() == "ca":
-            out.append(LevelSpec("ca", "ca"))
-        elif m:
-            n = int(m.group(1))
-            if n < 1:
-                raise InputError(f"level {t!r}: the number of beads must be at least 1")
-            out.append(LevelSpec(f"ucg{n}", "ucg", n))
-        elif t.lower().endswith(".json"):
-            name = os.path.basename(t)[: -len(".json")]
-            name = re.sub(r"_mapping$", "", name) or "user"
-            out.append(LevelSpec(name, "file", path=t))
-        else:
-            raise InputError(f"unknown level {t!r} in {spec!r}; use ca, ucg:N (N beads) or a mapping .json file")
-    names = [s.name for s in out]
-    dup = sorted({n for n in names if names.count(n) > 1})
-    if dup:
-        raise InputError(f"level(s) {', '.join(dup)} requested more than once in {spec!r}")
-    if "aa" in names:
-        raise InputError("'aa' is the all-atom input level and cannot be requested")
-    return out
-
-
-def build_hierarchy(ensemble, levels="ca", **partition_options):
-    """Build the hierarchy ``aa -> ... `` for ``levels`` on an ensemble.
-
-    UCG levels are partitioned from the ensemble's C-alpha coordinates
-    (:func:`partition_mapping`); a C-alpha level is inserted when a UCG or
-    C-alpha-based file level is requested without it.
-
-    Parameters
-    ----------
-    ensemble : ProteinEnsemble
-    levels : str or list of LevelSpec
-    **partition_options
-        Passed to :func:`partition_mapping` (e.g. ``refine=False``).
-
-    Returns
-    -------
-    hierarchy : Hierarchy
-    requested : list of str
-        Names of the requested levels (a subset of ``hierarchy.levels``).
-
-    Examples
-    --------
-    >>> from openmm_backmap.io import load_ensemble
-    >>> h, req = build_hierarchy(load_ensemble('tests/data/trpcage.pdb'), 'ucg:4')  # doctest: +SKIP
-    >>> h.levels, req  # doctest: +SKIP
-    (['aa', 'ca', 'ucg4'], ['ucg4'])
-    """
-    specs = parse_levels(levels) if not (isinstance(levels, list) and levels and isinstance(levels[0], LevelSpec)) \
-        else levels
-    seq = list(ensemble.sequence)
-    n_res, n_atoms = len(seq), ensemble.n_atoms
-    maps, names = [], ["aa"]
-    ca_done = False
-
-    def add_ca():
-        nonlocal ca_done
-        maps.append(ca_mapping(seq))
-        names.append("ca")
-        ca_done = True
-
-    ca_xyz = None
-    for spec in specs:
-        current = names[-1]
-        size = maps[-1].n_beads if maps else n_atoms
-        if spec.kind == "ca":
-            if current != "aa":
-                raise InputError("level 'ca' must come first (levels go from fine to coarse); "
-                                 f"got it after {current!r}")
-            add_ca()
-        elif spec.kind == "ucg":
-            if not ca_done:
-                if current != "aa":
-                    raise InputError(f"level {spec.name!r} needs C-alphas but follows {current!r}")
-                add_ca()
-                current, size = "ca", n_res
-            if spec.n_beads > size:
-                raise InputError(f"level {spec.name!r} asks for {spec.n_beads} beads but the previous level "
-                                 f"{current!r} has only {size}; list levels from fine to coarse")
-            if ca_xyz is None:
-                ca_xyz = _required_coordinates(ensemble, ca_mapping(seq))
-            if current == "ca":
-                m = partition_mapping(ca_xyz, spec.n_beads, ensemble.segment_start, name=spec.name,
-                                      **partition_options)
-            else:
-                # nested level: group the beads of the previous level (which must partition the residues)
-                units = _level_on_ca(maps, names)
-                m = partition_mapping(ca_xyz, spec.n_beads, ensemble.segment_start, units=units, name=spec.name,
-                                      **partition_options)
-            maps.append(m)
-            names.append(spec.name)
-        else:
-            m = Mapping.from_json(spec.path)
-            if m.n_fine == size:
-                pass
-            elif current == "aa" and m.n_fine == n_res:
-                add_ca()
-            else:
-                raise InputError(f"mapping {spec.path} expects {m.n_fine} fine particles but the previous level "
-                                 f"{current!r} has {size} (and the protein has {n_res} residues, "
-                                 f"{n_atoms} heavy atoms)")
-            maps.append(m)
-            names.append(spec.name)
-    return Hierarchy(maps, names, n_residues=n_res), [s.name for s in specs]
-
-
-def _level_on_ca(maps, names):
-    """The mapping from the C-alpha level to the last level (which must partition the residues)."""
-    i = names.index("ca")  # maps[j] maps level names[j] to names[j + 1]
-    m = maps[i]
-    for nxt in maps[i + 1:]:
-        m = m.compose(nxt)
-    return m
-
-
-def _required_coordinates(ensemble, mapping: Mapping) -> np.ndarray:
-    """Map ``ensemble.xyz`` after checking that every atom ``mapping`` uses is present in every frame."""
-    used = np.unique(np.concatenate(mapping.members))
-    missing = ~ensemble.mask[:, used]
-    if missing.any():
-        bad_atoms = used[missing.any(0)]
-        lay = ensemble.layout
-        res = sorted({int(r) for r in lay.atom_residue[bad_atoms]})
-        labels = [f"{ensemble.sequence[r]}{ensemble.residue_numbers[r]}" for r in res[:10]]
-        more = f" and {len(res) - 10} more" if len(res) > 10 else ""
-        atoms = sorted({lay.atom_names[a] for a in bad_atoms})
-        raise InputError(f"{ensemble.source or 'input'}: level {mapping.name!r} needs atom(s) {', '.join(atoms)} "
-                         f"that are missing in {int(missing.any(1).sum())} of {ensemble.n_frames} frame(s), in "
-                         f"residue(s) {', '.join(labels)}{more}; drop those frames or complete the structure")
-    return mapping.apply(ensemble.xyz)
-
-
-# --------------------------------------------------------------------------
-# CG topologies, coarsening
-# --------------------------------------------------------------------------
-def cg_topology(mapping: Mapping, sequence, level: str, segment_start=None, chain_ids=None, residue_numbers=None):
-    """An mdtraj topology with one pseudo-atom per bead of ``mapping``.
-
-    At the C-alpha level (``level == 'ca'``) every bead is a residue with its
-    real name and one atom ``CA`` (carbon), bonded to the previous residue
-    unless ``segment_start`` marks a chain start or break. Any other level
-    gets residues ``BEA`` numbered 1..N with atoms ``B1``, ``B2`` ... (carbon)
-    and no bonds.
-
-    Parameters
-    ----------
-    mapping : Mapping
-        Mapping into the level (only ``n_beads`` and ``bead_names`` are used).
-    sequence : sequence of str
-        Residue names of the protein.
-    level : str
-        Level name.
-    segment_start, chain_ids, residue_numbers : optional
-        Per-residue chain information (C-alpha level only).
-
-    Returns
-    -------
-    mdtraj.Topology
-
-    Examples
-    --------
-    >>> top = cg_topology(ca_mapping(['GLY', 'ALA', 'SER']), ['GLY', 'ALA', 'SER'], 'ca')
-    >>> top.n_atoms, top.n_bonds, str(top.residue(1))
-    (3, 2, 'ALA2')
-    >>> top = cg_topology(Mapping([[0, 1], [2]]), ['GLY', 'ALA', 'SER'], 'ucg2')
-    >>> [a.name for a in top.atoms], top.residue(0).name
-    (['B1', 'B2'], 'BEA')
-    """
-    import mdtraj as md
-
-    from ..structure.templates import _has_chain_id_arg
-
-    n = mapping.n_beads
-    top = md.Topology()
-    if level == "ca":
-        sequence = list(sequence)
-        if len(sequence) != n:
-            raise InputError(f"C-alpha level has {n} beads but the sequence has {len(sequence)} residues")
-        chain_ids = list(chain_ids) if chain_ids is not None else ["A"] * n
-        residue_numbers = list(residue_numbers) if residue_numbers is not None else list(range(1, n + 1))
-        seg = np.zeros(n, dtype=bool) if segment_start is None else np.asarray(segment_start, dtype=bool)
-        chain, prev = None, None
-        for r in range(n):
-            if chain is None or chain_ids[r] != chain_ids[r - 1]:
-                chain = top.add_chain(chain_id=chain_ids[r]) if _has_chain_id_arg() else top.add_chain()
-                prev = None
-            res = top.add_residue(sequence[r], chain, resSeq=int(residue_numbers[r]))
-            atom = top.add_atom("CA", md.element.carbon, res)
-            if prev is not None and not seg[r]:
-                top.add_bond(prev, atom)
-            prev = atom
-        return top
-    chain = top.add_chain(chain_id="A") if _has_chain_id_arg() else top.add_chain()
-    for b in range(n):
-        res = top.add_residue(BEAD_RESIDUE_NAME, chain, resSeq=b + 1)
-        name = mapping.bead_names[b] if mapping.bead_names is not None else f"B{b + 1}"
-        if len(name) > 4:
-            name = f"B{b + 1}" if b + 1 < 1000 else "BX"
-        top.add_atom(name, md.element.carbon, res)
-    return top
-
-
-def _coarsen(ensemble, levels, hierarchy, partition_options):
-    if hierarchy is None:
-        hierarchy, requested = build_hierarchy(ensemble, "ca" if levels is None else levels, **partition_options)
-    else:
-        if hierarchy.sizes[0] != ensemble.n_atoms:
-            raise InputError(f"the hierarchy starts from {hierarchy.sizes[0]} particles but "
-                             f"{ensemble.source or 'the input'} has {ensemble.n_atoms} heavy atoms "
-                             f"({ensemble.n_residues} residues); it was built for another protein")
-        if levels is None:
-            requested = list(hierarchy.levels[1:])
-        else:
-            tokens = levels.split(",") if isinstance(levels, str) else [getattr(t, "name", t) for t in levels]
-            requested = [t.strip() for t in tokens if t.strip()]
-        for name in requested:
-            hierarchy.index(name)
-    out = {}
-    for name in requested:
-        m = hierarchy.composed(name)
-        coords = _required_coordinates(ensemble, m).astype(np.float32)
-        top = cg_topology(m, ensemble.sequence, name, ensemble.segment_start, ensemble.chain_ids,
-                          ensemble.residue_numbers)
-        out[name] = (coords, top, m)
-    return out, hierarchy
-
-
-def coarsen(ensemble, levels=None, hierarchy=None, **partition_options) -> dict:
-    """Map a heavy-atom ensemble to coarser levels.
-
-    Parameters
-    ----------
-    ensemble : ProteinEnsemble
-    levels : str, optional
-        Level list for :func:`parse_levels` (``'ca'``, ``'ca,ucg:12'`` ...;
-        default ``'ca'``). With ``hierarchy``, a comma-separated subset of its
-        level names (default: all but the finest).
-    hierarchy : Hierarchy, optional
-        Use these mappings (e.g. a model's) instead of building them.
-    **partition_options
-        Passed to :func:`partition_mapping`.
-
-    Returns
-    -------
-    dict
-        ``{level: (coords, topology, mapping)}`` with coords (F, N, 3) float32
-        nm, an mdtraj topology with one pseudo-atom per bead, and the mapping
-        from the heavy atoms to that level.
-
-    Raises
-    ------
-    ValueError
-        If an atom a level needs is missing in some frame (the message names
-        the residues).
-
-    Examples
-    --------
-    >>> from openmm_backmap.io import load_ensemble
-    >>> out = coarsen(load_ensemble('tests/data/trpcage.pdb'), 'ca,ucg:4')  # doctest: +SKIP
-    >>> out['ucg4'][0].shape  # doctest: +SKIP
-    (1, 4, 3)
-    """
-    return _coarsen(ensemble, levels, hierarchy, partition_options)[0]
-
-
-def coarsen_files(input, topology=None, levels="ca", out_prefix="coarse", model=None, stride=1, force=False,
-                  verbose=True, **partition_options) -> dict:
-    """Coarsen an all-atom structure or trajectory and write every level to files.
-
-    For every level ``L`` this writes ``{out_prefix}_{L}.pdb`` (CG topology
-    and first frame), ``{out_prefix}_{L}.dcd`` (all frames) and
-    ``{out_prefix}_{L}_mapping.json`` (the mapping from the heavy atoms to
-    ``L`` under ``"mapping"`` and the whole hierarchy under ``"hierarchy"``),
-    and prints one summary line per level.
-
-    Parameters
-    ----------
-    input : str or path
-        Anything :func:`openmm_backmap.io.load_ensemble` reads.
-    topology : str or path, optional
-        Topology for trajectories.
-    levels : str
-        Level list (see :func:`parse_levels`); ignored when ``model`` is given.
-    out_prefix : str or path
-        Output prefix (directories are created).
-    model : str or path, optional
-        Use the mapping hierarchy embedded in this model file.
-    stride : int
-        Keep every ``stride``-th frame.
-    force : bool
-        Overwrite existing files.
-    verbose : bool
-        Print the summary lines.
-
-    Returns
-    -------
-    dict
-        ``{level: {'pdb': path, 'dcd': path, 'mapping': path, 'n_beads': int, 'rho': float}}``.
-
-    Raises
-    ------
-    FileExistsError
-        If an output exists and ``force`` is False.
-    ValueError
-        For unusable inputs or level lists.
-
-    Examples
-    --------
-    >>> coarsen_files('tests/data/trpcage.pdb', levels='ca,ucg:4', out_prefix='/tmp/trp')  # doctest: +SKIP
-    ca: 20 beads, rho 1.00 residues/bead, 1 frame(s) -> /tmp/trp_ca.pdb, /tmp/trp_ca.dcd, /tmp/trp_ca_mapping.json
-    ...
-    """
-    from ..io.formats import load_ensemble
-
-    hierarchy = None
-    if model is not None:
-        from ..model.backmapping import load_model
-
-        m = load_model(model, device="cpu")
-        hierarchy = getattr(m, "hierarchy", None)
-        if hierarchy is None:
-            raise InputError(f"model {os.fspath(model)!r} carries no mapping hierarchy; use --levels instead")
-        if isinstance(hierarchy, str):  # a transferable model may store level specs instead of mappings
-            levels, hierarchy = hierarchy, None
-        elif isinstance(hierarchy, dict):
-            hierarchy = Hierarchy.from_dict(hierarchy)
-        else:
-            levels = None
-    prefix = os.fspath(out_prefix)
-    if hierarchy is None:
-        names = [s.name for s in parse_levels(levels)]  # fail early on bad level lists
-    else:
-        names = list(hierarchy.levels[1:])
-    paths = {n: {"pdb": f"{prefix}_{n}.pdb", "dcd": f"{prefix}_{n}.dcd", "mapping": f"{prefix}_{n}_mapping.json"}
-             for n in names}
-    if not force:
-        existing = [p for d in paths.values() for p in d.values() if os.path.exists(p)]
-        if existing:
-            raise OutputExistsError(f"{existing[0]} already exists"
-                                  f"{f' (and {len(existing) - 1} more outputs)' if len(existing) > 1 else ''}; "
-                                  "use --force (force=True) to overwrite")
-    ens = load_ensemble(input, topology=topology, stride=stride)
-    out, hierarchy = _coarsen(ens, levels, hierarchy, partition_options)
-    parent = os.path.dirname(prefix)
-    if parent:
-        os.makedirs(parent, exist_ok=True)
-    import mdtraj as md
-
-    rho = dict(zip(hierarchy.levels, hierarchy.rho or [None] * len(hierarchy.levels)))
-    result = {}
-    hdict = hierarchy.to_dict()
-    for name, (coords, top, mapping) in out.items():
-        p = paths[name]
-        traj = md.Trajectory(coords, top)
-        traj[0].save_pdb(p["pdb"], force_overwrite=True)
-        traj.save_dcd(p["dcd"], force_overwrite=True)
-        _write_json(p["mapping"], {"format": LEVEL_FORMAT, "version": 1, "level": name, "source": os.fspath(input),
-                                   "n_frames": int(coords.shape[0]), "mapping": mapping.to_dict(),
-                                   "hierarchy": hdict})
-        result[name] = dict(p, n_beads=mapping.n_beads, rho=rho[name])
-        if verbose:
-            r = f"{rho[name]:.2f}" if rho[name] is not None else "?"
-            print(f"{name}: {mapping.n_beads} beads, rho {r} residues/bead, {coords.shape[0]} frame(s) -> "
-                  f"{p['pdb']}, {p['dcd']}, {p['mapping']}")
-    return result

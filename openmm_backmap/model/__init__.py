@@ -1,1 +1,16 @@
-"""model layer."""
+"""Model layer: the exported k-step network, its file format, loading and composition.
+
+``kstep`` holds the TorchScript module behind the one exported signature,
+``model_file`` the archive format (TorchScript plus JSON/PDB extra files),
+``backmapping`` the loaded :class:`Backmapper`, ``composition`` the chaining
+of step models; ``steps`` holds the step families and their registry.
+Depends on the structure, io and mapping layers.
+"""
+
+from .backmapping import BackmapResult, Backmapper, default_device, default_model_path, load_model
+from .composition import export_kstep
+from .kstep import KStepModel
+from .model_file import FORMAT_VERSION, save_model
+
+__all__ = ["load_model", "Backmapper", "BackmapResult", "KStepModel", "save_model", "export_kstep",
+           "default_model_path", "default_device", "FORMAT_VERSION"]

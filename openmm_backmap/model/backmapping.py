@@ -1,110 +1,24 @@
-"""k-step composition, export and loading of backmapping models.
+"""Loaded models: :func:`load_model` and the :class:`Backmapper` it returns.
 
-Model format (version 1)
-------------------------
-An exported model is ONE TorchScript module with one signature for every
-kind (transferable C-alpha model or per-system ultra-coarse k-step model)::
-
-    forward(cg_xyz: Tensor[B, N, 3] float32 nm,
-            residue_types: Tensor[R] int64,     # empty -> the embedded sequence
-            segment_start: Tensor[R] bool,      # empty -> the embedded one
-            seed: int, samples: int, temperature: float)
-        -> Tensor[B * samples, A, 3] float32 nm
-
-Output frames are frame-major (all samples of frame 0 first); atoms come in
-the canonical heavy-atom order of :mod:`openmm_backmap.topology`.
-``temperature=0`` is the deterministic mode; the same ``seed`` gives
-bit-identical output on the same device. Metadata travels as JSON/PDB extra
-files inside the archive (``metadata.json``, ``aa_topology.pdb``,
-``cg_topology.pdb``, ``mappings.json``), so ``torch.jit.load`` works without
-this package and :func:`load_model` restores everything.
+The file format is described in :mod:`openmm_backmap.model.model_file`.
 """
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
-import platform
 from dataclasses import dataclass
+from importlib import resources
 
 import numpy as np
 import torch
-from torch import Tensor, nn
 
-from .._version import __version__
-from ..structure.templates import AMINO_ACIDS, build_topology, canonical_residue_name, residue_type_indices
-from ..structure.errors import InputError, MissingFileError, OutputExistsError
+from ..mapping import Hierarchy, ca_mapping, cg_topology
+from ..structure import (AMINO_ACIDS, TEMPLATES, InputError, MissingFileError, build_topology, canonical_residue_name,
+                         residue_type_indices)
+from .model_file import read_model_file, read_pdb_text
 
-__all__ = ["FORMAT_VERSION", "KStepModel", "Backmapper", "BackmapResult", "load_model", "export_step",
-           "export_kstep", "save_model", "SIGNATURE"]
-
-FORMAT_VERSION = 1
-SIGNATURE = ("forward(cg_xyz: Tensor[B,N,3] nm, residue_types: Tensor[R] int64 (empty: embedded), "
-             "segment_start: Tensor[R] bool (empty: embedded), seed: int, samples: int, temperature: float) "
-             "-> Tensor[B*samples, A, 3] nm")
-EXTRA_FILES = ("metadata.json", "aa_topology.pdb", "cg_topology.pdb", "mappings.json")
-
-
-class KStepModel(nn.Module):
-    """Chain of steps, coarsest first, behind the one exported signature.
-
-    Each step is a module ``step(x_nm, residue_types, segment_start, seed, temperature) -> finer_nm``.
-
-    Parameters
-    ----------
-    steps : list of nn.Module
-    residue_types, segment_start : Tensor, optional
-        Embedded sequence context (per-system models); ``None`` for a
-        transferable model that takes the sequence at call time.
-    n_beads : int
-        Number of CG particles expected (0 = any, for transferable models).
-
-    Examples
-    --------
-    >>> from openmm_backmap.steps.ca2aa import CA2AA, CA2AAConfig
-    >>> model = torch.jit.script(KStepModel([CA2AA(CA2AAConfig(hidden=16, layers=1))]))
-    >>> xyz = model(torch.randn(1, 4, 3).cumsum(1) * 0.38, torch.tensor([0, 7, 7, 0]),
-    ...             torch.tensor([True, False, False, False]), 1, 2, 1.0)
-    >>> xyz.shape
-    torch.Size([2, 18, 3])
-    """
-
-    def __init__(self, steps, residue_types: Tensor | None = None, segment_start: Tensor | None = None,
-                 n_beads: int = 0):
-        super().__init__()
-        self.steps = nn.ModuleList(steps)
-        self.register_buffer("residue_types", torch.as_tensor(
-            residue_types if residue_types is not None else torch.zeros(0), dtype=torch.int64))
-        self.register_buffer("segment_start", torch.as_tensor(
-            segment_start if segment_start is not None else torch.zeros(0), dtype=torch.bool))
-        self.n_beads = int(n_beads)
-
-    def forward(self, cg_xyz: Tensor, residue_types: Tensor, segment_start: Tensor, seed: int, samples: int,
-                temperature: float) -> Tensor:
-        if cg_xyz.dim() != 3 or cg_xyz.shape[2] != 3:
-            raise RuntimeError("cg_xyz must have shape [frames, beads, 3] (nm)")
-        if self.n_beads > 0 and cg_xyz.shape[1] != self.n_beads:
-            raise RuntimeError("cg_xyz has " + str(cg_xyz.shape[1]) + " beads; this model expects "
-                               + str(self.n_beads))
-        types = residue_types
-        seg = segment_start
-        if types.numel() == 0:
-            types = self.residue_types
-            seg = self.segment_start
-        if types.numel() == 0:
-            raise RuntimeError("this model is transferable: pass residue_types and segment_start")
-        if seg.numel() == 0:
-            seg = torch.zeros_like(types, dtype=torch.bool)
-            seg[0] = True
-        x = cg_xyz.to(torch.float32)
-        if samples > 1:
-            x = x.repeat_interleave(samples, dim=0)
-        i = 0
-        for step in self.steps:
-            x = step(x, types.to(x.device), seg.to(x.device), seed * 1000003 + 7919 * i, temperature)
-            i += 1
-        return x
+__all__ = ["Backmapper", "BackmapResult", "load_model", "default_model_path", "default_device"]
 
 
 @dataclass
@@ -118,6 +32,11 @@ class BackmapResult:
     topology : mdtraj.Topology
         Heavy-atom topology matching ``xyz``.
     samples : int
+
+    Examples
+    --------
+    >>> out = load_model("models/ca2aa.pt").backmap(ca_xyz_nm, sequence, samples=3)  # doctest: +SKIP
+    >>> out.to_mdtraj().save_dcd("samples.dcd")  # doctest: +SKIP
     """
 
     xyz: np.ndarray
@@ -125,6 +44,7 @@ class BackmapResult:
     samples: int
 
     def to_mdtraj(self):
+        """The structures as an mdtraj Trajectory (nm)."""
         import mdtraj as md
 
         return md.Trajectory(self.xyz, self.topology)
@@ -189,14 +109,13 @@ class Backmapper:
         text = self._extra.get("mappings.json")
         if not text:
             return None
-        from ..mapping.operators import Hierarchy
-
         return Hierarchy.from_dict(json.loads(text))
 
     @property
     def cg_topology(self):
         """mdtraj topology of the CG beads the model expects (per-system models)."""
-        return _pdb_topology(self._extra.get("cg_topology.pdb"))
+        text = self._extra.get("cg_topology.pdb")
+        return read_pdb_text(text).topology if text else None
 
     @property
     def reference_cg_xyz(self):
@@ -204,13 +123,13 @@ class Backmapper:
         text = self._extra.get("cg_topology.pdb")
         if not text:
             return None
-        return _pdb_traj(text).xyz[0]
+        return read_pdb_text(text).xyz[0]
 
     def info(self) -> dict:
         """Metadata summary, as printed by ``openmm-backmap info``."""
         m = {k: v for k, v in self.metadata.items() if not k.startswith("_")}
         if self.sequence:
-            m["sequence"] = "".join(_one_letter(s) for s in self.sequence)
+            m["sequence"] = "".join(TEMPLATES[s].one_letter if s in TEMPLATES else "X" for s in self.sequence)
         h = self.hierarchy
         if h is not None:
             m["levels"] = list(h.levels)
@@ -272,8 +191,6 @@ class Backmapper:
 
     def _output_topology(self, sequence, segment_start):
         if self.output_level == "ca":
-            from ..mapping.operators import ca_mapping, cg_topology
-
             return cg_topology(ca_mapping(sequence), sequence, "ca", segment_start=segment_start)
         return build_topology(sequence, segment_start)
 
@@ -328,47 +245,14 @@ class Backmapper:
                 f"device={self.device})")
 
 
-def _one_letter(name):
-    from ..structure.templates import TEMPLATES
+def default_device() -> str:
+    """``'cuda'`` where CUDA is available, else ``'cpu'``.
 
-    return TEMPLATES[name].one_letter if name in TEMPLATES else "X"
-
-
-def _pdb_traj(text):
-    import tempfile
-
-    import mdtraj as md
-
-    with tempfile.NamedTemporaryFile("w", suffix=".pdb", delete=False) as fh:
-        fh.write(text)
-        name = fh.name
-    try:
-        return md.load_pdb(name, standard_names=False)
-    finally:
-        os.unlink(name)
-
-
-def _pdb_topology(text):
-    return None if not text else _pdb_traj(text).topology
-
-
-def _pdb_text(topology, xyz_nm=None) -> str:
-    import tempfile
-
-    import mdtraj as md
-
-    xyz = np.zeros((1, topology.n_atoms, 3), np.float32) if xyz_nm is None else np.asarray(xyz_nm).reshape(1, -1, 3)
-    with tempfile.NamedTemporaryFile("w", suffix=".pdb", delete=False) as fh:
-        name = fh.name
-    try:
-        md.Trajectory(xyz, topology).save_pdb(name)
-        with open(name) as fh:
-            return fh.read()
-    finally:
-        os.unlink(name)
-
-
-def default_device():
+    Examples
+    --------
+    >>> default_device() in ("cuda", "cpu")
+    True
+    """
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
@@ -409,161 +293,23 @@ def load_model(path=None, device=None) -> Backmapper:
     if path is None:
         path = default_model_path()
     path = os.fspath(path)
-    if not os.path.exists(path):
-        raise MissingFileError(f"model file {path!r} does not exist")
     device = device or default_device()
     if str(device).startswith("cuda") and not torch.cuda.is_available():
         raise InputError(f"device {device!r} requested but CUDA is not available; use device='cpu'")
-    extra = {name: "" for name in EXTRA_FILES}
-    try:
-        module = torch.jit.load(path, map_location=device, _extra_files=extra)
-    except Exception as err:  # torch raises RuntimeError for anything not a TorchScript archive
-        raise InputError(f"{path!r} is not a readable TorchScript model (corrupt or wrong file type): "
-                         f"{str(err).splitlines()[0]}") from None
-    if not extra.get("metadata.json"):
-        raise InputError(f"{path!r} is a TorchScript file but not an openmm-backmap model (no metadata.json)")
-    meta = json.loads(extra["metadata.json"])
-    version = int(meta.get("format_version", 0))
-    if version > FORMAT_VERSION:
-        raise InputError(f"{path!r} uses model format {version}, written by openmm-backmap "
-                         f"{meta.get('package_version', '?')}; this is {__version__} (format {FORMAT_VERSION}): "
-                         "upgrade openmm-backmap")
-    if meta.get("kind") not in ("ca2aa", "kstep", "cgvae"):
-        raise InputError(f"{path!r} has unknown model kind {meta.get('kind')!r}")
+    module, meta, texts = read_model_file(path, device)
     meta["_path"] = path
-    module.eval()
-    # torch.jit.load hands extra files back as bytes
-    texts = {k: v.decode() if isinstance(v, bytes) else v for k, v in extra.items()}
-    return Backmapper(module, meta, {k: v for k, v in texts.items() if v}, device)
+    return Backmapper(module, meta, texts, device)
 
 
 def default_model_path() -> str:
-    """Path of the shipped C-alpha model (package data)."""
-    from importlib import resources
+    """Path of the shipped C-alpha model (package data).
 
+    Examples
+    --------
+    >>> default_model_path().endswith("ca2aa.pt")  # doctest: +SKIP
+    True
+    """
     path = resources.files("openmm_backmap") / "data" / "ca2aa.pt"
     if not path.is_file():
         raise MissingFileError("the shipped C-alpha model is missing from the installation; pass --model")
     return str(path)
-
-
-def save_model(module: nn.Module, path: str, metadata: dict, aa_topology=None, cg_topology=None, cg_xyz=None,
-               hierarchy=None, force: bool = True) -> str:
-    """Script ``module`` and write it with its metadata as extra files.
-
-    Parameters
-    ----------
-    module : KStepModel
-    path : str
-    metadata : dict
-        JSON-serialisable; ``format_version``, ``package_version``, units and
-        the signature are added.
-    aa_topology, cg_topology : mdtraj.Topology, optional
-        Written as PDB text (``cg_xyz`` (N, 3) nm gives the reference CG coordinates).
-    hierarchy : Hierarchy, optional
-    """
-    if os.path.exists(path) and not force:
-        raise OutputExistsError(f"{path!r} exists; use --force to overwrite")
-    meta = {"format_version": FORMAT_VERSION, "package_version": __version__, "signature": SIGNATURE,
-            "units": {"input": "nm", "output": "nm", "metrics": "angstrom"},
-            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "torch_version": torch.__version__, "python": platform.python_version(), **metadata}
-    extra = {"metadata.json": json.dumps(meta, indent=1, default=_json_default)}
-    if aa_topology is not None:
-        extra["aa_topology.pdb"] = _pdb_text(aa_topology)
-    if cg_topology is not None:
-        extra["cg_topology.pdb"] = _pdb_text(cg_topology, cg_xyz)
-    if hierarchy is not None:
-        extra["mappings.json"] = json.dumps(hierarchy.to_dict())
-    scripted = module if isinstance(module, torch.jit.ScriptModule) else torch.jit.script(module.cpu().eval())
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp"
-    torch.jit.save(scripted, tmp, _extra_files=extra)
-    os.replace(tmp, path)
-    return path
-
-
-def _json_default(o):
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    return str(o)
-
-
-def export_step(task, cfg, summary: dict, path: str) -> str:
-    """Export a trained step (called at the end of training).
-
-    A transferable step (C-alpha -> atoms) becomes a model on its own; a
-    per-system step is exported with its context (sequence, mappings, CG
-    reference) and can be composed with others by :func:`export_kstep`.
-    """
-    from ..train.config import config_to_dict
-
-    module, context = task.export_module()
-    meta = {"kind": context.pop("kind", cfg.kind), "name": cfg.name or cfg.kind,
-            "transferable": context.get("sequence") is None,
-            "steps": [{"kind": cfg.kind, "config": cfg.model, **context.pop("step_meta", {})}],
-            "config": config_to_dict(cfg), "training": summary, **context.pop("metadata", {})}
-    for key in ("sequence", "segment_start", "n_beads", "levels"):
-        if key in context:
-            meta[key] = context[key]
-    return save_model(module, path, meta, aa_topology=context.get("aa_topology"),
-                      cg_topology=context.get("cg_topology"), cg_xyz=context.get("cg_xyz"),
-                      hierarchy=context.get("hierarchy"))
-
-
-def export_kstep(step_paths, output: str, force: bool = False, name: str | None = None) -> str:
-    """Compose exported models, coarsest first, into one k-step model.
-
-    The first model fixes the CG input (beads, sequence, mappings); each
-    following model must accept the previous one's output (e.g. a UCG -> C-alpha
-    model followed by the transferable C-alpha -> atoms model). The training
-    summary, config and metrics of every part are kept under ``components``.
-
-    Parameters
-    ----------
-    step_paths : list of str
-        Exported models, coarsest first.
-    output : str
-        Path of the k-step model.
-    force : bool
-        Overwrite ``output``.
-    name : str, optional
-        Model name (default: the parts' names joined by ``+``).
-
-    Examples
-    --------
-    >>> export_kstep(['runs/adk12/model.pt', 'models/ca2aa.pt'], 'models/adk-ucg12.pt')  # doctest: +SKIP
-    """
-    if os.path.exists(output) and not force:
-        raise OutputExistsError(f"{output!r} exists; use --force to overwrite")
-    if len(step_paths) < 1:
-        raise InputError("give at least one step model")
-    models = [load_model(p, device="cpu") for p in step_paths]
-    first = models[0]
-    steps = []
-    for m in models:
-        # a loaded script ModuleList cannot be indexed; its children are named "0", "1", ...
-        steps += [getattr(m.module.steps, str(i)) for i in range(len(m.metadata.get("steps", [1])))]
-    module = KStepModel(steps, torch.as_tensor(residue_type_indices(first.sequence)) if first.sequence else None,
-                        torch.as_tensor(first.segment_start) if first.sequence else None, first.n_beads)
-    # the CG side (sequence, beads, levels) comes from the first part; what describes one part only
-    # (its config, task, training, metrics) goes under "components"
-    per_part = ("config", "task", "training", "metrics", "output_level", "input_level", "name", "kind", "steps",
-                "components", "reexported", "template_geometry")
-    meta = {k: v for k, v in first.metadata.items() if not k.startswith("_") and k not in (
-        "format_version", "package_version", "signature", "units", "created", "torch_version", "python") + per_part}
-    meta["kind"] = "kstep"
-    meta["name"] = name or "+".join(str(m.metadata.get("name") or m.kind) for m in models)
-    meta["steps"] = sum((m.metadata.get("steps", []) for m in models), [])
-    meta["input_level"] = first.metadata.get("input_level")
-    meta["output_level"] = models[-1].output_level
-    meta["components"] = [{"file": os.path.basename(p), "kind": m.kind,
-                           **{k: m.metadata.get(k) for k in ("name", "config", "training", "metrics")}}
-                          for p, m in zip(step_paths, models)]
-    aa_top = build_topology(first.sequence, first.segment_start) if first.sequence else None
-    return save_model(module, output, meta, aa_topology=aa_top, cg_topology=first.cg_topology,
-                      cg_xyz=first.reference_cg_xyz, hierarchy=first.hierarchy, force=True)

@@ -1,1 +1,26 @@
-"""run layer."""
+"""Run layer: backmapping during a simulation and after it.
+
+* :mod:`.reporter`: :class:`BackmapReporter`, the OpenMM reporter;
+* :mod:`.conversion`: :func:`convert_trajectory`, post-hoc conversion of CG files;
+* :mod:`.pipeline`: :class:`BackmapPipeline`, the backmap -> relax -> write
+  steps both share, configured by :class:`BackmapOptions` (:mod:`.options`);
+* :mod:`.cg_input`: what the CG particles of a topology are;
+* :mod:`.relax`: :class:`Relaxer`, restrained minimisation with OpenMM;
+* :mod:`.demo`: :func:`run_demo`, the villin demo.
+
+Uses every layer below it (structure, io, mapping, model, evaluation, cgsystems).
+"""
+
+from .cg_input import cg_particle_info, cg_sequence
+from .conversion import convert_trajectory
+from .demo import run_demo
+from .options import BackmapOptions
+from .pipeline import BackmapPipeline, BadFrameWarning, RelaxationWarning, format_summary
+from .relax import Relaxer, RelaxResult
+from .reporter import BackmapReporter
+
+# TODO(lead): re-export coarsen_files once run/coarsening.py is final:
+# from .coarsening import coarsen_files
+
+__all__ = ["BackmapReporter", "BackmapPipeline", "BackmapOptions", "Relaxer", "RelaxResult", "convert_trajectory",
+           "run_demo", "format_summary", "BadFrameWarning", "RelaxationWarning", "cg_particle_info", "cg_sequence"]

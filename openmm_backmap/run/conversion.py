@@ -1,21 +1,29 @@
 """Post-hoc backmapping of CG trajectories: ``openmm-backmap convert``.
 
-:func:`convert` reads a CG structure or trajectory in chunks (constant
-memory), and sends the frames through the same
-:class:`~openmm_backmap.pipeline.BackmapPipeline` (model -> optional
-:class:`~openmm_backmap.relax.Relaxer` -> :class:`~openmm_backmap.io.TrajectoryWriter`)
-that :class:`~openmm_backmap.reporter.BackmapReporter` uses during a simulation.
+:func:`convert_trajectory` reads a CG structure or trajectory in chunks
+(constant memory), and sends the frames through the same
+:class:`~openmm_backmap.run.pipeline.BackmapPipeline` (model -> optional
+:class:`~openmm_backmap.run.relax.Relaxer` -> :class:`~openmm_backmap.io.TrajectoryWriter`)
+that :class:`~openmm_backmap.run.reporter.BackmapReporter` uses during a simulation.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import warnings
 
 import numpy as np
-from ..structure.errors import InputError, MissingFileError
+from tqdm import tqdm
 
-__all__ = ["convert"]
+from ..io import check_output_path, topology_path_for
+from ..model import load_model
+from ..structure import InputError, MissingFileError, make_whole
+from .cg_input import cg_particle_info, cg_sequence
+from .options import resolve_options
+from .pipeline import BackmapPipeline, format_summary
+
+__all__ = ["convert_trajectory"]
 
 _PDB_EXTENSIONS = (".pdb", ".pdb.gz", ".ent", ".ent.gz")
 #: Unit cells smaller than this (nm) are placeholders (e.g. the 1 nm box of box-less XTC files), not periodic boxes.
@@ -79,9 +87,9 @@ def _frames(input, top, atom_indices, stride, chunk):
                          "topology the trajectory was written with") from None
 
 
-def convert_trajectory(input, output, model=None, topology=None, samples=1, seed=None, device=None, stride=1, chunk=100,
-            minimize=False, keep_hydrogens=False, deterministic=False, force=False, on_bad_frame="skip",
-            progress=True, append=False, relax_options=None) -> dict:
+def convert_trajectory(input, output, model=None, topology=None, samples=1, seed=None, device=None, stride=1,
+                       chunk=100, minimize=False, keep_hydrogens=False, deterministic=False, force=False,
+                       on_bad_frame="skip", progress=True, append=False, relax_options=None, options=None) -> dict:
     """Backmap a CG structure or trajectory file to an all-atom trajectory.
 
     Parameters
@@ -112,7 +120,7 @@ def convert_trajectory(input, output, model=None, topology=None, samples=1, seed
     chunk : int
         Frames read and backmapped at a time (memory stays constant).
     minimize : bool
-        Relax every structure with :class:`~openmm_backmap.relax.Relaxer`.
+        Relax every structure with :class:`~openmm_backmap.run.relax.Relaxer`.
     keep_hydrogens : bool
         With ``minimize``: write hydrogens too.
     deterministic : bool
@@ -124,7 +132,12 @@ def convert_trajectory(input, output, model=None, topology=None, samples=1, seed
     progress : bool
         Show a progress bar and print the summary.
     relax_options : dict, optional
-        Keyword arguments of :class:`~openmm_backmap.relax.Relaxer`.
+        Keyword arguments of :class:`~openmm_backmap.run.relax.Relaxer`.
+    options : BackmapOptions, optional
+        ``model``, ``samples``, ``seed``, ``device``, ``minimize``,
+        ``keep_hydrogens``, ``deterministic``, ``force``, ``append``,
+        ``on_bad_frame`` and ``relax_options`` at once (then leave those at
+        their defaults).
 
     Returns
     -------
@@ -132,7 +145,7 @@ def convert_trajectory(input, output, model=None, topology=None, samples=1, seed
         :meth:`BackmapPipeline.summary` plus ``input`` and ``cg_topology``:
         frames in, skipped and written, frames per second, seconds per stage,
         and the reference-free clash and bond checks before and after
-        relaxation (see :mod:`openmm_backmap.pipeline`).
+        relaxation (see :mod:`openmm_backmap.run.pipeline`).
 
     Raises
     ------
@@ -150,28 +163,28 @@ def convert_trajectory(input, output, model=None, topology=None, samples=1, seed
     >>> convert_trajectory('villin_ca.pdb', 'villin_aa.pdb', model='models/ca2aa.pt', seed=1)  # doctest: +SKIP
     >>> convert_trajectory('cg.dcd', 'aa.xtc', topology='cg.pdb', stride=10, samples=5, minimize=True)  # doctest: +SKIP
     """
-    from ..model.backmapping import load_model
-    from ..io.formats import check_output_path, topology_path_for
-    from .pipeline import BackmapPipeline, cg_particle_info, cg_sequence, format_summary, make_whole
-
     input = os.fspath(input)
     output = os.fspath(output)
     if not os.path.exists(input):
         raise MissingFileError(f"input file {input!r} does not exist")
-    for name, value in (("stride", stride), ("chunk", chunk), ("samples", samples)):
+    for name, value in (("stride", stride), ("chunk", chunk)):
         if int(value) < 1:
             raise InputError(f"{name} must be a positive integer, got {value}")
     stride, chunk = int(stride), int(chunk)
+    opts = resolve_options(options, model=model, samples=samples, seed=seed, device=device, minimize=minimize,
+                           keep_hydrogens=keep_hydrogens, deterministic=deterministic, force=force,
+                           on_bad_frame=on_bad_frame, append=append, relax_options=relax_options)
     if os.path.abspath(input) == os.path.abspath(output):
         raise InputError("the output would overwrite the input; choose another output name")
-    check_output_path(output, append=append, force=force)  # fail before loading anything
-    top_out = topology_path_for(output, append=append, force=force)
+    check_output_path(output, append=opts.append, force=opts.force)  # fail before loading anything
+    top_out = topology_path_for(output, append=opts.append, force=opts.force)
     if top_out is not None and os.path.abspath(top_out) in {os.path.abspath(input), os.path.abspath(
             os.fspath(topology)) if topology is not None else None}:
         raise InputError(f"the output's topology file {top_out} would overwrite the input; choose another output "
                          "name")
     top, top_source = _load_topology(input, topology)
-    bm = load_model(model, device=device)
+    bm = load_model(opts.model, device=opts.device)
+    opts = dataclasses.replace(opts, model=bm)
 
     if top is None:  # PDB or HDF5 input: the file carries the CG topology
         import mdtraj as md
@@ -191,23 +204,23 @@ def convert_trajectory(input, output, model=None, topology=None, samples=1, seed
     bar = None
     try:
         for xyz, time_ps, box in frames:
+            periodic = box is not None and np.isfinite(box).all() and (np.diagonal(box, axis1=1, axis2=2)
+                                                                          >= MIN_BOX_NM).all()
             if pipe is None:
-                info = cg_particle_info(top, particles, xyz[0] if len(xyz) else None)
+                info = cg_particle_info(top, particles, xyz[0] if len(xyz) else None,
+                                        box[0] if periodic and len(xyz) else None)
                 sequence = cg_sequence(info, bm, f"{top_source}: ", fix_count=": give a C-alpha topology",
                                        fix_names="; give a CG topology with the real residue names (-t/--topology)")
                 ca_level = info["one_per_residue"] and sequence is not None
                 pipe = BackmapPipeline(
-                    bm, output, len(particles), sequence=sequence,
+                    output, len(particles), opts, sequence=sequence,
                     segment_start=info["segment_start"] if bm.transferable else None,
                     chain_ids=info["chain_ids"] if ca_level else None,
-                    residue_numbers=info["residue_numbers"] if ca_level else None, samples=samples, seed=seed,
-                    deterministic=deterministic, minimize=minimize, relax_options=relax_options,
-                    keep_hydrogens=keep_hydrogens, append=append, force=force, device=device,
-                    on_bad_frame=on_bad_frame)
+                    residue_numbers=info["residue_numbers"] if ca_level else None)
                 bonds = info["bonds"]
                 if progress:
-                    bar = _progress_bar(input, top, stride)
-            if box is not None and np.isfinite(box).all() and (np.diagonal(box, axis1=1, axis2=2) >= MIN_BOX_NM).all():
+                    bar = _progress_bar(input, stride)
+            if periodic:
                 xyz = make_whole(xyz, box, bonds).astype(np.float32)  # periodic input: molecules whole again
             base = pipe.frames_in + pipe.frames_skipped
             good = pipe.filter_frames(xyz, index=np.arange(base, base + len(xyz)) * stride)
@@ -227,15 +240,11 @@ def convert_trajectory(input, output, model=None, topology=None, samples=1, seed
     return summary
 
 
-def _progress_bar(input, top, stride):
-    try:
-        from tqdm import tqdm
-    except ImportError:  # pragma: no cover - tqdm is a dependency
-        return None
+def _progress_bar(input, stride):
+    import mdtraj as md
+
     total = None
     try:
-        import mdtraj as md
-
         if not _is_pdb(input):
             with md.open(input) as f:
                 total = (len(f) + stride - 1) // stride

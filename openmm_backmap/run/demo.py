@@ -2,9 +2,9 @@
 
 The villin headpiece (35 residues) comes from OpenMM's bundled test
 structure (``openmm/app/data/test.pdb``). :func:`run_demo` builds a C-alpha
-Go-like model of it (:func:`~openmm_backmap.cgmodels.calpha_go_model`), runs
+Go-like model of it (:func:`~openmm_backmap.cgsystems.calpha_go_model`), runs
 Langevin dynamics (Reference platform for so small a system, else CPU) with a
-:class:`~openmm_backmap.reporter.BackmapReporter` attached, relaxes every
+:class:`~openmm_backmap.run.reporter.BackmapReporter` attached, relaxes every
 backmapped frame, and reports what came out.
 """
 
@@ -16,7 +16,15 @@ import time
 import warnings
 
 import numpy as np
-from ..structure.errors import InputError, MissingFileError
+
+from ..cgsystems import calpha_go_model
+from ..evaluation import backbone_dihedrals_deg, ramachandran_plot, rmsd
+from ..io import load_ensemble
+from ..model import load_model
+from ..structure import InputError, MissingFileError
+from ..structure.constants import ANGSTROM_PER_NM
+from .pipeline import format_summary
+from .reporter import BackmapReporter
 
 __all__ = ["run_demo", "villin_pdb_path", "DEFAULT_STEPS", "DEFAULT_REPORTS"]
 
@@ -49,17 +57,12 @@ def _pick_platform(n_particles):
     return openmm.Platform.getPlatformByName("CPU" if use_cpu else "Reference")
 
 
-def _superposed_rmsd_angstrom(xyz, ref):
-    """Heavy-atom RMSD (Å) after optimal superposition (Kabsch), both (A, 3) nm."""
-    a = np.asarray(xyz, dtype=np.float64)
-    b = np.asarray(ref, dtype=np.float64)
-    a = a - a.mean(0)
-    b = b - b.mean(0)
-    u, s, vt = np.linalg.svd(a.T @ b)
-    d = np.sign(np.linalg.det(u @ vt))
-    s[-1] *= d
-    msd = max((np.sum(a * a) + np.sum(b * b) - 2.0 * s.sum()) / len(a), 0.0)
-    return float(np.sqrt(msd) * 10.0)
+def _superposed_rmsd_angstrom(generated, native, atom_indices=None):
+    """RMSD (Å) of the first frames of two ensembles of one sequence after optimal superposition (mdtraj)."""
+    import mdtraj as md
+
+    return float(md.rmsd(generated.to_mdtraj()[0], native.to_mdtraj(), 0, atom_indices=atom_indices)[0]
+                 * ANGSTROM_PER_NM)
 
 
 def run_demo(output_dir="backmap-demo", steps=None, model=None, seed=0, report_interval=None, device=None,
@@ -82,7 +85,7 @@ def run_demo(output_dir="backmap-demo", steps=None, model=None, seed=0, report_i
     device : str, optional
         Torch device of the model.
     relax_options : dict, optional
-        :class:`~openmm_backmap.relax.Relaxer` options (default
+        :class:`~openmm_backmap.run.relax.Relaxer` options (default
         :data:`DEMO_RELAX_OPTIONS` on the simulation's platform).
     verbose : bool
         Print what is done and written.
@@ -109,13 +112,6 @@ def run_demo(output_dir="backmap-demo", steps=None, model=None, seed=0, report_i
     """
     import openmm
     import openmm.app as app
-
-    from ..model.backmapping import load_model
-    from ..cgsystems import calpha_go_model
-    from ..io.formats import load_ensemble
-    from ..evaluation.metrics import backbone_dihedrals, ramachandran_plot, rmsd
-    from .pipeline import format_summary
-    from .reporter import BackmapReporter
 
     def say(msg):
         if verbose:
@@ -186,14 +182,13 @@ def run_demo(output_dir="backmap-demo", steps=None, model=None, seed=0, report_i
         raise InputError("no frame was backmapped (fewer steps than the report interval?)")
 
     generated = load_ensemble(files["trajectory"], topology=files["topology"])
-    first = generated.xyz[0]
-    rmsd_first = _superposed_rmsd_angstrom(first, native.xyz[0])
-    ca_rmsd_first = _superposed_rmsd_angstrom(generated.ca_xyz[0], native.ca_xyz[0])
+    rmsd_first = _superposed_rmsd_angstrom(generated, native)
+    ca_rmsd_first = _superposed_rmsd_angstrom(generated, native, native.layout.ca_index)
     direct = bm.backmap(native.ca_xyz[:1], native.sequence, native.segment_start, seed=seed).xyz
     rmsd_native = float(rmsd(native.xyz[0], direct[0]))
 
-    phi_r, psi_r = backbone_dihedrals(native)
-    phi_g, psi_g = backbone_dihedrals(generated)
+    phi_r, psi_r = backbone_dihedrals_deg(native)
+    phi_g, psi_g = backbone_dihedrals_deg(generated)
     ramachandran_plot(np.stack([phi_r.ravel(), psi_r.ravel()], 1), np.stack([phi_g.ravel(), psi_g.ravel()], 1),
                       files["ramachandran"], title=f"villin: native (left) vs {generated.n_frames} backmapped frames")
     result = {

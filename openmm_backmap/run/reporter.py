@@ -3,20 +3,29 @@
 :class:`BackmapReporter` is an OpenMM reporter (the ``describeNextReport`` /
 ``report`` protocol of OpenMM >= 8.2). It only collects the positions of the
 CG particles, makes the molecule whole across periodic boundaries, batches
-frames and hands them to a :class:`~openmm_backmap.pipeline.BackmapPipeline`
+frames and hands them to a :class:`~openmm_backmap.run.pipeline.BackmapPipeline`
 (backmap -> optional relaxation -> :class:`~openmm_backmap.io.TrajectoryWriter`),
 either in the simulation's thread or in a background worker thread. It holds
-no model logic: :func:`~openmm_backmap.convert.convert` uses the same pipeline.
+no model logic: :func:`~openmm_backmap.run.conversion.convert_trajectory`
+uses the same pipeline.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import queue
 import threading
 import warnings
 
 import numpy as np
-from ..structure.errors import InputError
+import openmm.unit as unit
+
+from ..io import check_output_path
+from ..model import load_model
+from ..structure import InputError, make_whole
+from .cg_input import cg_particle_info, cg_sequence
+from .options import resolve_options
+from .pipeline import BackmapPipeline
 
 __all__ = ["BackmapReporter"]
 
@@ -87,9 +96,9 @@ class BackmapReporter:
     samples : int
         Structures drawn per CG frame.
     seed : int, optional
-        Base seed for reproducible output (see :class:`~openmm_backmap.pipeline.BackmapPipeline`).
+        Base seed for reproducible output (see :class:`~openmm_backmap.run.pipeline.BackmapPipeline`).
     minimize : bool
-        Relax every structure with :class:`~openmm_backmap.relax.Relaxer` (built once).
+        Relax every structure with :class:`~openmm_backmap.run.relax.Relaxer` (built once).
     append : bool
         Append to an existing output file (atom count and format must match).
     enforcePeriodicBox : bool, optional
@@ -107,11 +116,11 @@ class BackmapReporter:
     deterministic : bool
         Most likely structure instead of a sample.
     relaxOptions : dict, optional
-        Keyword arguments of :class:`~openmm_backmap.relax.Relaxer` (e.g.
+        Keyword arguments of :class:`~openmm_backmap.run.relax.Relaxer` (e.g.
         ``{'restraint': 'ca', 'platform': 'CPU', 'max_iterations': 500}``).
     onBadFrame : {'skip', 'raise'}
         Frames with NaN, infinite or exploded coordinates are skipped with a
-        :class:`~openmm_backmap.pipeline.BadFrameWarning`, or raise ValueError.
+        :class:`~openmm_backmap.run.pipeline.BadFrameWarning`, or raise ValueError.
     keepHydrogens : bool
         With ``minimize``: write all atoms, hydrogens included.
     sequence : list of str, optional
@@ -121,9 +130,15 @@ class BackmapReporter:
         Overwrite an existing output file.
     queueSize : int
         Batches the asynchronous queue holds before the simulation waits.
+    options : BackmapOptions, optional
+        All of ``model``, ``device``, ``samples``, ``seed``, ``minimize``,
+        ``append``, ``deterministic``, ``relaxOptions``, ``onBadFrame``,
+        ``keepHydrogens`` and ``force`` at once (then leave those at their
+        defaults).
 
     Attributes
     ----------
+    options : BackmapOptions
     pipeline : BackmapPipeline or None
         Created on the first report.
 
@@ -137,7 +152,7 @@ class BackmapReporter:
 
     Examples
     --------
-    >>> from openmm_backmap.cgmodels import calpha_go_model
+    >>> from openmm_backmap.cgsystems import calpha_go_model
     >>> top, system, pos = calpha_go_model('villin.pdb')  # doctest: +SKIP
     >>> sim = app.Simulation(top, system, openmm.LangevinMiddleIntegrator(300, 1, 0.01))  # doctest: +SKIP
     >>> sim.context.setPositions(pos)  # doctest: +SKIP
@@ -149,44 +164,28 @@ class BackmapReporter:
     def __init__(self, file, reportInterval, model=None, cgParticles=None, device=None, samples=1, seed=None,
                  minimize=False, append=False, enforcePeriodicBox=None, batchSize=1, asynchronous=False,
                  deterministic=False, relaxOptions=None, onBadFrame="skip", keepHydrogens=False, sequence=None,
-                 force=False, queueSize=4):
-        from ..io.formats import check_output_path
-
+                 force=False, queueSize=4, options=None):
         self._closed = True  # until fully constructed, so __del__ is safe
         if int(reportInterval) < 1:
             raise InputError(f"reportInterval must be a positive integer, got {reportInterval}")
         if int(batchSize) < 1:
             raise InputError(f"batchSize must be a positive integer, got {batchSize}")
-        if onBadFrame not in ("skip", "raise"):
-            raise InputError(f"onBadFrame must be 'skip' or 'raise', not {onBadFrame!r}")
-        if int(samples) < 1:
-            raise InputError(f"samples must be a positive integer, got {samples}")
-        if keepHydrogens and not minimize:
-            raise InputError("keepHydrogens needs minimize=True (the relaxer adds the hydrogens)")
-        self.file = check_output_path(file, append=append, force=force)
+        self.options = resolve_options(
+            options, model=model, device=device, samples=samples, seed=seed, deterministic=deterministic,
+            minimize=minimize, relax_options=relaxOptions, keep_hydrogens=keepHydrogens, append=append, force=force,
+            on_bad_frame=onBadFrame)
+        self.file = check_output_path(file, append=self.options.append, force=self.options.force)
         self.reportInterval = int(reportInterval)
-        self.model = model
         self.cgParticles = None if cgParticles is None else np.asarray(list(cgParticles), dtype=np.int64)
-        self.device = device
-        self.samples = int(samples)
-        self.seed = seed
-        self.minimize = bool(minimize)
-        self.append = bool(append)
         self.enforcePeriodicBox = enforcePeriodicBox
         self.batchSize = int(batchSize)
         self.asynchronous = bool(asynchronous)
-        self.deterministic = bool(deterministic)
-        self.relaxOptions = dict(relaxOptions or {})
-        self.onBadFrame = onBadFrame
-        self.keepHydrogens = bool(keepHydrogens)
         self.sequence = None if sequence is None else list(sequence)
-        self.force = bool(force)
         self.queueSize = max(1, int(queueSize))
         self.pipeline = None
         self._worker = None
         self._buffer = []
         self._bonds = None
-        self._periodic = False
         self.frames_reported = 0
         self._closed = False
 
@@ -217,28 +216,25 @@ class BackmapReporter:
         if self._closed:
             raise InputError(f"the BackmapReporter for {self.file} is closed")
         self._raise_worker_error()
-        pos = np.asarray(state.getPositions(asNumpy=True).value_in_unit(_nm()), dtype=np.float64)
+        pos = np.asarray(state.getPositions(asNumpy=True).value_in_unit(unit.nanometer), dtype=np.float64)
+        box = None
+        if simulation.system.usesPeriodicBoundaryConditions():
+            box = np.asarray(state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.nanometer), dtype=np.float64)
         if self.pipeline is None:
-            self._setup(simulation, pos)
+            self._setup(simulation, pos, box)
         xyz = pos[self.cgParticles]
-        if self._periodic:
-            box = np.asarray(state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(_nm()), dtype=np.float64)
-            if np.isfinite(xyz).all():
-                from .pipeline import make_whole
-
-                xyz = make_whole(xyz, box, self._bonds)
+        if box is not None and np.isfinite(xyz).all():
+            xyz = make_whole(xyz, box, self._bonds)
         self.frames_reported += 1
         if not self.pipeline.filter_frames(xyz[None], index=[simulation.currentStep])[0]:
             return
-        time_ps = float(state.getTime().value_in_unit(_ps()))
+        time_ps = float(state.getTime().value_in_unit(unit.picosecond))
         self._buffer.append((xyz.astype(np.float32), time_ps, int(simulation.currentStep)))
         if len(self._buffer) >= self.batchSize:
             self._submit()
 
     # ------------------------------------------------------------------ internals
-    def _setup(self, simulation, pos):
-        from .pipeline import BackmapPipeline, cg_particle_info, cg_sequence
-
+    def _setup(self, simulation, pos, box):
         n_total = len(pos)
         if self.cgParticles is None:
             self.cgParticles = np.arange(n_total, dtype=np.int64)
@@ -247,12 +243,9 @@ class BackmapReporter:
             raise InputError(f"cgParticles must be indices in 0..{n_total - 1} (the system has {n_total} particles)")
         if len(np.unique(p)) != len(p):
             raise InputError("cgParticles contains duplicate indices")
-        info = cg_particle_info(simulation.topology, p, pos[p])
+        info = cg_particle_info(simulation.topology, p, pos[p], box)
         self._bonds = info["bonds"]
-        self._periodic = bool(simulation.system.usesPeriodicBoundaryConditions())
-        from ..model.backmapping import load_model
-
-        model = load_model(self.model, device=self.device)
+        model = load_model(self.options.model, device=self.options.device)
         sequence = self.sequence
         if sequence is None:
             sequence = cg_sequence(info, model, fix_count=": select them with cgParticles=[...]",
@@ -261,11 +254,9 @@ class BackmapReporter:
         seg = info["segment_start"] if model.transferable else None
         ca_level = info["one_per_residue"] and sequence is not None and len(sequence) == len(p)
         self.pipeline = BackmapPipeline(
-            model, self.file, len(p), sequence=sequence, segment_start=seg,
+            self.file, len(p), dataclasses.replace(self.options, model=model), sequence=sequence, segment_start=seg,
             chain_ids=info["chain_ids"] if ca_level else None,
-            residue_numbers=info["residue_numbers"] if ca_level else None, samples=self.samples, seed=self.seed,
-            deterministic=self.deterministic, minimize=self.minimize, relax_options=self.relaxOptions,
-            keep_hydrogens=self.keepHydrogens, append=self.append, force=self.force, on_bad_frame=self.onBadFrame)
+            residue_numbers=info["residue_numbers"] if ca_level else None)
         if self.asynchronous:
             self._worker = _Worker(self.pipeline, self.queueSize)
 
@@ -346,17 +337,6 @@ class BackmapReporter:
                           RuntimeWarning, stacklevel=2)
 
     def __repr__(self):
-        return (f"BackmapReporter({self.file!r}, reportInterval={self.reportInterval}, samples={self.samples}, "
-                f"asynchronous={self.asynchronous}, minimize={self.minimize}, frames={self.frames_reported})")
-
-
-def _nm():
-    import openmm.unit as u
-
-    return u.nanometer
-
-
-def _ps():
-    import openmm.unit as u
-
-    return u.picosecond
+        return (f"BackmapReporter({self.file!r}, reportInterval={self.reportInterval}, "
+                f"samples={self.options.samples}, asynchronous={self.asynchronous}, "
+                f"minimize={self.options.minimize}, frames={self.frames_reported})")

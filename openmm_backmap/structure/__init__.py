@@ -6,11 +6,12 @@ Depends on numpy and mdtraj only; every other layer builds on it.
 from .constants import ANGSTROM_PER_NM
 from .ensemble import ProteinEnsemble
 from .errors import InputError, LoadWarning, MissingFileError, OutputExistsError, UserError
+from .periodic import make_whole
 from .segments import detect_segment_starts, segment_starts_from_distances, torn_frames
 from .templates import (AMINO_ACIDS, TEMPLATES, AtomLayout, atom_layout, build_topology, canonical_atom_name,
                         canonical_residue_name, residue_type_indices)
 
 __all__ = ["ANGSTROM_PER_NM", "ProteinEnsemble", "UserError", "InputError", "MissingFileError", "OutputExistsError",
-           "LoadWarning", "detect_segment_starts", "segment_starts_from_distances", "torn_frames", "AMINO_ACIDS",
+           "LoadWarning", "make_whole", "detect_segment_starts", "segment_starts_from_distances", "torn_frames", "AMINO_ACIDS",
            "TEMPLATES", "AtomLayout", "atom_layout", "build_topology", "canonical_atom_name", "canonical_residue_name",
            "residue_type_indices"]

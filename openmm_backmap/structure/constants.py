@@ -54,3 +54,7 @@ FAILED_ENERGY_KJ_MOL = 1.0e6
 #: A covalent bond of the input longer than this (nm) is beyond repair (a chain break missing from the
 #: topology, or a corrupt frame): such frames are not minimised.
 UNREPAIRABLE_BOND_NM = 1.0
+
+# --- residue slots of the models ---
+#: Heavy atoms of the largest standard residue (TRP): the slots per residue in the models' residue-slot arrays.
+MAX_HEAVY_ATOMS_PER_RESIDUE = 14

@@ -8,7 +8,7 @@ The task trains one system (one sequence) from its all-atom frames:
    (:func:`openmm_backmap.mapping.build_hierarchy`, AutoGrain-like partition);
 3. every frame gives (fine, beads) pairs: fine = C-alphas (``target: ca``) or
    all heavy atoms (``target: aa``), beads = the mapped C-alphas;
-4. the loss is the :meth:`CGVAE.loss <openmm_backmap.steps.cgvae.CGVAE.loss>`
+4. the loss is the :meth:`CGVAE.loss <openmm_backmap.model.steps.cgvae.CGVAE.loss>`
    negative ELBO (+ bond and deterministic terms); validation reports it and
    the RMSD (Å, no alignment: the beads fix the frame) of the deterministic
    (prior-mean) reconstruction.
@@ -27,10 +27,12 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from ..model.steps import get_step_class
+from ..mapping import build_hierarchy, cg_topology
+from ..model import KStepModel
+from ..model.steps import CGVAE, CGVAEConfig, system_context
+from ..structure import ANGSTROM_PER_NM, InputError, ProteinEnsemble, build_topology
 from .config import from_dict
-from .tasks import register_task
-from ..structure.errors import InputError
+from .protocol import register_task
 
 __all__ = ["CGVAETaskConfig", "CGVAETask"]
 
@@ -88,8 +90,6 @@ class CGVAETaskConfig:
 
 
 def _one_system(ensembles, what):
-    from ..structure.ensemble import ProteinEnsemble
-
     if not ensembles:
         raise InputError(f"cgvae: no {what} data")
     first = ensembles[0]
@@ -109,7 +109,7 @@ def _random_rotations(rng, n):
 
 @register_task("cgvae")
 class CGVAETask:
-    """Trains :class:`~openmm_backmap.steps.cgvae.CGVAE` on the frames of one protein.
+    """Trains :class:`~openmm_backmap.model.steps.cgvae.CGVAE` on the frames of one protein.
 
     Attributes
     ----------
@@ -124,9 +124,6 @@ class CGVAETask:
         if cfg.init:
             raise InputError("init (fine-tuning from an exported model) is supported for ca2aa runs only; "
                              "remove 'init' from this cgvae config")
-        from ..mapping.operators import build_hierarchy
-        from ..model.steps.cgvae import CGVAEConfig, system_context
-
         self.cfg = cfg
         self.opts = o = from_dict(CGVAETaskConfig, cfg.task, "task")
         if o.target not in ("ca", "aa"):
@@ -157,7 +154,7 @@ class CGVAETask:
         self.context = system_context(self.sequence, self.segment_start, residue_bead, o.target,
                                       self.train_fine[pick.round().astype(int)], model_cfg.fine_neighbors,
                                       model_cfg.bead_neighbors)
-        self.model = get_step_class("cgvae")(model_cfg, self.context)
+        self.model = CGVAE(model_cfg, self.context)
         self.model_config = model_cfg
         n_res = len(self.sequence)
         self.batch_frames = o.batch_frames or max(1, cfg.optim.batch_residues // n_res)
@@ -181,7 +178,7 @@ class CGVAETask:
         """Fine (F, n_fine, 3) and bead (F, N, 3) coordinates in Å, float32."""
         fine = ens.ca_xyz if self.opts.target == "ca" else ens.xyz
         beads = self.bead_mapping.apply(np.nan_to_num(ens.xyz.astype(np.float64)))
-        return (fine * 10.0).astype(np.float32), (beads * 10.0).astype(np.float32)
+        return (fine * ANGSTROM_PER_NM).astype(np.float32), (beads * ANGSTROM_PER_NM).astype(np.float32)
 
     def sample_batch(self, rng):
         n = len(self.train_fine)
@@ -230,8 +227,8 @@ class CGVAETask:
                 loss, parts = self.model.loss(fine, beads, o.beta, 0.0, o.bond_weight, o.det_weight)
                 losses.append(float(loss) * len(fine))
                 kl += parts["kl"] * len(fine)
-                det = self.model(beads / 10.0, empty_t, empty_s, 0, 0.0) * 10.0
-                sample = self.model(beads / 10.0, empty_t, empty_s, s + 1, 1.0) * 10.0
+                det = self.model(beads / ANGSTROM_PER_NM, empty_t, empty_s, 0, 0.0) * ANGSTROM_PER_NM
+                sample = self.model(beads / ANGSTROM_PER_NM, empty_t, empty_s, s + 1, 1.0) * ANGSTROM_PER_NM
                 post = self.model.reconstruct(fine, beads)
                 sq_det += float(((det - fine) ** 2).sum(-1).mean(-1).sum())
                 sq_sample += float(((sample - fine) ** 2).sum(-1).mean(-1).sum())
@@ -242,13 +239,12 @@ class CGVAETask:
                 "val_sample_rmsd_A": (sq_sample / n) ** 0.5, "val_post_rmsd_A": (sq_post / n) ** 0.5,
                 "val_kl": kl / n, "val_bond_rms_A": (sq_bond / n) ** 0.5}
 
+    def on_load(self):
+        """Nothing to restore: the step's buffers (graph, scales) are fixed when the task is built."""
+
     # ------------------------------------------------------------------ export
     def export_module(self):
         """KStepModel([step]) with the system's sequence, and the export context."""
-        from ..model.backmapping import KStepModel
-        from ..mapping.operators import cg_topology
-        from ..structure.templates import build_topology
-
         o = self.opts
         n_beads = self.bead_mapping.n_beads
         module = KStepModel([self.model], torch.as_tensor(self.ensemble.residue_types),
@@ -264,7 +260,7 @@ class CGVAETask:
             "levels": list(self.hierarchy.levels),
             "hierarchy": self.hierarchy,
             "cg_topology": top,
-            "cg_xyz": self.train_beads[0] / 10.0,
+            "cg_xyz": self.train_beads[0] / ANGSTROM_PER_NM,
             "aa_topology": build_topology(self.sequence, self.segment_start),
             "step_meta": {"input": self.level, "output": o.target, "n_in": int(n_beads),
                           "n_out": int(self.model.n_fine), "resolved_config": {**asdict(self.model_config),

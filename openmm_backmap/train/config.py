@@ -8,9 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
-from ..structure.errors import InputError, MissingFileError
 
-__all__ = ["DataConfig", "OptimConfig", "RunConfig", "load_config", "config_to_dict", "from_dict"]
+from ..structure import InputError, MissingFileError
+
+__all__ = ["DataConfig", "OptimConfig", "RunConfig", "load_config", "from_dict"]
 
 
 @dataclass
@@ -117,10 +118,6 @@ def from_dict(cls, data: dict, where: str = ""):
             raise InputError(f"{where + '.' if where else ''}{key}: expected {tp.__name__}, got {value!r}")
         kwargs[key] = value
     return cls(**kwargs)
-
-
-def config_to_dict(cfg) -> dict:
-    return dataclasses.asdict(cfg)
 
 
 def _apply_override(data: dict, item: str):

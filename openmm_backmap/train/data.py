@@ -8,9 +8,8 @@ import warnings
 
 import numpy as np
 
-from ..io.formats import LoadWarning, load_ensemble
-from ..structure.segments import torn_frames
-from ..structure.errors import MissingFileError
+from ..io import LoadWarning, load_ensemble
+from ..structure import MissingFileError, torn_frames
 
 __all__ = ["load_training_data"]
 

@@ -1,6 +1,6 @@
 """The training loop shared by every step kind.
 
-A *task* (see :mod:`openmm_backmap.train.tasks`) owns the model and knows how
+A *task* (see :class:`openmm_backmap.train.protocol.Task`) owns the model and knows how
 to draw a batch, compute its loss and validate; this loop owns everything
 else: optimiser, learning-rate reduction on plateau, early stopping,
 checkpoint and resume, gradient accumulation, a progress bar, and a CSV log
@@ -10,44 +10,38 @@ of losses and validation metrics.
 from __future__ import annotations
 
 import csv
-import json
 import os
 import time
+from dataclasses import asdict
 
 import numpy as np
 import torch
 import yaml
 from tqdm.auto import tqdm
 
-from .config import RunConfig, config_to_dict
-from ..structure.errors import MissingFileError
+from ..structure import MissingFileError
+from .checkpoint import load_checkpoint, restore_rng, rng_state, save_checkpoint
+from .config import RunConfig
+from .protocol import Task
 
 __all__ = ["train_task"]
 
 
-def _save(path, payload):
-    tmp = path + ".tmp"
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-
-
-def _after_load(task):
-    """Let the task restore what is not learned (e.g. data-fitted tables) after a checkpoint load."""
-    hook = getattr(task, "on_load", None)
-    if hook is not None:
-        hook()
-
-
-def train_task(task, cfg: RunConfig, resume: bool = False, log=print) -> dict:
+def train_task(task: Task, cfg: RunConfig, resume: bool = False, log=print) -> dict:
     """Optimise ``task.model``; return a summary (best validation metrics, time, steps).
 
     The run directory receives ``config.yaml`` (the resolved config),
     ``log.csv``, ``last.pt`` (for resuming) and ``best.pt`` (best validation
-    loss).
+    loss). Checkpoints hold plain data only (see :mod:`.checkpoint`), so a
+    resumed run continues exactly where the checkpoint left off.
+
+    Examples
+    --------
+    >>> summary = train_task(make_task(cfg, train, val, data), cfg)  # doctest: +SKIP
     """
     os.makedirs(cfg.run_dir, exist_ok=True)
     with open(os.path.join(cfg.run_dir, "config.yaml"), "w") as fh:
-        yaml.safe_dump(config_to_dict(cfg), fh, sort_keys=False)
+        yaml.safe_dump(asdict(cfg), fh, sort_keys=False)
     if cfg.optim.threads:
         torch.set_num_threads(cfg.optim.threads)
     torch.manual_seed(cfg.seed)
@@ -63,13 +57,13 @@ def train_task(task, cfg: RunConfig, resume: bool = False, log=print) -> dict:
     if resume:
         if not os.path.exists(last_path):
             raise MissingFileError(f"cannot resume: no checkpoint {last_path!r}; run without --resume")
-        ck = torch.load(last_path, map_location="cpu", weights_only=False)
+        ck = load_checkpoint(last_path)
         model.load_state_dict(ck["model"])
-        _after_load(task)
+        task.on_load()
         opt.load_state_dict(ck["optim"])
         sched.load_state_dict(ck["sched"])
         state = ck["state"]
-        rng = np.random.default_rng(cfg.seed + state["step"])
+        rng = restore_rng(ck, last_path)
         log(f"resumed from step {state['step']}")
     elif os.path.exists(log_path):
         os.remove(log_path)
@@ -128,15 +122,15 @@ def train_task(task, cfg: RunConfig, resume: bool = False, log=print) -> dict:
             if improved:
                 state["best"], state["bad"] = val, 0
                 state["best_metrics"] = {k: v for k, v in row.items()}
-                _save(best_path, {"model": model.state_dict(), "step": state["step"], "metrics": row})
+                save_checkpoint(best_path, {"model": model.state_dict(), "step": state["step"], "metrics": row})
             else:
                 state["bad"] += 1
             tqdm.write(f"step {state['step']:6d}  train {row['train_loss']:.4f}  val {val:.4f}"
                        + "".join(f"  {k} {v:.3f}" for k, v in metrics.items() if k != "val_loss")
                        + ("  *" if improved else ""))
             state["elapsed"] = elapsed
-            _save(last_path, {"model": model.state_dict(), "optim": opt.state_dict(), "sched": sched.state_dict(),
-                              "state": state})
+            save_checkpoint(last_path, {"model": model.state_dict(), "optim": opt.state_dict(),
+                                        "sched": sched.state_dict(), "state": state, **rng_state(rng)})
             if state["bad"] >= cfg.optim.patience:
                 stop_reason = "early_stopping"
                 break
@@ -144,15 +138,13 @@ def train_task(task, cfg: RunConfig, resume: bool = False, log=print) -> dict:
                 stop_reason = "time_limit"
                 break
     bar.close()
-    best = torch.load(best_path, map_location="cpu", weights_only=False)
+    best = load_checkpoint(best_path)
     model.load_state_dict(best["model"])
-    _after_load(task)
+    task.on_load()
     summary = {"steps": state["step"], "best_step": best["step"], "stop_reason": stop_reason,
                "train_time_s": round(state["elapsed"], 1),
                "peak_rss_mb": round(peak_rss, 1) if peak_rss else None,
                "best_metrics": state["best_metrics"]}
-    with open(os.path.join(cfg.run_dir, "summary.json"), "w") as fh:
-        json.dump(summary, fh, indent=2)
     log(f"training stopped ({stop_reason}) after {state['step']} steps, {state['elapsed'] / 60:.1f} min; "
         f"best val_loss {state['best']:.4f} at step {best['step']}")
     return summary

@@ -1,42 +1,13 @@
 """Step families: conditional generative modules p(finer | coarser).
 
-A registry maps a step kind (the ``kind`` key of configs and model metadata)
-to its class; :func:`register_step` adds one.
+Importing this package registers the built-in families (``ca2aa``,
+``cgvae``) in the step registry (:mod:`.registry`).
 """
 
-from __future__ import annotations
-from ...structure.errors import InputError
+from .ca2aa import CA2AA, CA2AAConfig
+from .ca2aa_templates import ensemble_to_slots, fit_geometry
+from .cgvae import CGVAE, CGVAEConfig, system_context
+from .registry import STEP_KINDS, get_step_class, register_step
 
-STEP_KINDS: dict = {}
-
-__all__ = ["STEP_KINDS", "register_step", "get_step_class"]
-
-
-def register_step(kind: str):
-    """Class decorator registering a step family under ``kind``."""
-
-    def wrap(cls):
-        if kind in STEP_KINDS and STEP_KINDS[kind] is not cls:
-            raise ValueError(f"step kind {kind!r} is already registered")
-        STEP_KINDS[kind] = cls
-        cls.kind = kind
-        return cls
-
-    return wrap
-
-
-def get_step_class(kind: str):
-    """Return the class registered for ``kind``."""
-    _load_builtin()
-    try:
-        return STEP_KINDS[kind]
-    except KeyError:
-        raise InputError(f"unknown step kind {kind!r}; known kinds: {sorted(STEP_KINDS)}") from None
-
-
-def _load_builtin():
-    from . import ca2aa  # noqa: F401
-    try:
-        from . import cgvae  # noqa: F401
-    except ImportError:  # pragma: no cover - optional until written
-        pass
+__all__ = ["STEP_KINDS", "register_step", "get_step_class", "CA2AA", "CA2AAConfig", "CGVAE", "CGVAEConfig",
+           "system_context", "ensemble_to_slots", "fit_geometry"]

@@ -32,18 +32,16 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..geometry import bond_angle, dihedral, hash_normal, hash_uniform, local_frames, place_atom, wrap_angle
-from ...structure.templates import AMINO_ACIDS, TEMPLATES
-from . import register_step
+from ...structure import AMINO_ACIDS
+from ...structure.constants import ANGSTROM_PER_NM, CIS_CA_DISTANCE_ANGSTROM
+from ..geometry import dihedral, local_frames, place_atom, wrap_angle
+from .ca2aa_network import AngleHead, AttentionLayer, sample_von_mises, vm_mixture_nll
+from .ca2aa_repack import repack_search
+from .ca2aa_templates import (BACKBONE_ANGLE_DEG, BACKBONE_BOND_ANGSTROM, MAX_ATOMS, N_TYPES, default_geometry,
+                              peptide_unit, residue_tables)
+from .registry import register_step
 
-__all__ = ["CA2AAConfig", "CA2AA", "residue_tables", "ensemble_to_slots"]
-
-MAX_ATOMS = 14
-N_TYPES = len(AMINO_ACIDS)
-# ideal backbone geometry (Engh & Huber), Å and degrees
-_CA_C, _C_N, _N_CA, _C_O = 1.525, 1.329, 1.458, 1.231
-_ANG_CA_C_N, _ANG_C_N_CA, _ANG_CA_C_O, _ANG_N_CA_C = 116.2, 121.7, 120.1, 111.0
-CIS_CUTOFF = 3.3  # Å: C-alpha pairs closer than this get a cis peptide unit
+__all__ = ["CA2AAConfig", "CA2AA"]
 
 
 @dataclass
@@ -87,160 +85,11 @@ class CA2AAConfig:
     dropout: float = 0.0
 
 
-def _peptide_unit(cis: bool) -> np.ndarray:
-    """Ideal C, O, N(i+1), CA(i+1) of a peptide unit (Å) in its canonical frame.
-
-    CA(i) is the origin, CA(i+1) lies on +x and the unit in the xy plane with
-    C at y > 0; ``cis`` chooses omega = 0 instead of 180 degrees.
-    """
-    rad = math.radians
-    f = lambda *v: torch.tensor(v, dtype=torch.float64)  # noqa: E731
-    ca = f(0.0, 0.0, 0.0)
-    c = f(_CA_C, 0.0, 0.0)
-    n = c + _C_N * f(-math.cos(rad(_ANG_CA_C_N)), math.sin(rad(_ANG_CA_C_N)), 0.0)
-    o = c + _C_O * f(-math.cos(rad(_ANG_CA_C_O)), -math.sin(rad(_ANG_CA_C_O)), 0.0)
-    one = torch.ones((), dtype=torch.float64)
-    ca2 = place_atom(ca, c, n, one * _N_CA, one * rad(_ANG_C_N_CA), one * (0.0 if cis else math.pi))
-    frame = local_frames(ca, ca2, c)
-    return (torch.stack([c, o, n, ca2]) @ frame.T).numpy()
-
-
-def residue_tables() -> dict:
-    """Per residue-type slot tables (numpy) describing the templates for the builder."""
-    valid = np.zeros((N_TYPES, MAX_ATOMS), dtype=bool)
-    zm = np.zeros((N_TYPES, MAX_ATOMS, 3), dtype=np.int64)
-    chi = np.zeros((N_TYPES, MAX_ATOMS), dtype=np.int64)
-    level = np.zeros((N_TYPES, MAX_ATOMS), dtype=np.int64)
-    chi_def = np.zeros((N_TYPES, 4, 4), dtype=np.int64)
-    chi_valid = np.zeros((N_TYPES, 4), dtype=bool)
-    for t, name in enumerate(AMINO_ACIDS):
-        tpl = TEMPLATES[name]
-        idx = {a: i for i, a in enumerate(tpl.atoms)}
-        valid[t, :len(tpl.atoms)] = True
-        if "CB" in idx:
-            zm[t, 4] = (idx["C"], idx["N"], idx["CA"])  # CB: torsion C-N-CA-CB fixes L chirality
-        lev = {"N": 0, "CA": 0, "C": 0, "O": 0, "CB": 0}
-        for atom, a, b, c, k in tpl.zmatrix:
-            s = idx[atom]
-            zm[t, s] = (idx[a], idx[b], idx[c])
-            chi[t, s] = k
-            lev[atom] = lev[c] + 1
-            level[t, s] = lev[atom]
-            if k and not chi_valid[t, k - 1]:
-                chi_valid[t, k - 1] = True
-                chi_def[t, k - 1] = (idx[a], idx[b], idx[c], s)
-    return dict(valid=valid, zm=zm, chi=chi, level=level, chi_def=chi_def, chi_valid=chi_valid,
-                n_levels=int(level.max()))
-
-
-def ensemble_to_slots(ensemble):
-    """Canonical ensemble -> (xyz (F, R, 14, 3) Å, mask (F, R, 14)) residue-slot arrays."""
-    lay = ensemble.layout
-    f, r = ensemble.n_frames, ensemble.n_residues
-    xyz = np.full((f, r, MAX_ATOMS, 3), np.nan, dtype=np.float32)
-    mask = np.zeros((f, r, MAX_ATOMS), dtype=bool)
-    slot = np.arange(lay.n_atoms) - lay.residue_start[lay.atom_residue]
-    xyz[:, lay.atom_residue, slot] = ensemble.xyz * 10.0
-    mask[:, lay.atom_residue, slot] = ensemble.mask
-    return xyz, mask
-
 
 def _take(x: Tensor, i: Tensor) -> Tensor:
     """Gather per-residue vectors: ``x`` (B, R, 3), ``i`` (B, R) -> (B, R, 3)."""
     return x.gather(1, i.unsqueeze(-1).expand(-1, -1, 3))
 
-
-class _AngleHead(nn.Module):
-    """MLP -> mixture of von Mises parameters for one angle.
-
-    The input may be split into shared features and a small per-call part
-    (the previous chi angles): :meth:`context` applies the first layer to the
-    shared features once, and :meth:`conditional` adds the small part, so
-    evaluating many candidates costs little more than one evaluation.
-    """
-
-    def __init__(self, d_in: int, hidden: int, k: int):
-        super().__init__()
-        self.k = k
-        self.net = nn.Sequential(nn.Linear(d_in, hidden), nn.SiLU(), nn.Linear(hidden, 4 * k))
-
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        return self._mixture(self.net(x))
-
-    def context(self, h: Tensor) -> Tensor:
-        """First-layer pre-activation of the leading ``h.shape[-1]`` input features (bias included)."""
-        first = self.net[0]
-        return torch.nn.functional.linear(h, first.weight[:, : h.shape[-1]], first.bias)
-
-    def conditional(self, context: Tensor, extra: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Same as ``forward(cat([h, extra]))`` given ``context = self.context(h)``."""
-        first = self.net[0]
-        z = context + torch.nn.functional.linear(extra, first.weight[:, first.weight.shape[1] - extra.shape[-1]:])
-        return self._mixture(self.net[2](self.net[1](z)))
-
-    def _mixture(self, out: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        logits, c, s, lk = out.split(self.k, dim=-1)
-        mu = torch.atan2(s, c + 1e-6)
-        kappa = torch.nn.functional.softplus(lk) + 0.5
-        return torch.log_softmax(logits, dim=-1), mu, kappa.clamp(max=500.0)
-
-
-def vm_mixture_nll(logp: Tensor, mu: Tensor, kappa: Tensor, x: Tensor) -> Tensor:
-    """Negative log-likelihood of angles ``x`` under a von Mises mixture (per element)."""
-    log_i0 = torch.log(torch.special.i0e(kappa)) + kappa
-    comp = logp + kappa * torch.cos(x.unsqueeze(-1) - mu) - math.log(2 * math.pi) - log_i0
-    return -torch.logsumexp(comp, dim=-1)
-
-
-def _sample_vm(logp: Tensor, mu: Tensor, kappa: Tensor, temperature: float, seed: int, stream: int) -> Tensor:
-    if temperature <= 0.0:
-        best = logp.argmax(dim=-1, keepdim=True)
-        return mu.gather(-1, best).squeeze(-1)
-    shape = list(logp.shape)
-    g = -torch.log(-torch.log(hash_uniform(seed, stream, shape, logp.device)))
-    k = (logp / temperature + g).argmax(dim=-1, keepdim=True)
-    m = mu.gather(-1, k).squeeze(-1)
-    kap = kappa.gather(-1, k).squeeze(-1)
-    eps = hash_normal(seed, stream + 1, shape[:-1], logp.device)
-    return wrap_angle(m + temperature * eps / torch.sqrt(kap))
-
-
-class _Layer(nn.Module):
-    def __init__(self, h: int, heads: int, d_edge: int, dropout: float = 0.0):
-        super().__init__()
-        self.heads = heads
-        self.drop = nn.Dropout(dropout)
-        self.ln1 = nn.LayerNorm(h)
-        self.q = nn.Linear(h, h)
-        self.kv = nn.Linear(h, 2 * h)
-        self.e = nn.Linear(d_edge, 2 * h)
-        self.o = nn.Linear(h, h)
-        self.ln2 = nn.LayerNorm(h)
-        self.ff = nn.Sequential(nn.Linear(h, 2 * h), nn.SiLU(), nn.Linear(2 * h, h))
-
-    def forward(self, h: Tensor, nb: Tensor, edge: Tensor, nb_mask: Tensor) -> Tensor:
-        """Attention of each residue over its neighbours ``nb`` (B, R, k), keys and values shifted by
-        ``e(edge)``. ``e`` is linear, so its key part enters the scores as ``(W_k^T q) . edge`` and its
-        value part as ``W_v (sum_j att_j edge_j) + b_v``: no (B, R, k, 2h) edge tensor is formed. (Its key
-        bias adds the same ``q . b_k`` to every neighbour's score and cancels in the softmax.)"""
-        b, r, kk = nb.shape
-        nh = self.heads
-        x = self.ln1(h)
-        dh = x.shape[-1] // nh
-        q = self.q(x).view(b * r, nh, dh)
-        flat_nb = (nb + (torch.arange(b, device=nb.device) * r).view(b, 1, 1)).reshape(-1)
-        kv = self.kv(x).reshape(b * r, 2 * nh * dh).index_select(0, flat_nb).view(b * r, kk, 2, nh, dh)
-        k = kv[:, :, 0].permute(0, 2, 3, 1)  # (BR, heads, dh, k)
-        v = kv[:, :, 1].transpose(1, 2)  # (BR, heads, k, dh)
-        w = self.e.weight.view(2, nh, dh, -1)
-        ed = edge.reshape(b * r, kk, -1)
-        qe = torch.einsum("nhc,hcd->nhd", q, w[0])  # (BR, heads, d_edge)
-        score = torch.matmul(q.unsqueeze(2), k).squeeze(2) + torch.matmul(qe, ed.transpose(1, 2))
-        att = (score / math.sqrt(dh)).masked_fill(~nb_mask.reshape(b * r, 1, kk), -1e9).softmax(dim=-1)
-        msg = torch.matmul(att.unsqueeze(2), v).squeeze(2)  # (BR, heads, dh)
-        msg = msg + torch.einsum("nhd,hcd->nhc", torch.matmul(att, ed), w[1]) + self.e.bias.view(2, nh, dh)[1]
-        h = h + self.drop(self.o(msg.reshape(b, r, nh * dh)))
-        return h + self.drop(self.ff(self.ln2(h)))
 
 
 @register_step("ca2aa")
@@ -262,7 +111,7 @@ class CA2AA(nn.Module):
     >>> types = torch.tensor([0, 7, 5, 13, 19])  # ALA GLY GLN PHE VAL
     >>> xyz = step(ca, types, torch.tensor([True, False, False, False, False]), 0, 0.0)
     >>> xyz.shape
-    torch.Size([2, 42, 3])
+    torch.Size([2, 36, 3])
     """
 
     kind: str = "ca2aa"
@@ -282,9 +131,11 @@ class CA2AA(nn.Module):
         geometry = geometry or default_geometry()
         for key in ("bond", "angle", "offset"):
             self.register_buffer(f"zm_{key}", torch.as_tensor(np.asarray(geometry[key]), dtype=torch.float32))
-        self.register_buffer("unit_trans", torch.tensor(_peptide_unit(False), dtype=torch.float32))
-        self.register_buffer("unit_cis", torch.tensor(_peptide_unit(True), dtype=torch.float32))
-        self.cis_cutoff = CIS_CUTOFF
+        self.register_buffer("unit_trans", torch.tensor(peptide_unit(False), dtype=torch.float32))
+        self.register_buffer("unit_cis", torch.tensor(peptide_unit(True), dtype=torch.float32))
+        self.cis_ca_distance = CIS_CA_DISTANCE_ANGSTROM
+        # TorchScript reads module attributes, not module-level globals
+        self.angstrom_per_nm = ANGSTROM_PER_NM
         self.max_atoms = MAX_ATOMS
         self.mixture = cfg.mixture
         self.repack_sweeps = cfg.repack_sweeps
@@ -294,8 +145,9 @@ class CA2AA(nn.Module):
         self.repack_chunk = 16  # frames per chunk (bounds memory)
         self.pro_type = AMINO_ACIDS.index("PRO")
         self.pro_cd_n = float(geometry.get("pro_cd_n", 1.473))
-        self.bond_n_ca, self.bond_ca_c, self.bond_c_o = _N_CA, _CA_C, _C_O
-        self.angle_n_ca_c, self.angle_ca_c_o = math.radians(_ANG_N_CA_C), math.radians(_ANG_CA_C_O)
+        bond, angle = BACKBONE_BOND_ANGSTROM, BACKBONE_ANGLE_DEG
+        self.bond_n_ca, self.bond_ca_c, self.bond_c_o = bond["N-CA"], bond["CA-C"], bond["C-O"]
+        self.angle_n_ca_c, self.angle_ca_c_o = math.radians(angle["N-CA-C"]), math.radians(angle["CA-C-O"])
 
         h, k = cfg.hidden, cfg.mixture
         self.k_nb = cfg.neighbors
@@ -304,11 +156,11 @@ class CA2AA(nn.Module):
         self.embed = nn.Embedding(N_TYPES, h)
         self.node_in = nn.Linear(4, h)
         self.edge_in = nn.Sequential(nn.Linear(d_edge, h), nn.SiLU(), nn.Linear(h, cfg.edge_dim))
-        self.layers = nn.ModuleList([_Layer(h, cfg.heads, cfg.edge_dim, cfg.dropout) for _ in range(cfg.layers)])
+        self.layers = nn.ModuleList([AttentionLayer(h, cfg.heads, cfg.edge_dim, cfg.dropout) for _ in range(cfg.layers)])
         self.ln = nn.LayerNorm(h)
         # heads: peptide theta, N-term psi, C-term phi, C-term O torsion, chi1..4 (autoregressive)
-        self.bb_heads = nn.ModuleList([_AngleHead(h, h, k) for _ in range(4)])
-        self.chi_heads = nn.ModuleList([_AngleHead(h + 8, h, k) for _ in range(4)])
+        self.bb_heads = nn.ModuleList([AngleHead(h, h, k) for _ in range(4)])
+        self.chi_heads = nn.ModuleList([AngleHead(h + 8, h, k) for _ in range(4)])
 
     @classmethod
     @torch.jit.unused
@@ -377,7 +229,7 @@ class CA2AA(nn.Module):
         # edge features
         flat = nb.reshape(b, -1)
         ca_j = ca.gather(1, flat.unsqueeze(-1).expand(-1, -1, 3)).view(b, r, kk, 3)
-        rel = torch.einsum("brij,brkj->brki", frames, ca_j - ca.unsqueeze(2)) / 10.0
+        rel = torch.einsum("brij,brkj->brki", frames, ca_j - ca.unsqueeze(2)) / self.angstrom_per_nm
         centers = torch.linspace(0.0, 20.0, self.n_rbf, device=dev)
         rbf = torch.exp(-((dist.clamp(max=30.0).unsqueeze(-1) - centers) / (20.0 / self.n_rbf)) ** 2)
         f_j = frames.reshape(b, r, 9).gather(1, flat.unsqueeze(-1).expand(-1, -1, 9)).view(b, r, kk, 3, 3)
@@ -417,7 +269,7 @@ class CA2AA(nn.Module):
         nxt = (idx + 1).clamp(max=r - 1)
         prv = (idx - 1).clamp(min=0)
         ca_next = _take(ca, nxt)
-        cis = (torch.linalg.vector_norm(ca_next - ca, dim=-1) < self.cis_cutoff).unsqueeze(-1).unsqueeze(-1)
+        cis = (torch.linalg.vector_norm(ca_next - ca, dim=-1) < self.cis_ca_distance).unsqueeze(-1).unsqueeze(-1)
         unit = torch.where(cis, self.unit_cis, self.unit_trans)  # (B, R, 4, 3)
         th = bb[..., 0]
         cos, sin = torch.cos(th).unsqueeze(-1), torch.sin(th).unsqueeze(-1)
@@ -516,12 +368,12 @@ class CA2AA(nn.Module):
         bb = []
         for i, head in enumerate(self.bb_heads):
             logp, mu, kappa = head(h)
-            bb.append(_sample_vm(logp, mu, kappa, temperature, seed, 10 * i))
+            bb.append(sample_von_mises(logp, mu, kappa, temperature, seed, 10 * i))
         prev = torch.zeros(h.shape[0], h.shape[1], 8, device=h.device, dtype=h.dtype)
         chis = []
         for i, head in enumerate(self.chi_heads):
             logp, mu, kappa = head.conditional(ctx[i], prev)
-            x = _sample_vm(logp, mu, kappa, temperature, seed, 100 + 10 * i)
+            x = sample_von_mises(logp, mu, kappa, temperature, seed, 100 + 10 * i)
             chis.append(x)
             upd = torch.stack([torch.cos(x), torch.sin(x)], dim=-1)
             prev = torch.cat([prev[..., : 2 * i], upd, prev[..., 2 * i + 2:]], dim=-1)
@@ -536,7 +388,7 @@ class CA2AA(nn.Module):
         ``temperature`` 0 is the deterministic mode.
         """
         b, r, _ = ca_nm.shape
-        ca = ca_nm * 10.0
+        ca = ca_nm * self.angstrom_per_nm
         types = residue_types.unsqueeze(0).expand(b, -1)
         seg = segment_start.unsqueeze(0).expand(b, -1)
         valid = torch.ones_like(seg)
@@ -547,7 +399,7 @@ class CA2AA(nn.Module):
         if self.repack_sweeps > 0 and r > 2:
             x = self.repack(x, ctx, chi, ca, types)
         keep = self.slot_valid[residue_types].reshape(-1).nonzero().squeeze(-1)
-        return x.reshape(b, r * self.max_atoms, 3).index_select(1, keep) / 10.0
+        return x.reshape(b, r * self.max_atoms, 3).index_select(1, keep) / self.angstrom_per_nm
 
     # ------------------------------------------------------------------ repacking
     def _chi(self, index: int, ctx: list[Tensor], prev: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -590,33 +442,12 @@ class CA2AA(nn.Module):
                 pens.append(best1 - logp1[..., k1] + best2 - logp2[..., k2])
         return cands, torch.stack(pens, 0)
 
-    def _neighbours(self, cur: Tensor, nf: Tensor, rows: Tensor) -> Tensor:
-        """Atoms (n, kk * 14, 3) of the neighbour residues of ``rows`` (flat residue indices)."""
-        kk = nf.shape[1]
-        return cur.index_select(0, nf.index_select(0, rows).reshape(-1)).reshape(rows.shape[0], kk * self.max_atoms, 3)
-
-    def _overlap(self, sc: Tensor, neigh: Tensor) -> Tensor:
-        """Overlap penalty (n, C) of side-chain candidates ``sc`` (n, C, s, 3) with atoms ``neigh`` (n, q, 3).
-
-        Missing atoms are NaN (never closer than anything); only the few pairs closer than the wall are
-        gathered.
-        """
-        n, c, k, q = sc.shape[0], sc.shape[1], sc.shape[2], neigh.shape[1]
-        dist = torch.cdist(sc.reshape(n, c * k, 3), neigh).reshape(-1)
-        close = (dist < self.repack_wall).nonzero().squeeze(-1)
-        pen = (self.repack_wall - dist.index_select(0, close)) ** 2
-        out = torch.zeros(n * c, device=sc.device, dtype=sc.dtype)
-        return out.index_add_(0, torch.div(close, k * q, rounding_mode="floor"), pen).view(n, c)
-
     def repack(self, x: Tensor, ctx: list[Tensor], chi: Tensor, ca: Tensor, types: Tensor) -> Tensor:
         """Swap clashing side chains for other likely rotamers (residue slots, Å).
 
-        Greedy sweeps: each residue takes the candidate minimising
-        ``weight * overlap + likelihood penalty``, where overlap sums
-        ``(wall - d)^2`` over its side-chain atoms closer than ``wall`` to any
-        atom of its nearest residues; alternate residues move in alternate
-        sweeps so neighbours do not swap into each other. Slots of atoms a
-        residue does not have are NaN in the result.
+        The candidates are those of :meth:`candidate_chis`; the search is
+        :func:`~openmm_backmap.model.steps.ca2aa_repack.repack_search`. Slots
+        of atoms a residue does not have are NaN in the result.
         """
         cands, lik = self.candidate_chis(ctx, chi)
         b, r = types.shape
@@ -624,63 +455,8 @@ class CA2AA(nn.Module):
         n_alt = len(cands) - 1
         alt = self.build_side_chains(x.repeat(n_alt, 1, 1, 1), types.repeat(n_alt, 1), torch.cat(cands[1:], 0))
         allx = torch.cat([x.unsqueeze(0), alt.reshape(n_alt, b, r, self.max_atoms, 3)], 0).permute(1, 2, 0, 3, 4)
-        lik = lik.permute(1, 2, 0)  # (B, R, C)
-        n_c = allx.shape[2]
-        sv = self.slot_valid[types]  # (B, R, 14)
-        kk = min(self.repack_k, r - 1)
-        d = torch.cdist(ca, ca) + torch.eye(r, device=ca.device, dtype=ca.dtype).unsqueeze(0) * 1e6
-        nb = d.topk(kk, dim=-1, largest=False).indices  # (B, R, kk)
-        idx = torch.arange(r, device=ca.device)
-        out: list[Tensor] = []
-        for start in range(0, b, self.repack_chunk):
-            stop = min(start + self.repack_chunk, b)
-            m = stop - start
-            xf = allx[start:stop].reshape(m * r, n_c, self.max_atoms, 3)
-            # neighbour lists as flat residue indices of this chunk
-            nf = (nb[start:stop] + (torch.arange(m, device=x.device) * r).view(m, 1, 1)).reshape(m * r, kk)
-            sf = sv[start:stop].reshape(m * r, 1, self.max_atoms, 1)
-            xf = torch.where(sf, xf, torch.full_like(xf, float("nan")))  # missing atoms never overlap
-            lf = lik[start:stop].reshape(m * r, n_c)
-            cand_sc = xf[:, :, 5:].reshape(m * r * n_c, self.max_atoms - 5, 3)  # side chains beyond CB, flat
-            choice = torch.zeros(m * r, dtype=torch.long, device=x.device)
-            cur = xf[:, 0]
-            every = torch.arange(m * r, device=x.device)
-            pen = self._overlap(cur[:, 5:].unsqueeze(1), self._neighbours(cur, nf, every)).squeeze(1)
-            # a residue is re-scored only if it or a neighbour moved since it was last scored (same result)
-            stale = torch.ones(m * r, dtype=torch.bool, device=x.device)
-            for sweep in range(self.repack_sweeps):
-                turn = ((idx + sweep) % 2 == 0).repeat(m)
-                act = ((pen > 0) & turn & stale).nonzero().squeeze(-1)
-                if act.numel() == 0:
-                    continue
-                stale = stale.index_fill(0, act, False)
-                la = lf.index_select(0, act)
-                ch = choice.index_select(0, act)
-                now = self.repack_weight * pen.index_select(0, act) + la.gather(1, ch.unsqueeze(-1)).squeeze(-1)
-                # overlap is >= 0, so only candidates whose likelihood penalty alone is below the current
-                # score can win: score just those (row, candidate) pairs
-                pair = (la < (now - 1e-4).unsqueeze(-1)).nonzero()
-                rows = act.index_select(0, pair[:, 0])
-                sc = cand_sc.index_select(0, rows * n_c + pair[:, 1])
-                over = self._overlap(sc.unsqueeze(1), self._neighbours(cur, nf, rows)).squeeze(1)
-                score = torch.full_like(la, float("inf"))
-                score = score.index_put((pair[:, 0], pair[:, 1]), self.repack_weight * over + la[pair[:, 0], pair[:, 1]])
-                best = score.argmin(dim=-1)
-                gain = score.gather(-1, best.unsqueeze(-1)).squeeze(-1) < now - 1e-4
-                moved = act.masked_select(gain)
-                if moved.numel() == 0:
-                    continue
-                to = best.masked_select(gain)
-                choice = choice.index_copy(0, moved, to)
-                new_atoms = xf.index_select(0, moved).gather(1, to.view(-1, 1, 1, 1).expand(-1, 1, self.max_atoms, 3))
-                cur = cur.index_copy(0, moved, new_atoms.squeeze(1))
-                flag = torch.zeros(m * r, dtype=torch.bool, device=x.device).index_fill(0, moved, True)
-                hit = (flag | flag.index_select(0, nf.reshape(-1)).reshape(m * r, kk).any(-1)).nonzero().squeeze(-1)
-                stale = stale.index_fill(0, hit, True)
-                sub = self._overlap(cur.index_select(0, hit)[:, 5:].unsqueeze(1), self._neighbours(cur, nf, hit))
-                pen = pen.index_copy(0, hit, sub.squeeze(1))
-            out.append(cur.reshape(m, r, self.max_atoms, 3))
-        return torch.cat(out, dim=0)
+        return repack_search(allx, lik.permute(1, 2, 0), self.slot_valid[types], ca, self.repack_sweeps,
+                             self.repack_k, self.repack_wall, self.repack_weight, self.repack_chunk)
 
     # ------------------------------------------------------------------ training
     @torch.jit.unused
@@ -695,7 +471,7 @@ class CA2AA(nn.Module):
         n, c, o = xyz[:, :, 0], xyz[:, :, 2], xyz[:, :, 3]
         ca_next = g(ca, nxt)
         n_next = g(n, nxt)
-        cis = (torch.linalg.vector_norm(ca_next - ca, dim=-1) < self.cis_cutoff).unsqueeze(-1).unsqueeze(-1)
+        cis = (torch.linalg.vector_norm(ca_next - ca, dim=-1) < self.cis_ca_distance).unsqueeze(-1).unsqueeze(-1)
         unit = torch.where(cis, self.unit_cis, self.unit_trans)
         pts = torch.stack([c - ca, o - ca, n_next - ca_next], dim=2)
         loc = torch.einsum("brij,brkj->brki", frames, pts)
@@ -761,74 +537,3 @@ class CA2AA(nn.Module):
         t = self.targets(xyz, mask, types, valid, seg_start)
         return self.build(xyz[:, :, 1], types, valid, t["frames"], t["has_next"], t["has_prev"], t["bb"], t["chi"])
 
-
-def fit_geometry(slot_xyz: list, slot_mask: list, slot_types: list) -> dict:
-    """Template bond lengths, angles (radians) and torsion offsets from reference structures.
-
-    Parameters
-    ----------
-    slot_xyz, slot_mask, slot_types : lists of arrays
-        Residue-slot coordinates (F, R, 14, 3) in Å, masks (F, R, 14) and types (R,).
-
-    Returns
-    -------
-    dict with arrays ``bond``, ``angle``, ``offset`` of shape (20, 14).
-    """
-    tabs = residue_tables()
-    bond = np.zeros((N_TYPES, MAX_ATOMS), dtype=np.float64)
-    angle = np.zeros_like(bond)
-    offset = np.zeros_like(bond)
-    acc = {k: [[[] for _ in range(MAX_ATOMS)] for _ in range(N_TYPES)] for k in ("b", "a", "t")}
-    for xyz, mask, types in zip(slot_xyz, slot_mask, slot_types):
-        x = torch.as_tensor(xyz, dtype=torch.float64)
-        for t in np.unique(types):
-            sel = np.nonzero(types == t)[0]
-            xr = x[:, sel]
-            mr = mask[:, sel]
-            for s in range(4, MAX_ATOMS):
-                if not tabs["valid"][t, s]:
-                    continue
-                a, bb, c = tabs["zm"][t, s]
-                k = tabs["chi"][t, s]
-                ok = mr[..., a] & mr[..., bb] & mr[..., c] & mr[..., s]
-                if k:
-                    da, db, dc, dd = tabs["chi_def"][t, k - 1]
-                    ok &= mr[..., da] & mr[..., db] & mr[..., dc] & mr[..., dd]
-                if not ok.any():
-                    continue
-                P = [xr[..., i, :][torch.from_numpy(ok)] for i in (a, bb, c, s)]
-                acc["b"][t][s].append(torch.linalg.vector_norm(P[3] - P[2], dim=-1).numpy())
-                acc["a"][t][s].append(bond_angle(P[1], P[2], P[3]).numpy())
-                tor = dihedral(*P)
-                if k:
-                    Q = [xr[..., i, :][torch.from_numpy(ok)] for i in tabs["chi_def"][t, k - 1]]
-                    tor = wrap_angle(tor - dihedral(*Q))
-                acc["t"][t][s].append(tor.numpy())
-    for t in range(N_TYPES):
-        for s in range(4, MAX_ATOMS):
-            if acc["b"][t][s]:
-                bond[t, s] = np.median(np.concatenate(acc["b"][t][s]))
-                angle[t, s] = np.median(np.concatenate(acc["a"][t][s]))
-                tv = np.concatenate(acc["t"][t][s])
-                offset[t, s] = math.atan2(np.sin(tv).mean(), np.cos(tv).mean())
-    pro = AMINO_ACIDS.index("PRO")
-    cdn = []
-    for xyz, mask, types in zip(slot_xyz, slot_mask, slot_types):
-        sel = np.nonzero(types == pro)[0]
-        ok = mask[:, sel, 0] & mask[:, sel, 6]
-        cdn.append(np.linalg.norm(xyz[:, sel, 0] - xyz[:, sel, 6], axis=-1)[ok])
-    cdn = np.concatenate(cdn) if cdn else np.zeros(0)
-    return {"bond": bond.tolist(), "angle": angle.tolist(), "offset": offset.tolist(),
-            "pro_cd_n": float(np.median(cdn)) if len(cdn) else 1.473}
-
-
-def default_geometry() -> dict:
-    """Template geometry shipped with the package (``data/ideal_geometry.json``).
-
-    Medians over the training chains, written by ``examples/fit_template_geometry.py``;
-    trained models carry their own fitted copy as buffers.
-    """
-    import json
-    from importlib import resources
-
-    return json.loads((resources.files("openmm_backmap") / "data" / "ideal_geometry.json").read_text())

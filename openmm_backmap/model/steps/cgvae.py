@@ -34,7 +34,7 @@ not for proteins.
 
 ``temperature=0`` decodes the prior mean (deterministic); ``temperature=1``
 samples ``z ~ p(z | X)`` with counter-based noise
-(:func:`~openmm_backmap.geometry.hash_normal`): the same seed gives the same
+(:func:`~openmm_backmap.model.geometry.hash_normal`): the same seed gives the same
 output on the same device.
 
 Per-system context (bead of every fine particle, residue types, atom slots,
@@ -53,15 +53,15 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ...structure import AMINO_ACIDS, InputError, atom_layout, residue_type_indices
+from ...structure.constants import ANGSTROM_PER_NM, MAX_HEAVY_ATOMS_PER_RESIDUE
 from ..geometry import hash_normal
-from ...structure.templates import atom_layout, residue_type_indices
-from . import register_step
-from ...structure.errors import InputError
+from .registry import register_step
 
 __all__ = ["CGVAEConfig", "CGVAE", "system_context", "N_STATIC"]
 
-MAX_SLOTS = 14
-N_TYPES = 20
+MAX_SLOTS = MAX_HEAVY_ATOMS_PER_RESIDUE
+N_TYPES = len(AMINO_ACIDS)
 #: Width of the static fine-edge features (bonded, same residue, sequence separation one-hot).
 N_STATIC = 8
 
@@ -384,6 +384,8 @@ class CGVAE(nn.Module):
         self.chiral = bool(cfg.chiral)
         self.n_rbf = int(cfg.rbf)
         self.max_slots = MAX_SLOTS
+        # TorchScript reads module attributes, not module-level globals
+        self.angstrom_per_nm = ANGSTROM_PER_NM
         self.logvar_min = -9.0
         self.logvar_max = 4.0
         h, lat = cfg.hidden, cfg.latent
@@ -502,7 +504,7 @@ class CGVAE(nn.Module):
         """
         if x_nm.shape[1] != self.n_beads:
             raise RuntimeError("this UCG step expects " + str(self.n_beads) + " beads, got " + str(x_nm.shape[1]))
-        beads = x_nm.to(torch.float32) * 10.0
+        beads = x_nm.to(torch.float32) * self.angstrom_per_nm
         b = beads.shape[0]
         h0 = self.fine_features(residue_types).unsqueeze(0).expand(b, -1, -1)
         hb, nb, _, _ = self.coarse(beads)
@@ -512,7 +514,7 @@ class CGVAE(nn.Module):
         if temperature > 0.0:
             eps = hash_normal(seed, 17, [b, mu.shape[1], self.latent], beads.device)
             z = mu + temperature * torch.exp(0.5 * logvar) * eps
-        return self.decode(z, beads, h0, hb, fb_idx, fb_self) / 10.0
+        return self.decode(z, beads, h0, hb, fb_idx, fb_self) / self.angstrom_per_nm
 
     # ------------------------------------------------------------------ training
     @torch.jit.unused

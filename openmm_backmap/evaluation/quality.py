@@ -1,0 +1,84 @@
+"""Reference-free quality checks of backmapped heavy-atom frames.
+
+There is no true all-atom structure to compare a backmapped frame with, so
+these checks use the definitions of :mod:`openmm_backmap.evaluation.metrics`
+with the reference replaced by the chemistry of the topology:
+
+``clash_percent``
+    :func:`~openmm_backmap.evaluation.metrics.clash_topology`: residues with
+    a heavy atom closer than 1.2 Å to a heavy atom of another residue, the
+    bonded pairs excluded taken from the *topology* (template and peptide
+    bonds). The frame itself cannot serve as the reference: its
+    distance-inferred bond graph counts every pair closer than ~2 Å as bonded
+    and so hides every clash.
+``bond_ok_percent``
+    as ``bond_ok`` (bonds within 10 % of the reference length), over the
+    topology's heavy-atom bonds, with reference lengths given by the caller
+    (the run layer takes the force field's equilibrium lengths).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..structure.constants import BOND_OK_TOLERANCE
+from ..structure.errors import InputError
+from ..structure.templates import atom_layout
+from .metrics import clash_topology
+
+__all__ = ["frame_quality"]
+
+
+def frame_quality(xyz, sequence, segment_start=None, bond_lengths_nm=None):
+    """Reference-free clash and bond checks of heavy-atom frames (see the module docstring).
+
+    Parameters
+    ----------
+    xyz : array, (A, 3) or (F, A, 3), nm
+        Heavy atoms in canonical order.
+    sequence : sequence of str
+        Canonical residue names.
+    segment_start : array of bool, optional
+        Chain starts and breaks (no peptide bond before them).
+    bond_lengths_nm : array, (n,), nm, optional
+        Reference length of every bond of
+        ``atom_layout(sequence).bonds(segment_start)``, in that order (NaN
+        where unknown). Without it ``bond_ok_percent`` is NaN.
+
+    Returns
+    -------
+    clash_percent, bond_ok_percent : ndarray, (F,)
+        Percent of residues with a clash and percent of the bonds with a
+        known length that are within 10 % of it; NaN for frames with
+        non-finite coordinates.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from openmm_backmap.structure import atom_layout
+    >>> lay = atom_layout(['GLY'])
+    >>> x = np.array([[0.0, 0, 0], [0.145, 0, 0], [0.2, 0.14, 0], [0.32, 0.16, 0]])
+    >>> frame_quality(x, ['GLY'], None, np.linalg.norm(x[lay.bonds()[:, 0]] - x[lay.bonds()[:, 1]], axis=1))
+    (array([0.]), array([100.]))
+    """
+    x = np.asarray(xyz, dtype=np.float64)
+    if x.ndim == 2:
+        x = x[None]
+    layout = atom_layout(sequence)
+    bonds = layout.bonds(segment_start)
+    finite = np.isfinite(x).all(axis=(1, 2))
+    clash = np.full(len(x), np.nan)
+    if finite.any():
+        clash[finite] = clash_topology(x[finite], bonds, layout.atom_residue)
+    ok = np.full(len(x), np.nan)
+    if bond_lengths_nm is None:
+        return clash, ok
+    r0 = np.asarray(bond_lengths_nm, dtype=np.float64)
+    if r0.shape != (len(bonds),):
+        raise InputError(f"{len(r0)} bond lengths for the {len(bonds)} bonds of the topology")
+    known = np.isfinite(r0)
+    if known.any() and finite.any():
+        b = bonds[known]
+        d = np.linalg.norm(x[finite][:, b[:, 0]] - x[finite][:, b[:, 1]], axis=-1)
+        ok[finite] = 100.0 * np.mean(np.abs(d - r0[known]) <= BOND_OK_TOLERANCE * r0[known], axis=1)
+    return clash, ok

@@ -1,0 +1,279 @@
+"""Whole-ensemble evaluation: every metric of a generated ensemble against a reference, as a table or JSON.
+
+:func:`evaluate` compares two :class:`~openmm_backmap.structure.ProteinEnsemble`
+objects with the per-frame metrics of :mod:`.metrics` and the torsion KL
+divergences of :mod:`.torsions`; :func:`evaluate_files` loads files first
+and can write the result as JSON; :func:`format_table` prints it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+import warnings
+
+import numpy as np
+
+from ..structure import InputError
+from ..structure.constants import BOND_OK_TOLERANCE, CLASH_DISTANCE_ANGSTROM, KL_BIN_WIDTH_DEG, KL_PSEUDO_COUNT
+from .metrics import masked_xyz, pair_frames, per_frame_metrics
+from .plots import ramachandran_plot, require_matplotlib
+from .torsions import backbone_dihedrals_deg, chi_dihedrals_deg, kl_divergence
+
+__all__ = ["evaluate", "evaluate_files", "format_table"]
+
+_METRICS = (  # key in the result, label, unit
+    ("rmsd_angstrom", "RMSD, heavy atoms, no superposition", "Å"),
+    ("rmsd_sym_angstrom", "RMSD, symmetry-corrected", "Å"),
+    ("ged", "graph edit distance (|E_gen xor E_ref|/|E_ref|)", "-"),
+    ("clash_percent", f"residues with a clash < {CLASH_DISTANCE_ANGSTROM:g} Å", "%"),
+    ("bond_ok_percent", f"bonds within {100 * BOND_OK_TOLERANCE:g} % of reference", "%"),
+)
+
+
+def _summary(values):
+    v = np.asarray(values, dtype=np.float64)
+    ok = np.isfinite(v)
+    return {
+        "mean": float(v[ok].mean()) if ok.any() else float("nan"),
+        "std": float(v[ok].std()) if ok.any() else float("nan"),
+        "n_valid": int(ok.sum()),
+        "per_frame": [float(x) for x in v],
+    }
+
+
+def _check_sequences(reference, generated):
+    rs, gs = list(reference.sequence), list(generated.sequence)
+    if rs == gs:
+        return
+    if len(rs) != len(gs):
+        msg = f"the reference has {len(rs)} residues but the generated structures have {len(gs)}"
+    else:
+        i = next(k for k in range(len(rs)) if rs[k] != gs[k])
+        msg = f"residue {i + 1} is {rs[i]} in the reference but {gs[i]} in the generated structures"
+    raise InputError(f"sequences differ: {msg}; compare structures of the same protein "
+                     f"(reference {reference.source or 'unnamed'!r}, generated {generated.source or 'unnamed'!r})")
+
+
+def evaluate(reference, generated, plots_dir=None, name=None, bin_width_deg=KL_BIN_WIDTH_DEG,
+             pseudo_count=KL_PSEUDO_COUNT):
+    """Compare generated all-atom structures with a reference ensemble.
+
+    Parameters
+    ----------
+    reference : ProteinEnsemble
+        Reference (true) structures, one or more frames.
+    generated : ProteinEnsemble
+        Generated structures of the same sequence. Frames are paired with
+        :func:`~.metrics.pair_frames` (equal counts, ``k`` samples per reference frame
+        frame-major, or any number against a single reference frame).
+    plots_dir : str or path, optional
+        Write ``<name>_ramachandran.png`` here.
+    name : str, optional
+        Name of the comparison (plot file name, table header).
+    bin_width_deg : float
+        Histogram bin width for the KL divergences (degrees).
+    pseudo_count : float
+        Pseudo-count added to every bin's probability.
+
+    Returns
+    -------
+    dict
+        ``rmsd_angstrom``, ``rmsd_sym_angstrom``, ``ged``, ``clash_percent``,
+        ``bond_ok_percent``: each ``{"mean", "std", "n_valid", "per_frame"}``
+        over the generated frames (mean/std ignore NaN frames); ``kl``:
+        KL(reference || generated) in nats for ``ramachandran`` (2D phi/psi),
+        ``phi``, ``psi`` and ``chi1``..``chi4`` (pooled over residues);
+        ``kl_bin_width_deg``, ``kl_pseudo_count``, ``units``, frame counts,
+        ``samples_per_frame``, ``seconds`` and ``plots``.
+
+    Raises
+    ------
+    ValueError
+        When the sequences differ or the frame counts cannot be paired.
+
+    Examples
+    --------
+    >>> from openmm_backmap.io import load_ensemble
+    >>> ens = load_ensemble('tests/data/trpcage.pdb')  # doctest: +SKIP
+    >>> evaluate(ens, ens)['rmsd_angstrom']['mean']  # doctest: +SKIP
+    0.0
+    """
+    t0 = time.perf_counter()
+    _check_sequences(reference, generated)
+    if plots_dir is not None:
+        require_matplotlib()  # before the work, not after it
+    n_ref, n_gen = reference.n_frames, generated.n_frames
+    per_frame = per_frame_metrics(masked_xyz(reference), masked_xyz(generated), reference.layout)
+    result = {
+        "name": name or os.path.basename(str(generated.source)) or "generated",
+        "reference": str(reference.source),
+        "generated": str(generated.source),
+        "n_reference_frames": int(n_ref),
+        "n_generated_frames": int(n_gen),
+        "samples_per_frame": int(n_gen // n_ref),
+        "n_residues": int(reference.n_residues),
+        "n_atoms": int(reference.n_atoms),
+        "units": {"rmsd_angstrom": "Å", "rmsd_sym_angstrom": "Å", "ged": "dimensionless",
+                  "clash_percent": "%", "bond_ok_percent": "%", "kl": "nats (natural log)",
+                  "input_coordinates": "nm"},
+        **{key: _summary(values) for key, values in per_frame.items()},
+    }
+
+    seg = reference.segment_start
+    phi_r, psi_r = backbone_dihedrals_deg(reference, seg)
+    phi_g, psi_g = backbone_dihedrals_deg(generated, seg)
+    rama_r = np.stack([phi_r.ravel(), psi_r.ravel()], 1)
+    rama_g = np.stack([phi_g.ravel(), psi_g.ravel()], 1)
+    chi_r, chi_g = chi_dihedrals_deg(reference), chi_dihedrals_deg(generated)
+    angles = {"ramachandran": (rama_r, rama_g), "phi": (phi_r.ravel(), phi_g.ravel()),
+              "psi": (psi_r.ravel(), psi_g.ravel()),
+              **{f"chi{k + 1}": (chi_r[..., k].ravel(), chi_g[..., k].ravel()) for k in range(4)}}
+    kl = {key: kl_divergence(r, g, bin_width_deg, pseudo_count) for key, (r, g) in angles.items()}
+    result["kl"] = kl
+    result["kl_direction"] = "KL(reference || generated)"
+    result["kl_bin_width_deg"] = float(bin_width_deg)
+    result["kl_pseudo_count"] = float(pseudo_count)
+    result["kl_histograms"] = (f"phi/psi: 2D {int(360 / bin_width_deg)}x{int(360 / bin_width_deg)} bins; "
+                               f"phi, psi, chi1..chi4: 1D {int(360 / bin_width_deg)} bins, pooled over residues "
+                               "and frames")
+    result["plots"] = []
+    if plots_dir is not None:
+        safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in result["name"])
+        path = os.path.join(os.fspath(plots_dir), f"{safe}_ramachandran.png")
+        ramachandran_plot(rama_r, rama_g, path, title=result["name"], kl=kl["ramachandran"],
+                          bin_width_deg=bin_width_deg)
+        result["plots"].append(path)
+    result["seconds"] = round(time.perf_counter() - t0, 3)
+    return result
+
+
+def evaluate_files(reference_path, generated_path, reference_topology=None, generated_topology=None, plots_dir=None,
+                   json_path=None, stride=1, name=None):
+    """Load a reference and generated structures and :func:`evaluate` them.
+
+    Parameters
+    ----------
+    reference_path, generated_path : str or path
+        Anything :func:`openmm_backmap.io.load_ensemble` reads (PDB/mmCIF,
+        multi-model PDB, trajectories with a topology).
+    reference_topology, generated_topology : str or path, optional
+        Topologies for trajectory files.
+    plots_dir : str or path, optional
+        Directory for the Ramachandran plot.
+    json_path : str or path, optional
+        Write the result as JSON (NaN written as null).
+    stride : int
+        Keep every ``stride``-th reference frame and the generated samples
+        paired with it (with one reference frame: every ``stride``-th
+        generated frame).
+    name : str, optional
+        Name of the comparison (default: the generated file's name without extension).
+
+    Returns
+    -------
+    dict
+        See :func:`evaluate`.
+
+    Examples
+    --------
+    >>> r = evaluate_files('ref.pdb', 'backmapped.pdb', json_path='eval.json')  # doctest: +SKIP
+    >>> print(format_table(r))  # doctest: +SKIP
+    """
+    from ..io import load_ensemble
+
+    stride = int(stride)
+    if stride < 1:
+        raise InputError(f"stride must be a positive integer, got {stride}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # dropped waters/H etc. are expected in references
+        reference = load_ensemble(reference_path, topology=reference_topology)
+        generated = load_ensemble(generated_path, topology=generated_topology)
+    _check_sequences(reference, generated)
+    if stride > 1:
+        pair = pair_frames(reference.n_frames, generated.n_frames)
+        if reference.n_frames == 1:
+            generated = generated.select_frames(np.arange(0, generated.n_frames, stride))
+        else:
+            generated = generated.select_frames(np.flatnonzero(pair % stride == 0))
+            reference = reference.select_frames(np.arange(0, reference.n_frames, stride))
+    if name is None:
+        name = os.path.basename(os.fspath(generated_path))
+        name = os.path.splitext(name[:-3] if name.endswith(".gz") else name)[0]
+    result = evaluate(reference, generated, plots_dir=plots_dir, name=name)
+    result["reference"], result["generated"] = os.fspath(reference_path), os.fspath(generated_path)
+    result["stride"] = stride
+    if json_path is not None:
+        json_path = os.fspath(json_path)
+        parent = os.path.dirname(os.path.abspath(json_path))
+        os.makedirs(parent, exist_ok=True)
+        with open(json_path, "w", encoding="utf-8") as fh:
+            json.dump(_jsonable(result), fh, indent=2, allow_nan=False, ensure_ascii=False)
+            fh.write("\n")
+        result["json"] = json_path
+    return result
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (np.floating, float)):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    return obj
+
+
+def _fmt(x, digits=3):
+    return "nan" if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
+
+
+def format_table(result) -> str:
+    """Format an :func:`evaluate` result as a plain-text table with units.
+
+    Parameters
+    ----------
+    result : dict
+        As returned by :func:`evaluate` or :func:`evaluate_files`.
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> print(format_table(evaluate(ens, ens)))  # doctest: +SKIP
+    """
+    lines = [
+        f"{result.get('name', 'evaluation')}: {result['n_generated_frames']} generated frame(s) vs "
+        f"{result['n_reference_frames']} reference frame(s) ({result['samples_per_frame']} per reference frame), "
+        f"{result['n_residues']} residues, {result['n_atoms']} heavy atoms",
+        "",
+        f"{'metric':<50} {'mean':>10} {'std':>10}  unit",
+        "-" * 80,
+    ]
+    for key, label, unit in _METRICS:
+        m = result[key]
+        extra = "" if m["n_valid"] == len(m["per_frame"]) else f"  ({m['n_valid']}/{len(m['per_frame'])} frames)"
+        digits = 4 if key == "ged" else 3
+        lines.append(f"{label:<50} {_fmt(m['mean'], digits):>10} {_fmt(m['std'], digits):>10}  {unit}{extra}")
+    lines += [
+        "",
+        f"{result.get('kl_direction', 'KL(reference || generated)')}, nats; "
+        f"bin width {result['kl_bin_width_deg']:g} degrees, pseudo-count {result['kl_pseudo_count']:g}",
+        "-" * 80,
+    ]
+    labels = {"ramachandran": "Ramachandran (phi, psi), 2D"}
+    for key, value in result["kl"].items():
+        lines.append(f"{labels.get(key, key):<50} {_fmt(value, 4):>10}")
+    for p in result.get("plots", []):
+        lines.append(f"plot: {p}")
+    if result.get("json"):
+        lines.append(f"json: {result['json']}")
+    return "\n".join(lines)

@@ -1,0 +1,145 @@
+"""Side-chain repacking of the C-alpha -> atoms step: a greedy search over rotamer candidates (TorchScript).
+
+The step samples every side chain on its own, so two neighbours can overlap.
+The search here swaps a clashing side chain for another likely candidate;
+the candidates and their likelihood penalties come from the step's chi heads
+(:meth:`~openmm_backmap.model.steps.ca2aa.CA2AA.candidate_chis`).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+__all__ = ["repack_search", "overlap_penalty", "neighbour_atoms"]
+
+
+def neighbour_atoms(cur: Tensor, nf: Tensor, rows: Tensor) -> Tensor:
+    """Atoms (n, kk * slots, 3) of the neighbour residues of ``rows``.
+
+    ``cur`` (M, slots, 3) holds the residues' atoms, ``nf`` (M, kk) their
+    neighbours and ``rows`` (n,) the residues asked for, all as flat residue
+    indices.
+
+    Examples
+    --------
+    >>> cur = torch.arange(3 * 2 * 3.0).view(3, 2, 3)
+    >>> neighbour_atoms(cur, torch.tensor([[1], [2], [0]]), torch.tensor([0])).shape
+    torch.Size([1, 2, 3])
+    """
+    kk = nf.shape[1]
+    return cur.index_select(0, nf.index_select(0, rows).reshape(-1)).reshape(rows.shape[0], kk * cur.shape[1], 3)
+
+
+def overlap_penalty(sc: Tensor, neigh: Tensor, wall: float) -> Tensor:
+    """Overlap penalty (n, C) of side-chain candidates ``sc`` (n, C, s, 3) with atoms ``neigh`` (n, q, 3).
+
+    The penalty sums ``(wall - d)^2`` over atom pairs closer than ``wall``
+    (same length unit as the coordinates). Missing atoms are NaN (never closer
+    than anything); only the few pairs closer than the wall are gathered.
+
+    Examples
+    --------
+    >>> sc = torch.zeros(1, 1, 1, 3)
+    >>> overlap_penalty(sc, torch.tensor([[[1.0, 0.0, 0.0]]]), 2.5)
+    tensor([[2.2500]])
+    """
+    n, c, k, q = sc.shape[0], sc.shape[1], sc.shape[2], neigh.shape[1]
+    dist = torch.cdist(sc.reshape(n, c * k, 3), neigh).reshape(-1)
+    close = (dist < wall).nonzero().squeeze(-1)
+    pen = (wall - dist.index_select(0, close)) ** 2
+    out = torch.zeros(n * c, device=sc.device, dtype=sc.dtype)
+    return out.index_add_(0, torch.div(close, k * q, rounding_mode="floor"), pen).view(n, c)
+
+
+def repack_search(allx: Tensor, lik: Tensor, sv: Tensor, ca: Tensor, sweeps: int, neighbors: int, wall: float,
+                  weight: float, chunk: int) -> Tensor:
+    """Pick one side-chain candidate per residue; return the residue slots (B, R, slots, 3).
+
+    Greedy sweeps: each residue takes the candidate minimising
+    ``weight * overlap + likelihood penalty``, where overlap sums
+    ``(wall - d)^2`` over its side-chain atoms (slots beyond CB) closer than
+    ``wall`` to any atom of its ``neighbors`` nearest residues; alternate
+    residues move in alternate sweeps so neighbours do not swap into each
+    other. Slots of atoms a residue does not have are NaN in the result.
+
+    Parameters
+    ----------
+    allx : Tensor, (B, R, C, slots, 3)
+        Residue slots of every candidate; candidate 0 is the sampled one.
+    lik : Tensor, (B, R, C)
+        Likelihood penalty of every candidate (nats, >= 0).
+    sv : Tensor of bool, (B, R, slots)
+        Which slots each residue has.
+    ca : Tensor, (B, R, 3)
+        C-alpha positions (pick the neighbours).
+    sweeps, neighbors : int
+    wall, weight : float
+        Overlap distance (unit of the coordinates) and weight per squared unit of overlap.
+    chunk : int
+        Frames searched at once (bounds memory).
+
+    Examples
+    --------
+    >>> allx = torch.randn(1, 3, 2, 6, 3) * 3.0
+    >>> out = repack_search(allx, torch.zeros(1, 3, 2), torch.ones(1, 3, 6, dtype=torch.bool), allx[:, :, 0, 1],
+    ...                     sweeps=2, neighbors=2, wall=2.5, weight=10.0, chunk=16)
+    >>> out.shape
+    torch.Size([1, 3, 6, 3])
+    """
+    b, r, n_c, max_atoms = allx.shape[0], allx.shape[1], allx.shape[2], allx.shape[3]
+    kk = min(neighbors, r - 1)
+    d = torch.cdist(ca, ca) + torch.eye(r, device=ca.device, dtype=ca.dtype).unsqueeze(0) * 1e6
+    nb = d.topk(kk, dim=-1, largest=False).indices  # (B, R, kk)
+    idx = torch.arange(r, device=ca.device)
+    out: list[Tensor] = []
+    for start in range(0, b, chunk):
+        stop = min(start + chunk, b)
+        m = stop - start
+        xf = allx[start:stop].reshape(m * r, n_c, max_atoms, 3)
+        # neighbour lists as flat residue indices of this chunk
+        nf = (nb[start:stop] + (torch.arange(m, device=allx.device) * r).view(m, 1, 1)).reshape(m * r, kk)
+        sf = sv[start:stop].reshape(m * r, 1, max_atoms, 1)
+        xf = torch.where(sf, xf, torch.full_like(xf, float("nan")))  # missing atoms never overlap
+        lf = lik[start:stop].reshape(m * r, n_c)
+        cand_sc = xf[:, :, 5:].reshape(m * r * n_c, max_atoms - 5, 3)  # side chains beyond CB, flat
+        choice = torch.zeros(m * r, dtype=torch.long, device=allx.device)
+        cur = xf[:, 0]
+        every = torch.arange(m * r, device=allx.device)
+        pen = overlap_penalty(cur[:, 5:].unsqueeze(1), neighbour_atoms(cur, nf, every), wall).squeeze(1)
+        # a residue is re-scored only if it or a neighbour moved since it was last scored (same result)
+        stale = torch.ones(m * r, dtype=torch.bool, device=allx.device)
+        for sweep in range(sweeps):
+            turn = ((idx + sweep) % 2 == 0).repeat(m)
+            act = ((pen > 0) & turn & stale).nonzero().squeeze(-1)
+            if act.numel() == 0:
+                continue
+            stale = stale.index_fill(0, act, False)
+            la = lf.index_select(0, act)
+            ch = choice.index_select(0, act)
+            now = weight * pen.index_select(0, act) + la.gather(1, ch.unsqueeze(-1)).squeeze(-1)
+            # overlap is >= 0, so only candidates whose likelihood penalty alone is below the current
+            # score can win: score just those (row, candidate) pairs
+            pair = (la < (now - 1e-4).unsqueeze(-1)).nonzero()
+            rows = act.index_select(0, pair[:, 0])
+            sc = cand_sc.index_select(0, rows * n_c + pair[:, 1])
+            over = overlap_penalty(sc.unsqueeze(1), neighbour_atoms(cur, nf, rows), wall).squeeze(1)
+            score = torch.full_like(la, float("inf"))
+            score = score.index_put((pair[:, 0], pair[:, 1]), weight * over + la[pair[:, 0], pair[:, 1]])
+            best = score.argmin(dim=-1)
+            gain = score.gather(-1, best.unsqueeze(-1)).squeeze(-1) < now - 1e-4
+            moved = act.masked_select(gain)
+            if moved.numel() == 0:
+                continue
+            to = best.masked_select(gain)
+            choice = choice.index_copy(0, moved, to)
+            new_atoms = xf.index_select(0, moved).gather(1, to.view(-1, 1, 1, 1).expand(-1, 1, max_atoms, 3))
+            cur = cur.index_copy(0, moved, new_atoms.squeeze(1))
+            flag = torch.zeros(m * r, dtype=torch.bool, device=allx.device).index_fill(0, moved, True)
+            hit = (flag | flag.index_select(0, nf.reshape(-1)).reshape(m * r, kk).any(-1)).nonzero().squeeze(-1)
+            stale = stale.index_fill(0, hit, True)
+            sub = overlap_penalty(cur.index_select(0, hit)[:, 5:].unsqueeze(1), neighbour_atoms(cur, nf, hit), wall)
+            pen = pen.index_copy(0, hit, sub.squeeze(1))
+        out.append(cur.reshape(m, r, max_atoms, 3))
+    return torch.cat(out, dim=0)
+

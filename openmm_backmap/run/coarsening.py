@@ -1,0 +1,112 @@
+"""Coarsen all-atom files: the ``openmm-backmap coarsen`` verb.
+
+Loads an ensemble (and, with ``model=``, the mapping hierarchy a model
+embeds), maps it to every requested level with :func:`openmm_backmap.mapping.coarsen`
+and writes a PDB, a DCD and a level JSON file per level.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ..io import load_ensemble
+from ..mapping import build_hierarchy, coarsen, parse_levels
+from ..structure import InputError, OutputExistsError
+
+__all__ = ["coarsen_files"]
+
+
+def coarsen_files(input, topology=None, levels="ca", out_prefix="coarse", model=None, stride=1, force=False,
+                  verbose=True, **partition_options) -> dict:
+    """Coarsen an all-atom structure or trajectory and write every level to files.
+
+    For every level ``L`` this writes ``{out_prefix}_{L}.pdb`` (CG topology
+    and first frame), ``{out_prefix}_{L}.dcd`` (all frames) and
+    ``{out_prefix}_{L}_mapping.json`` (the mapping from the heavy atoms to
+    ``L`` under ``"mapping"`` and the whole hierarchy under ``"hierarchy"``,
+    see :meth:`openmm_backmap.mapping.Hierarchy.to_level_json`), and prints
+    one summary line per level.
+
+    Parameters
+    ----------
+    input : str or path
+        Anything :func:`openmm_backmap.io.load_ensemble` reads.
+    topology : str or path, optional
+        Topology for trajectories.
+    levels : str
+        Level list (see :func:`openmm_backmap.mapping.parse_levels`); ignored
+        when ``model`` is given.
+    out_prefix : str or path
+        Output prefix (directories are created).
+    model : str or path, optional
+        Use the mapping hierarchy embedded in this model file.
+    stride : int
+        Keep every ``stride``-th frame.
+    force : bool
+        Overwrite existing files.
+    verbose : bool
+        Print the summary lines.
+    **partition_options
+        Passed to :func:`openmm_backmap.mapping.partition_mapping`.
+
+    Returns
+    -------
+    dict
+        ``{level: {'pdb': path, 'dcd': path, 'mapping': path, 'n_beads': int, 'rho': float}}``.
+
+    Raises
+    ------
+    FileExistsError
+        If an output exists and ``force`` is False.
+    ValueError
+        For unusable inputs, level lists or models without mappings.
+
+    Examples
+    --------
+    >>> coarsen_files('tests/data/trpcage.pdb', levels='ca,ucg:4', out_prefix='/tmp/trp')  # doctest: +SKIP
+    ca: 20 beads, rho 1.00 residues/bead, 1 frame(s) -> /tmp/trp_ca.pdb, /tmp/trp_ca.dcd, /tmp/trp_ca_mapping.json
+    ...
+    """
+    import mdtraj as md
+
+    hierarchy = None
+    if model is not None:
+        # the model layer pulls in torch: only load it when a model is given
+        from ..model.backmapping import load_model
+
+        hierarchy = load_model(model, device="cpu").hierarchy
+        if hierarchy is None:
+            raise InputError(f"model {os.fspath(model)!r} carries no mapping hierarchy; use --levels instead")
+        names = list(hierarchy.levels[1:])
+    else:
+        names = [s.name for s in parse_levels(levels)]  # fail on bad level lists before loading anything
+    prefix = os.fspath(out_prefix)
+    paths = {n: {"pdb": f"{prefix}_{n}.pdb", "dcd": f"{prefix}_{n}.dcd", "mapping": f"{prefix}_{n}_mapping.json"}
+             for n in names}
+    if not force:
+        existing = [p for d in paths.values() for p in d.values() if os.path.exists(p)]
+        if existing:
+            raise OutputExistsError(f"{existing[0]} already exists"
+                                    f"{f' (and {len(existing) - 1} more outputs)' if len(existing) > 1 else ''}; "
+                                    "use --force (force=True) to overwrite")
+    ens = load_ensemble(input, topology=topology, stride=stride)
+    if hierarchy is None:
+        hierarchy, names = build_hierarchy(ens, levels, **partition_options)
+    out = coarsen(ens, names, hierarchy=hierarchy)
+    parent = os.path.dirname(prefix)
+    if parent:
+        os.makedirs(parent, exist_ok=True)
+    rho = dict(zip(hierarchy.levels, hierarchy.rho or [None] * len(hierarchy.levels)))
+    result = {}
+    for name, (coords, top, mapping) in out.items():
+        p = paths[name]
+        traj = md.Trajectory(coords, top)
+        traj[0].save_pdb(p["pdb"], force_overwrite=True)
+        traj.save_dcd(p["dcd"], force_overwrite=True)
+        hierarchy.to_level_json(p["mapping"], name, source=input, n_frames=coords.shape[0])
+        result[name] = dict(p, n_beads=mapping.n_beads, rho=rho[name])
+        if verbose:
+            r = f"{rho[name]:.2f}" if rho[name] is not None else "?"
+            print(f"{name}: {mapping.n_beads} beads, rho {r} residues/bead, {coords.shape[0]} frame(s) -> "
+                  f"{p['pdb']}, {p['dcd']}, {p['mapping']}")
+    return result
