@@ -13,16 +13,17 @@ from ._version import __version__
 _PUBLIC = {
     "load_ensemble": "io",
     "TrajectoryWriter": "io",
-    "ProteinEnsemble": "structure.ensemble",
-    "Mapping": "mapping.operators",
-    "Hierarchy": "mapping.operators",
-    "load_model": "model.backmapping",
-    "Backmapper": "model.backmapping",
-    "BackmapReporter": "run.reporter",
-    "BackmapPipeline": "run.pipeline",
-    "Relaxer": "run.relax.relaxer",
-    "evaluate": "evaluation.reports",
-    "convert_trajectory": "run.conversion",
+    "ProteinEnsemble": "structure",
+    "Mapping": "mapping",
+    "Hierarchy": "mapping",
+    "load_model": "model",
+    "Backmapper": "model",
+    "BackmapReporter": "run",
+    "BackmapPipeline": "run",
+    "BackmapOptions": "run",
+    "Relaxer": "run",
+    "convert_trajectory": "run",
+    "evaluate": "evaluation",
 }
 
 __all__ = ["__version__", *_PUBLIC]

@@ -20,13 +20,13 @@ __all__ = ["main", "build_parser"]
 
 
 def _demo(args):
-    from ..run.demo import run_demo
+    from ..run import run_demo
 
     run_demo(output_dir=args.output, steps=args.steps, model=args.model, seed=args.seed)
 
 
 def _coarsen(args):
-    from ..run.coarsening import coarsen_files
+    from ..run import coarsen_files
 
     coarsen_files(args.input, topology=args.topology, levels=args.levels, out_prefix=args.output,
                   model=args.model, stride=args.stride, force=args.force)
@@ -42,7 +42,7 @@ def _evaluate(args):
 
 
 def _convert(args):
-    from ..run.conversion import convert_trajectory
+    from ..run import convert_trajectory
 
     convert_trajectory(args.input, args.output, model=args.model, topology=args.topology, samples=args.samples, seed=args.seed,
             device=args.device, stride=args.stride, chunk=args.chunk, minimize=args.minimize,

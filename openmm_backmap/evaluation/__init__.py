@@ -8,16 +8,18 @@ Uses ``structure`` and ``io`` only; nothing here depends on a model.
 * :mod:`.torsions`: backbone and side-chain torsions (degrees) and KL
   divergences of their histograms;
 * :mod:`.plots`: Ramachandran and structure figures (needs matplotlib);
+* :mod:`.quality`: reference-free checks of one frame (bond lengths, clashes);
 * :mod:`.reports`: :func:`evaluate` of whole ensembles or files, as a table or JSON.
 """
 
 from .bonds import bond_graph
 from .metrics import bond_ok, clash, clash_topology, clashing_residues, ged, pair_frames, rmsd, rmsd_sym, \
     symmetry_corrected
+from .quality import frame_quality
 from .plots import ramachandran_plot, structure_plot
 from .reports import evaluate, evaluate_files, format_table
 from .torsions import backbone_dihedrals_deg, chi_dihedrals_deg, dihedral_deg, kl_divergence
 
 __all__ = ["pair_frames", "rmsd", "rmsd_sym", "symmetry_corrected", "bond_graph", "ged", "clash", "clash_topology",
            "clashing_residues", "bond_ok", "dihedral_deg", "backbone_dihedrals_deg", "chi_dihedrals_deg",
-           "kl_divergence", "ramachandran_plot", "structure_plot", "evaluate", "evaluate_files", "format_table"]
+           "kl_divergence", "frame_quality", "ramachandran_plot", "structure_plot", "evaluate", "evaluate_files", "format_table"]

@@ -44,7 +44,7 @@ from scipy.spatial import cKDTree
 
 from ..structure import InputError, atom_layout
 from ..structure.constants import ANGSTROM_PER_NM, BOND_OK_TOLERANCE, CLASH_DISTANCE_ANGSTROM
-from ..structure.templates import SYMMETRIC_ATOM_PAIRS
+from ..structure import SYMMETRIC_ATOM_PAIRS
 from .bonds import GraphFrames, pair_keys
 
 __all__ = ["pair_frames", "rmsd", "rmsd_sym", "symmetry_corrected", "ged", "clash", "clash_topology",
@@ -530,10 +530,10 @@ def bond_ok(ref_xyz, gen_xyz, elements, mask=None, tolerance=BOND_OK_TOLERANCE):
     Parameters
     ----------
     ref_xyz, gen_xyz : arrays, (A, 3) or (F, A, 3), nm
-        Frames paired with :func:`pair_frames`.
+        Reference and generated frames (paired as in :func:`pair_frames`).
     elements : sequence of str, length A
     mask : array of bool, optional
-        Atoms to include.
+        Atoms that may take part (default: all present on both sides).
     tolerance : float
         Relative tolerance, 0.1 by default.
 

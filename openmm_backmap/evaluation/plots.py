@@ -140,12 +140,7 @@ def structure_plot(ref_xyz, gen_xyz, bonds, elements, path, title=None, labels=(
     Returns
     -------
     str
-        The path written.
-
-    Raises
-    ------
-    InputError
-        When matplotlib is not installed.
+        Path of the PNG (raises InputError without matplotlib).
 
     Examples
     --------

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..structure.constants import BOND_OK_TOLERANCE
 from ..structure.errors import InputError
-from ..structure.templates import atom_layout
+from ..structure import atom_layout
 from .metrics import clash_topology
 
 __all__ = ["frame_quality"]

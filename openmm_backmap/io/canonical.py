@@ -17,10 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..structure.constants import ANGSTROM_PER_NM
-from ..structure.ensemble import ProteinEnsemble
+from ..structure import ProteinEnsemble, TEMPLATES, atom_layout, canonical_atom_name, canonical_residue_name, detect_segment_starts
 from ..structure.errors import InputError, LoadWarning
-from ..structure.segments import detect_segment_starts
-from ..structure.templates import TEMPLATES, atom_layout, canonical_atom_name, canonical_residue_name
 
 __all__ = ["ParsedResidue", "is_hydrogen", "Canonicalizer", "group_atoms", "template_rows", "assemble"]
 

@@ -20,10 +20,8 @@ import warnings
 
 import numpy as np
 
-from ..structure.ensemble import ProteinEnsemble
+from ..structure import ProteinEnsemble, atom_layout, detect_segment_starts
 from ..structure.errors import InputError, MissingFileError
-from ..structure.segments import detect_segment_starts
-from ..structure.templates import atom_layout
 from .canonical import Canonicalizer, ParsedResidue, assemble, group_atoms, is_hydrogen, template_rows
 
 __all__ = ["load_ensemble", "STRUCTURE_EXTENSIONS", "TRAJECTORY_EXTENSIONS"]

@@ -12,6 +12,7 @@ import struct
 
 import numpy as np
 
+from ..structure.closing import Closeable
 from ..structure.errors import InputError
 from .paths import (as_mdtraj_topology, check_output_path, pdb_topology, topology_path_for, write_pdb_model,
                     write_topology_pdb, writer_format)
@@ -62,7 +63,7 @@ def _dcd_sampling(step, time):
     return int(step[0]), interval, (_AKMA_PS if time is None else float(time[1] - time[0]) / interval)
 
 
-class TrajectoryWriter:
+class TrajectoryWriter(Closeable):
     """Write heavy-atom (or all-atom) frames incrementally to DCD, XTC, multi-model PDB or HDF5.
 
     The format is chosen by the extension. Every :meth:`write` is flushed to
@@ -389,18 +390,7 @@ class TrajectoryWriter:
         elif self.format == "h5":
             self._h5.close()
 
-    def __enter__(self):
-        return self
 
-    def __exit__(self, *exc):
-        self.close()
-        return False
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:  # noqa: BLE001 - never raise from a finaliser
-            pass
 
     def __repr__(self):
         return (f"TrajectoryWriter({self.path!r}, format={self.format!r}, atoms={self.n_atoms}, "

@@ -7,7 +7,8 @@ coarsens it. Depends on the structure layer only.
 """
 
 from .levels import LevelSpec, build_hierarchy, cg_topology, coarsen, parse_levels
-from .operators import Hierarchy, Mapping, ca_mapping
+from .hierarchy import Hierarchy
+from .operators import Mapping, ca_mapping
 from .partition import partition_cost, partition_mapping
 
 __all__ = ["Mapping", "Hierarchy", "ca_mapping", "partition_mapping", "partition_cost", "LevelSpec",

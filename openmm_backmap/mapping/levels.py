@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..structure import InputError
-from .operators import Hierarchy, Mapping, ca_mapping
+from .hierarchy import Hierarchy
+from .operators import Mapping, ca_mapping
 from .partition import partition_mapping
 
 __all__ = ["LevelSpec", "parse_levels", "build_hierarchy", "cg_topology", "coarsen"]

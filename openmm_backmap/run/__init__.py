@@ -6,12 +6,14 @@
   steps both share, configured by :class:`BackmapOptions` (:mod:`.options`);
 * :mod:`.cg_input`: what the CG particles of a topology are;
 * :mod:`.relax`: :class:`Relaxer`, restrained minimisation with OpenMM;
+* :mod:`.coarsening`: :func:`coarsen_files`, coarse levels of all-atom files;
 * :mod:`.demo`: :func:`run_demo`, the villin demo.
 
 Uses every layer below it (structure, io, mapping, model, evaluation, cgsystems).
 """
 
 from .cg_input import cg_particle_info, cg_sequence
+from .coarsening import coarsen_files
 from .conversion import convert_trajectory
 from .demo import run_demo
 from .options import BackmapOptions
@@ -19,8 +21,6 @@ from .pipeline import BackmapPipeline, BadFrameWarning, RelaxationWarning, forma
 from .relax import Relaxer, RelaxResult
 from .reporter import BackmapReporter
 
-# TODO(lead): re-export coarsen_files once run/coarsening.py is final:
-# from .coarsening import coarsen_files
 
 __all__ = ["BackmapReporter", "BackmapPipeline", "BackmapOptions", "Relaxer", "RelaxResult", "convert_trajectory",
-           "run_demo", "format_summary", "BadFrameWarning", "RelaxationWarning", "cg_particle_info", "cg_sequence"]
+           "coarsen_files", "run_demo", "format_summary", "BadFrameWarning", "RelaxationWarning", "cg_particle_info", "cg_sequence"]

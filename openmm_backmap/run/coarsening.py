@@ -72,7 +72,7 @@ def coarsen_files(input, topology=None, levels="ca", out_prefix="coarse", model=
     hierarchy = None
     if model is not None:
         # the model layer pulls in torch: only load it when a model is given
-        from ..model.backmapping import load_model
+        from ..model import load_model
 
         hierarchy = load_model(model, device="cpu").hierarchy
         if hierarchy is None:

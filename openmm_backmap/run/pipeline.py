@@ -27,7 +27,8 @@ import warnings
 
 import numpy as np
 
-from ..evaluation.quality import frame_quality
+from ..structure.closing import Closeable
+from ..evaluation import frame_quality
 from ..io import TrajectoryWriter, check_output_path
 from ..mapping import ca_mapping
 from ..model import load_model
@@ -48,7 +49,7 @@ class RelaxationWarning(UserWarning):
     came out of the minimiser."""
 
 
-class BackmapPipeline:
+class BackmapPipeline(Closeable):
     """Backmap CG frames, optionally relax them, and write them: one object per output file.
 
     Parameters
@@ -333,12 +334,6 @@ class BackmapPipeline:
         if self.writer is not None:
             self.writer.close()
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-        return False
 
 
 def format_summary(summary: dict) -> str:

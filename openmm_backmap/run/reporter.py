@@ -20,6 +20,7 @@ import warnings
 import numpy as np
 import openmm.unit as unit
 
+from ..structure.closing import Closeable
 from ..io import check_output_path
 from ..model import load_model
 from ..structure import InputError, make_whole
@@ -75,7 +76,7 @@ class _Worker:
         self.thread.join()
 
 
-class BackmapReporter:
+class BackmapReporter(Closeable):
     """Backmap the CG particles of a running simulation to all-atom frames and write them.
 
     Parameters
@@ -320,21 +321,7 @@ class BackmapReporter:
         if error is not None:
             raise error
 
-    def __enter__(self):
-        return self
 
-    def __exit__(self, *exc):
-        self.close()
-        return False
-
-    def __del__(self):
-        if getattr(self, "_closed", True):
-            return
-        try:
-            self.close()
-        except Exception as err:  # noqa: BLE001 - never raise from a finaliser
-            warnings.warn(f"BackmapReporter for {getattr(self, 'file', '?')}: error while closing: {err}",
-                          RuntimeWarning, stacklevel=2)
 
     def __repr__(self):
         return (f"BackmapReporter({self.file!r}, reportInterval={self.reportInterval}, "

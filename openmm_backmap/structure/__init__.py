@@ -1,6 +1,6 @@
 """Structure layer: residue templates, the ensemble type, segments, units and errors.
 
-Depends on numpy and mdtraj only; every other layer builds on it.
+Depends on numpy, scipy and mdtraj only; every other layer builds on it.
 """
 
 from .constants import ANGSTROM_PER_NM
@@ -8,10 +8,10 @@ from .ensemble import ProteinEnsemble
 from .errors import InputError, LoadWarning, MissingFileError, OutputExistsError, UserError
 from .periodic import make_whole
 from .segments import detect_segment_starts, segment_starts_from_distances, torn_frames
-from .templates import (AMINO_ACIDS, TEMPLATES, AtomLayout, atom_layout, build_topology, canonical_atom_name,
+from .templates import (AMINO_ACIDS, SYMMETRIC_ATOM_PAIRS, TEMPLATES, AtomLayout, atom_layout, build_topology, canonical_atom_name,
                         canonical_residue_name, residue_type_indices)
 
 __all__ = ["ANGSTROM_PER_NM", "ProteinEnsemble", "UserError", "InputError", "MissingFileError", "OutputExistsError",
            "LoadWarning", "make_whole", "detect_segment_starts", "segment_starts_from_distances", "torn_frames", "AMINO_ACIDS",
-           "TEMPLATES", "AtomLayout", "atom_layout", "build_topology", "canonical_atom_name", "canonical_residue_name",
+           "SYMMETRIC_ATOM_PAIRS", "TEMPLATES", "AtomLayout", "atom_layout", "build_topology", "canonical_atom_name", "canonical_residue_name",
            "residue_type_indices"]

@@ -97,7 +97,7 @@ class ProteinEnsemble:
 
     @property
     def residue_types(self) -> np.ndarray:
-        """Integer residue types, shape (R,) (see :data:`~openmm_backmap.topology.AMINO_ACIDS`)."""
+        """Integer residue types, shape (R,) (see :data:`~openmm_backmap.structure.templates.AMINO_ACIDS`)."""
         return residue_type_indices(self.sequence)
 
     @property

@@ -13,7 +13,7 @@ beyond ``CB`` is placed from three earlier atoms ``(a, b, c)`` with a bond to
 ``c``, a bond angle ``b-c-atom`` and a torsion ``a-b-c-atom``. The torsion is
 either one of the residue's chi angles plus an offset, or a fixed value. Bond
 lengths, angles and offsets live in ``data/ideal_geometry.json``
-(see :mod:`openmm_backmap.geometry`).
+(see :mod:`openmm_backmap.model.geometry`).
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ class ResidueTemplate:
 
     Examples
     --------
-    >>> from openmm_backmap.topology import TEMPLATES
+    >>> from openmm_backmap.structure import TEMPLATES
     >>> TEMPLATES['SER'].atoms
     ('N', 'CA', 'C', 'O', 'CB', 'OG')
     """

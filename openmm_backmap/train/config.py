@@ -68,7 +68,7 @@ class RunConfig:
     Attributes
     ----------
     kind : str
-        Step kind (a key of :data:`openmm_backmap.steps.STEP_KINDS`).
+        Step kind (a key of :data:`openmm_backmap.model.steps.STEP_KINDS`).
     model : dict
         Hyper-parameters of the step (checked against its config dataclass).
     task : dict

@@ -32,7 +32,7 @@ def export_step(task: Task, cfg, summary: dict, path: str) -> str:
     Returns
     -------
     str
-        ``path``.
+        The model file, loadable with :func:`openmm_backmap.load_model`.
 
     Examples
     --------

@@ -31,6 +31,16 @@ def test_demo_short_run(tmp_path, tiny_ca_backmapper, capsys):
         assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
+def test_demo_without_matplotlib_skips_only_the_plot(tmp_path, tiny_ca_backmapper, capsys, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import fails as if it were not installed
+    result = run_demo(tmp_path / "demo", steps=20, report_interval=20, model=tiny_ca_backmapper, seed=1)
+    printed = capsys.readouterr().out
+    assert "ramachandran" not in result["files"] and result["summary"]["frames_written"] == 1
+    assert "plot skipped" in printed and "openmm-backmap[plots]" in printed
+
+
 def test_demo_without_shipped_model_says_so(tmp_path, monkeypatch, capsys):
     import openmm_backmap.model.backmapping as backmapper
 

@@ -229,7 +229,7 @@ class Relaxer:
 
     @classmethod
     def from_ensemble(cls, ensemble, frame=0, **kwargs):
-        """A relaxer for a :class:`~openmm_backmap.ensemble.ProteinEnsemble`: its segments, frame ``frame`` as template.
+        """A relaxer for a :class:`~openmm_backmap.structure.ProteinEnsemble`: its segments, frame ``frame`` as template.
 
         Examples
         --------
