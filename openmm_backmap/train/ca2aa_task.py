@@ -23,7 +23,8 @@ __all__ = ["CA2AATaskConfig", "CA2AATask"]
 
 @dataclass
 class CA2AATaskConfig:
-    """Options of the C-alpha -> atoms task.
+    """Options of the C-alpha -> atoms task (the ``task`` section of a ``kind: ca2aa`` config):
+    how training data are perturbed, batched and validated.
 
     Attributes
     ----------

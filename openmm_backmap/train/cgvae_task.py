@@ -39,7 +39,8 @@ __all__ = ["CGVAETaskConfig", "CGVAETask"]
 
 @dataclass
 class CGVAETaskConfig:
-    """Options of the ``cgvae`` task.
+    """Options of the ``cgvae`` task (the ``task`` section of a ``kind: cgvae`` config):
+    the bead level, the VAE loss weights, batching and the partition.
 
     Attributes
     ----------
