@@ -16,8 +16,9 @@ import warnings
 
 import numpy as np
 
-from ..structure import InputError
-from ..structure.constants import BOND_OK_TOLERANCE, CLASH_DISTANCE_ANGSTROM, KL_BIN_WIDTH_DEG, KL_PSEUDO_COUNT
+from ..structure import InputError, LoadWarning
+from ..structure.constants import (BOND_OK_TOLERANCE, CLASH_DISTANCE_ANGSTROM, KL_BIN_WIDTH_DEG, KL_PSEUDO_COUNT,
+                                   MIN_MATCHED_ATOM_FRACTION, MISSING_ATOMS_NAMED)
 from .metrics import masked_xyz, pair_frames, per_frame_metrics
 from .plots import ramachandran_plot, require_matplotlib
 from .torsions import backbone_dihedrals_deg, chi_dihedrals_deg, kl_divergence
@@ -57,6 +58,48 @@ def _check_sequences(reference, generated):
                      f"(reference {reference.source or 'unnamed'!r}, generated {generated.source or 'unnamed'!r})")
 
 
+def _atom_coverage(reference, generated):
+    """Which heavy atoms both sides have, over the paired frames (the metrics skip all others)."""
+    gen = np.asarray(generated.mask)
+    ref = np.asarray(reference.mask)[pair_frames(reference.n_frames, generated.n_frames)]
+    used = gen.any(1) & ref.any(1)  # an empty frame is a failed frame, which the metrics' n_valid already counts
+    gen, ref = gen[used], ref[used]
+    both = int((gen & ref).sum())
+    layout = reference.layout
+
+    def names(missing):
+        atoms = np.flatnonzero(missing.any(0))
+        return int(len(atoms)), [f"{reference.sequence[layout.atom_residue[i]]} "
+                                 f"{reference.residue_numbers[layout.atom_residue[i]]} {layout.atom_names[i]}"
+                                 for i in atoms[:MISSING_ATOMS_NAMED]]
+
+    n_gen_missing, gen_missing = names(ref & ~gen)
+    n_ref_missing, ref_missing = names(gen & ~ref)
+    return {
+        "matched_atom_fraction": both / ref.sum() if ref.any() else float("nan"),
+        "matched_atom_fraction_generated": both / gen.sum() if gen.any() else float("nan"),
+        "missing_in_generated": n_gen_missing, "missing_in_generated_atoms": gen_missing,
+        "missing_in_reference": n_ref_missing, "missing_in_reference_atoms": ref_missing,
+    }
+
+
+def _check_coverage(coverage):
+    """Refuse a comparison that would score a C-alpha trace or a backbone as perfect; warn about any other gap."""
+    sides = (("generated", "generated structures lack", "the reference's", "matched_atom_fraction",
+              "backmap the C-alpha/backbone file first (openmm-backmap convert) and pass its all-atom output"),
+             ("reference", "reference lacks", "the generated structures'", "matched_atom_fraction_generated",
+              "pass an all-atom reference"))
+    for side, lacks, other, key, fix in sides:
+        n, atoms, fraction = coverage[f"missing_in_{side}"], coverage[f"missing_in_{side}_atoms"], coverage[key]
+        if not n:
+            continue
+        gap = (f"the {lacks} {n} of {other} heavy atoms (e.g. {', '.join(atoms)}; "
+               f"{100 * fraction:.0f} % matched)")
+        if fraction < MIN_MATCHED_ATOM_FRACTION:
+            raise InputError(f"{gap}: evaluate needs all-atom structures on both sides; {fix}")
+        warnings.warn(f"{gap}: the metrics use the matched atoms only", LoadWarning, stacklevel=3)
+
+
 def evaluate(reference, generated, plots_dir=None, name=None, bin_width_deg=KL_BIN_WIDTH_DEG,
              pseudo_count=KL_PSEUDO_COUNT):
     """Compare generated all-atom structures with a reference ensemble.
@@ -83,7 +126,15 @@ def evaluate(reference, generated, plots_dir=None, name=None, bin_width_deg=KL_B
     dict
         ``rmsd_angstrom``, ``rmsd_sym_angstrom``, ``ged``, ``clash_percent``,
         ``bond_ok_percent``: each ``{"mean", "std", "n_valid", "per_frame"}``
-        over the generated frames (mean/std ignore NaN frames); ``kl``:
+        over the generated frames (mean/std ignore NaN frames), computed on
+        the heavy atoms both sides have; ``matched_atom_fraction``: of the
+        reference's atoms, the share the generated structures have too
+        (``matched_atom_fraction_generated``: the same the other way round;
+        both summed over paired frames, frames without any atom left out);
+        ``missing_in_generated`` / ``missing_in_reference``: how many distinct
+        atoms one side has and the other lacks in some frame, with the first
+        ones named in ``missing_in_generated_atoms`` /
+        ``missing_in_reference_atoms`` (e.g. ``"LEU 2 CD1"``); ``kl``:
         KL(reference || generated) in nats for ``ramachandran`` (2D phi/psi),
         ``phi``, ``psi`` and ``chi1``..``chi4`` (pooled over residues);
         ``kl_bin_width_deg``, ``kl_pseudo_count``, ``units``, frame counts,
@@ -91,8 +142,15 @@ def evaluate(reference, generated, plots_dir=None, name=None, bin_width_deg=KL_B
 
     Raises
     ------
-    ValueError
-        When the sequences differ or the frame counts cannot be paired.
+    InputError
+        When the sequences differ, the frame counts cannot be paired, or one
+        side has fewer than ``MIN_MATCHED_ATOM_FRACTION`` of the other's
+        atoms (a C-alpha trace or backbone-only file).
+
+    Warns
+    -----
+    LoadWarning
+        When any atom is missing on either side (and the comparison is not refused).
 
     Examples
     --------
@@ -105,6 +163,8 @@ def evaluate(reference, generated, plots_dir=None, name=None, bin_width_deg=KL_B
     _check_sequences(reference, generated)
     if plots_dir is not None:
         require_matplotlib()  # before the work, not after it
+    coverage = _atom_coverage(reference, generated)
+    _check_coverage(coverage)
     n_ref, n_gen = reference.n_frames, generated.n_frames
     per_frame = per_frame_metrics(masked_xyz(reference), masked_xyz(generated), reference.layout)
     result = {
@@ -119,6 +179,7 @@ def evaluate(reference, generated, plots_dir=None, name=None, bin_width_deg=KL_B
         "units": {"rmsd_angstrom": "Å", "rmsd_sym_angstrom": "Å", "ged": "dimensionless",
                   "clash_percent": "%", "bond_ok_percent": "%", "kl": "nats (natural log)",
                   "input_coordinates": "nm"},
+        **coverage,
         **{key: _summary(values) for key, values in per_frame.items()},
     }
 
@@ -234,6 +295,11 @@ def _fmt(x, digits=3):
     return "nan" if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
 
 
+def _missing(result, side):
+    n, atoms = result[f"missing_in_{side}"], result[f"missing_in_{side}_atoms"]
+    return f"{n} ({', '.join(atoms)}{', ...' if n > len(atoms) else ''})" if n else "0"
+
+
 def format_table(result) -> str:
     """Format an :func:`evaluate` result as a plain-text table with units.
 
@@ -254,6 +320,8 @@ def format_table(result) -> str:
         f"{result.get('name', 'evaluation')}: {result['n_generated_frames']} generated frame(s) vs "
         f"{result['n_reference_frames']} reference frame(s) ({result['samples_per_frame']} per reference frame), "
         f"{result['n_residues']} residues, {result['n_atoms']} heavy atoms",
+        f"heavy atoms matched: {_fmt(100 * result['matched_atom_fraction'], 1)} % of the reference's; "
+        f"missing in generated: {_missing(result, 'generated')}; in reference: {_missing(result, 'reference')}",
         "",
         f"{'metric':<50} {'mean':>10} {'std':>10}  unit",
         "-" * 80,

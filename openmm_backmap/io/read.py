@@ -14,7 +14,6 @@ template does not know are ignored, missing atoms are masked, never invented.
 
 from __future__ import annotations
 
-import gzip
 import os
 import warnings
 
@@ -23,6 +22,7 @@ import numpy as np
 from ..structure import ProteinEnsemble, atom_layout, detect_segment_starts
 from ..structure.errors import InputError, MissingFileError
 from .canonical import Canonicalizer, ParsedResidue, assemble, group_atoms, is_hydrogen, template_rows
+from .validate import check_input_file, open_text
 
 __all__ = ["load_ensemble", "STRUCTURE_EXTENSIONS", "TRAJECTORY_EXTENSIONS"]
 
@@ -34,18 +34,12 @@ STRUCTURE_EXTENSIONS = _PDB_EXTENSIONS + _CIF_EXTENSIONS
 TRAJECTORY_EXTENSIONS = (".dcd", ".xtc", ".trr", ".h5", ".nc", ".netcdf", ".lh5", ".binpos")
 
 
-def _open_text(path):
-    if str(path).endswith(".gz"):
-        return gzip.open(path, "rt", encoding="utf-8", errors="replace")
-    return open(path, encoding="utf-8", errors="replace")
-
-
 def _pdb_models(path, canon):
     """Yield one :func:`group_atoms` model per MODEL of a PDB file (coordinates in Å)."""
     from openmm.app.internal.pdbstructure import PdbStructure
     from openmm.unit import angstrom
 
-    with _open_text(path) as fh, warnings.catch_warnings():
+    with open_text(path) as fh, warnings.catch_warnings():
         # PdbStructure warns about repeated atoms and residue numbers; the first of each is kept below,
         # and what matters for the ensemble is reported by the Canonicalizer as a LoadWarning.
         warnings.simplefilter("ignore")
@@ -75,7 +69,7 @@ def _cif_models(path, canon):
     from openmm.app.internal.pdbx.reader.PdbxReader import SyntaxError as PdbxSyntaxError
 
     blocks = []
-    with _open_text(path) as fh:
+    with open_text(path) as fh:
         try:
             PdbxReader(fh).read(blocks)
         except (PdbxError, PdbxSyntaxError) as err:
@@ -138,7 +132,14 @@ def load_ensemble(path, topology=None, stride=1, frames=None) -> ProteinEnsemble
     Raises
     ------
     MissingFileError, InputError
-        With what was wrong and how to fix it (subclasses of FileNotFoundError and ValueError).
+        With what was wrong and how to fix it (subclasses of FileNotFoundError and ValueError);
+        an empty, truncated or corrupt file is named with its first bad frame (see
+        :func:`check_input_file`).
+
+    Warns
+    -----
+    LoadWarning
+        For anything dropped or masked, and for a DCD cut short (only its complete frames load).
 
     Examples
     --------
@@ -155,6 +156,7 @@ def load_ensemble(path, topology=None, stride=1, frames=None) -> ProteinEnsemble
     elif _has_ext(path, _CIF_EXTENSIONS):
         ens = assemble(_stride(_cif_models(path, canon), stride), path, canon)
     elif _has_ext(path, _PDB_EXTENSIONS):
+        check_input_file(path)
         ens = assemble(_stride(_pdb_models(path, canon), stride), path, canon)
     else:
         raise InputError(f"cannot read {path!r}: unknown extension; use one of "
@@ -183,6 +185,7 @@ def _load_trajectory(path, topology, stride, canon):
         if not os.path.exists(topology):
             raise MissingFileError(f"topology file {topology!r} does not exist")
         top = md.load_topology(topology)
+        check_input_file(path)
         try:
             traj = md.load(path, top=top, stride=stride)
         except ValueError as err:

@@ -16,7 +16,7 @@ import warnings
 import numpy as np
 from tqdm import tqdm
 
-from ..io import check_output_path, topology_path_for
+from ..io import check_input_file, check_output_path, topology_path_for
 from ..model import load_model
 from ..structure import InputError, MissingFileError, make_whole
 from .cg_input import cg_particle_info, cg_sequence
@@ -183,6 +183,7 @@ def convert_trajectory(input, output, model=None, topology=None, samples=1, seed
         raise InputError(f"the output's topology file {top_out} would overwrite the input; choose another output "
                          "name")
     top, top_source = _load_topology(input, topology)
+    check_input_file(input)  # truncated or corrupt files say so before any reader sees them
     bm = load_model(opts.model, device=opts.device)
     opts = dataclasses.replace(opts, model=bm)
 

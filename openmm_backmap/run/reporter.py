@@ -12,10 +12,13 @@ uses the same pipeline.
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
+import functools
 import queue
 import threading
 import warnings
+import weakref
 
 import numpy as np
 import openmm.unit as unit
@@ -31,6 +34,23 @@ from .pipeline import BackmapPipeline
 __all__ = ["BackmapReporter"]
 
 _STOP = object()
+
+
+def _close_at_exit(reporter_ref):
+    """``atexit`` hook of a reporter the script never closed.
+
+    It runs before the interpreter stops its daemon threads, so the worker
+    still drains the queue (a worker frozen inside torch's C++ code aborts the
+    process, exit status 134). It holds only a weak reference: a reporter that
+    is collected earlier is closed by its finaliser instead.
+    """
+    reporter = reporter_ref()
+    if reporter is None:
+        return
+    try:
+        reporter.close()
+    except Exception as err:  # noqa: BLE001 - the script's own exit status must stand
+        warnings.warn(f"BackmapReporter: error while closing at exit: {err}", RuntimeWarning, stacklevel=1)
 
 
 class _Worker:
@@ -149,7 +169,10 @@ class BackmapReporter(Closeable):
     sequence, opening the file, building the relaxer) happens on the first
     report, so errors in the set-up surface there. Call :meth:`close` (or use
     the reporter as a context manager) at the end to write the last partial
-    batch and close the file.
+    batch and close the file. A reporter the script never closes is closed
+    when it is garbage-collected or, at the latest, by an ``atexit`` hook
+    when the interpreter exits (also after an uncaught exception), so queued
+    frames are written and the worker thread is joined.
 
     Examples
     --------
@@ -187,6 +210,7 @@ class BackmapReporter(Closeable):
         self._worker = None
         self._buffer = []
         self._bonds = None
+        self._exit_hook = None
         self.frames_reported = 0
         self._closed = False
 
@@ -258,6 +282,9 @@ class BackmapReporter(Closeable):
             self.file, len(p), dataclasses.replace(self.options, model=model), sequence=sequence, segment_start=seg,
             chain_ids=info["chain_ids"] if ca_level else None,
             residue_numbers=info["residue_numbers"] if ca_level else None)
+        # a partial batch and an open file need closing even if the script never calls close()
+        self._exit_hook = functools.partial(_close_at_exit, weakref.ref(self))
+        atexit.register(self._exit_hook)
         if self.asynchronous:
             self._worker = _Worker(self.pipeline, self.queueSize)
 
@@ -303,6 +330,9 @@ class BackmapReporter(Closeable):
         if self._closed:
             return
         self._closed = True
+        if self._exit_hook is not None:
+            atexit.unregister(self._exit_hook)  # partial objects compare by identity: only this reporter's hook
+            self._exit_hook = None
         error = None
         try:
             if self.pipeline is not None and (self._worker is None or self._worker.error is None):
@@ -320,8 +350,6 @@ class BackmapReporter(Closeable):
                 self.pipeline.close()
         if error is not None:
             raise error
-
-
 
     def __repr__(self):
         return (f"BackmapReporter({self.file!r}, reportInterval={self.reportInterval}, "

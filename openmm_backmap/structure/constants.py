@@ -58,3 +58,10 @@ UNREPAIRABLE_BOND_NM = 1.0
 # --- residue slots of the models ---
 #: Heavy atoms of the largest standard residue (TRP): the slots per residue in the models' residue-slot arrays.
 MAX_HEAVY_ATOMS_PER_RESIDUE = 14
+
+# --- evaluation ---
+#: ``evaluate`` refuses a comparison in which either side has fewer than this fraction of the other side's heavy
+#: atoms (a C-alpha trace or a backbone-only file scored against all atoms would look perfect).
+MIN_MATCHED_ATOM_FRACTION = 0.5
+#: How many missing atoms a warning, error or table names (the counts cover all of them).
+MISSING_ATOMS_NAMED = 5

@@ -8,6 +8,7 @@ import pytest
 
 import openmm_backmap.evaluation as M
 from openmm_backmap.evaluation.reports import _jsonable
+from openmm_backmap.structure import LoadWarning
 from openmm_backmap.structure.ensemble import ProteinEnsemble
 
 SEED = 1234
@@ -57,7 +58,8 @@ def test_evaluate_handles_missing_atoms_and_empty_frames(trpcage, tmp_path):
     gen[1, trpcage.layout.index(7, "NZ")] += [0.03, 0.04, 0]  # 0.5 Å shift
     gen[1, :5] = np.nan  # and five atoms missing
     gen[2] = np.nan  # a failed frame
-    r = M.evaluate(trpcage, _copy(trpcage, gen))
+    with pytest.warns(LoadWarning, match="lack 5 of the reference's heavy atoms"):
+        r = M.evaluate(trpcage, _copy(trpcage, gen))
     rmsd = r["rmsd_angstrom"]
     assert rmsd["per_frame"][0] == 0.0
     assert rmsd["per_frame"][1] == pytest.approx(np.sqrt(0.25 / (trpcage.n_atoms - 5)))
