@@ -18,7 +18,7 @@ from ..structure import (AMINO_ACIDS, TEMPLATES, InputError, MissingFileError, b
                          residue_type_indices)
 from .model_file import read_model_file, read_pdb_text
 
-__all__ = ["Backmapper", "BackmapResult", "load_model", "default_model_path", "default_device"]
+__all__ = ["Backmapper", "BackmapResult", "load_model", "default_model_path", "default_device", "resolve_device"]
 
 
 @dataclass
@@ -256,6 +256,37 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def resolve_device(device=None) -> torch.device:
+    """The torch device a user asked for, checked: ``None`` means :func:`default_device`.
+
+    Raises
+    ------
+    InputError
+        A name torch does not know (``'gpu0'``), or CUDA asked for where there is none or not that many GPUs.
+
+    Examples
+    --------
+    >>> resolve_device('cpu')
+    device(type='cpu')
+    >>> resolve_device('gpu0')
+    Traceback (most recent call last):
+    ...
+    openmm_backmap.structure.errors.InputError: unknown device 'gpu0': use 'cpu', 'cuda' or 'cuda:N'
+    """
+    if device is None:
+        device = default_device()
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise InputError(f"unknown device {device!r}: use 'cpu', 'cuda' or 'cuda:N'") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InputError(f"device {device!r} requested but CUDA is not available; use device='cpu'")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise InputError(f"device {device!r} requested but only {torch.cuda.device_count()} GPU(s) exist")
+    return dev
+
+
 def load_model(path=None, device=None) -> Backmapper:
     """Load an exported model.
 
@@ -287,15 +318,13 @@ def load_model(path=None, device=None) -> Backmapper:
     'ca2aa'
     """
     if isinstance(path, Backmapper):
-        if device is not None and torch.device(device) != path.device:
+        if device is not None and resolve_device(device) != path.device:
             return load_model(path.path, device)
         return path
+    device = resolve_device(device)  # a bad device name is the user's, not the model file's
     if path is None:
         path = default_model_path()
     path = os.fspath(path)
-    device = device or default_device()
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise InputError(f"device {device!r} requested but CUDA is not available; use device='cpu'")
     module, meta, texts = read_model_file(path, device)
     meta["_path"] = path
     return Backmapper(module, meta, texts, device)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 
+from ..model import resolve_device
 from ..structure import InputError
 
 __all__ = ["BackmapOptions", "resolve_options"]
@@ -89,6 +90,8 @@ class BackmapOptions:
         put("samples", samples)
         if self.seed is not None:
             put("seed", int(self.seed))
+        if self.device is not None:
+            resolve_device(self.device)  # fail on 'gpu0' here, not later as a complaint about the model file
         if self.on_bad_frame not in ("skip", "raise"):
             raise InputError(f"on_bad_frame must be 'skip' or 'raise', not {self.on_bad_frame!r}")
         if self.relax_options is not None and not isinstance(self.relax_options, dict):

@@ -115,3 +115,22 @@ def test_cuda_matches_cpu_in_deterministic_mode(model_path, trpcage):
     cpu = load_model(model_path, device="cpu").backmap(trpcage.ca_xyz, sequence=trpcage.sequence, deterministic=True)
     gpu = load_model(model_path, device="cuda").backmap(trpcage.ca_xyz, sequence=trpcage.sequence, deterministic=True)
     assert np.allclose(cpu.xyz, gpu.xyz, atol=1e-4)
+
+
+@pytest.mark.parametrize("device", ["gpu0", "cuda:x", "tpu"])
+def test_unknown_device_is_named_not_the_model_file(device):
+    from openmm_backmap.model import load_model
+    from openmm_backmap.structure import InputError
+
+    with pytest.raises(InputError, match="unknown device") as err:
+        load_model("models/ca2aa.pt", device=device)
+    assert "model" not in str(err.value)
+
+
+def test_cli_convert_with_a_bad_device_says_so(tmp_path, capsys):
+    from openmm_backmap.cli import main
+
+    code = main(["convert", "tests/data/trpcage.pdb", "-o", str(tmp_path / "o.pdb"), "--device", "gpu0"])
+    err = capsys.readouterr().err
+    assert code == 2 and "unknown device 'gpu0'" in err and err.count("\n") == 1
+    assert not (tmp_path / "o.pdb").exists()
