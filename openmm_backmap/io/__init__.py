@@ -9,10 +9,11 @@ topology PDB beside a trajectory in ``paths``.
 """
 
 from ..structure.errors import LoadWarning
-from .paths import WRITER_EXTENSIONS, check_output_path, topology_path_for, write_topology_pdb
+from .paths import (WRITER_EXTENSIONS, check_output_path, topology_path_for, topology_pdb_text,
+                    write_topology_pdb)
 from .read import STRUCTURE_EXTENSIONS, TRAJECTORY_EXTENSIONS, load_ensemble
 from .validate import check_input_file
 from .write import TrajectoryWriter
 
 __all__ = ["LoadWarning", "load_ensemble", "check_input_file", "STRUCTURE_EXTENSIONS", "TRAJECTORY_EXTENSIONS",
-           "TrajectoryWriter", "WRITER_EXTENSIONS", "write_topology_pdb", "topology_path_for", "check_output_path"]
+           "TrajectoryWriter", "WRITER_EXTENSIONS", "topology_pdb_text", "write_topology_pdb", "topology_path_for", "check_output_path"]

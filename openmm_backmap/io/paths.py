@@ -13,7 +13,7 @@ import numpy as np
 from ..structure.constants import ANGSTROM_PER_NM
 from ..structure.errors import InputError, OutputExistsError
 
-__all__ = ["WRITER_EXTENSIONS", "TOPOLOGY_REMARK", "writer_format", "as_mdtraj_topology", "pdb_topology",
+__all__ = ["WRITER_EXTENSIONS", "TOPOLOGY_REMARK", "writer_format", "as_mdtraj_topology", "pdb_topology", "topology_pdb_text",
            "write_pdb_model",
            "write_topology_pdb", "topology_path_for", "check_output_path"]
 
@@ -114,17 +114,45 @@ def write_pdb_model(fh, omm_topology, xyz_nm, model=None):
         raise InputError(f"coordinates do not fit the PDB format (|x| < 10000 Å): {err}") from None
 
 
-def write_topology_pdb(path, topology, xyz_nm=None, title=None):
-    """Write a single-structure PDB of ``topology`` (the topology file beside a trajectory).
+def topology_pdb_text(topology, xyz_nm=None, title=None) -> str:
+    """PDB text of one structure of ``topology``: the topology file beside a trajectory, or a model file's topology.
 
     Parameters
     ----------
-    path : str or path
     topology : mdtraj.Topology or openmm.app.Topology
     xyz_nm : array, (A, 3), nm, optional
         Coordinates to write (zeros if not given).
     title : str, optional
         Added to the first REMARK line.
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> from openmm_backmap.structure import build_topology
+    >>> topology_pdb_text(build_topology(['GLY'])).splitlines()[0]
+    'REMARK   1 openmm-backmap topology'
+    """
+    import io
+
+    from openmm.app import PDBFile
+
+    top = pdb_topology(topology)
+    n_atoms = top.getNumAtoms()
+    xyz = np.zeros((n_atoms, 3)) if xyz_nm is None else np.asarray(xyz_nm, dtype=np.float64).reshape(-1, 3)
+    if len(xyz) != n_atoms:
+        raise InputError(f"{len(xyz)} coordinates for a topology of {n_atoms} atoms")
+    out = io.StringIO()
+    out.write(TOPOLOGY_REMARK + (f" for {title}" if title else "") + "\n")
+    write_pdb_model(out, top, xyz)
+    PDBFile.writeFooter(top, out)
+    return out.getvalue()
+
+
+def write_topology_pdb(path, topology, xyz_nm=None, title=None):
+    """Write :func:`topology_pdb_text` to ``path`` (the topology file beside a trajectory).
 
     Returns
     -------
@@ -137,17 +165,9 @@ def write_topology_pdb(path, topology, xyz_nm=None, title=None):
     >>> write_topology_pdb('/tmp/ga.pdb', build_topology(['GLY', 'ALA']))  # doctest: +SKIP
     '/tmp/ga.pdb'
     """
-    from openmm.app import PDBFile
-
-    top = pdb_topology(topology)
-    n_atoms = top.getNumAtoms()
-    xyz = np.zeros((n_atoms, 3)) if xyz_nm is None else np.asarray(xyz_nm, dtype=np.float64).reshape(-1, 3)
-    if len(xyz) != n_atoms:
-        raise InputError(f"{len(xyz)} coordinates for a topology of {n_atoms} atoms")
+    text = topology_pdb_text(topology, xyz_nm, title)
     with open(path, "w") as fh:
-        fh.write(TOPOLOGY_REMARK + (f" for {title}" if title else "") + "\n")
-        write_pdb_model(fh, top, xyz)
-        PDBFile.writeFooter(top, fh)
+        fh.write(text)
     return os.fspath(path)
 
 

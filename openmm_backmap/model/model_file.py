@@ -34,10 +34,11 @@ import torch
 from torch import nn
 
 from .._version import __version__
+from ..io import topology_pdb_text
 from ..structure import InputError, MissingFileError, OutputExistsError
 
 __all__ = ["FORMAT_VERSION", "SIGNATURE", "EXTRA_FILES", "AUTO_KEYS", "MODEL_KINDS", "save_model", "read_model_file",
-           "pdb_text", "read_pdb_text"]
+           "read_pdb_text"]
 
 FORMAT_VERSION = 1
 SIGNATURE = ("forward(cg_xyz: Tensor[B,N,3] nm, residue_types: Tensor[R] int64 (empty: embedded), "
@@ -50,32 +51,14 @@ AUTO_KEYS = ("format_version", "package_version", "signature", "units", "created
 MODEL_KINDS = ("ca2aa", "kstep", "cgvae")
 
 
-def pdb_text(topology, xyz_nm=None) -> str:
-    """PDB text of an mdtraj topology (coordinates ``xyz_nm`` (N, 3), or zeros).
-
-    Examples
-    --------
-    >>> from openmm_backmap.structure import build_topology
-    >>> text = pdb_text(build_topology(["GLY", "ALA"]))
-    >>> read_pdb_text(text).topology.n_atoms
-    9
-    """
-    from openmm import unit
-    from openmm.app import PDBFile
-
-    xyz = np.zeros((topology.n_atoms, 3)) if xyz_nm is None else np.asarray(xyz_nm, dtype=np.float64).reshape(-1, 3)
-    out = io.StringIO()
-    PDBFile.writeFile(topology.to_openmm(), xyz * unit.nanometer, out)
-    return out.getvalue()
-
-
 def read_pdb_text(text: str):
-    """The one-frame mdtraj Trajectory (nm) of PDB text written by :func:`pdb_text` (or by mdtraj).
+    """The one-frame mdtraj Trajectory (nm) of PDB text written by :func:`openmm_backmap.io.topology_pdb_text` (or by mdtraj).
 
     Examples
     --------
+    >>> from openmm_backmap.io import topology_pdb_text
     >>> from openmm_backmap.structure import build_topology
-    >>> read_pdb_text(pdb_text(build_topology(["GLY"]), [[0.1, 0.2, 0.3]] * 4)).xyz[0, 0]
+    >>> read_pdb_text(topology_pdb_text(build_topology(["GLY"]), [[0.1, 0.2, 0.3]] * 4)).xyz[0, 0]
     array([0.1, 0.2, 0.3], dtype=float32)
     """
     import mdtraj as md
@@ -136,9 +119,9 @@ def save_model(module: nn.Module, path: str, metadata: dict, aa_topology=None, c
             "torch_version": torch.__version__, "python": platform.python_version(), **metadata}
     extra = {"metadata.json": json.dumps(meta, indent=1, default=_json_default)}
     if aa_topology is not None:
-        extra["aa_topology.pdb"] = pdb_text(aa_topology)
+        extra["aa_topology.pdb"] = topology_pdb_text(aa_topology)
     if cg_topology is not None:
-        extra["cg_topology.pdb"] = pdb_text(cg_topology, cg_xyz)
+        extra["cg_topology.pdb"] = topology_pdb_text(cg_topology, cg_xyz)
     if hierarchy is not None:
         extra["mappings.json"] = json.dumps(hierarchy.to_dict())
     scripted = module if isinstance(module, torch.jit.ScriptModule) else torch.jit.script(module.cpu().eval())

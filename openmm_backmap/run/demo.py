@@ -160,7 +160,7 @@ def run_demo(output_dir="backmap-demo", steps=None, model=None, seed=0, report_i
     sim.context.setPositions(pos)
     sim.context.setVelocitiesToTemperature(300.0, int(seed) + 1)
     with open(files["cg_topology"], "w") as fh:
-        app.PDBFile.writeFile(top, pos * 10.0 * openmm.unit.angstrom, fh)
+        app.PDBFile.writeFile(top, pos * openmm.unit.nanometer, fh)
     cg_reporter = app.DCDReporter(files["cg_trajectory"], interval)
     sim.reporters.append(cg_reporter)
     relax = dict(DEMO_RELAX_OPTIONS, platform=platform.getName())
