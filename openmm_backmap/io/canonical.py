@@ -17,7 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..structure.constants import ANGSTROM_PER_NM
-from ..structure import ProteinEnsemble, TEMPLATES, atom_layout, canonical_atom_name, canonical_residue_name, detect_segment_starts
+from ..structure import (MODIFIED_RESIDUES, TEMPLATES, ProteinEnsemble, atom_layout, canonical_atom_name,
+                         canonical_residue_name, detect_segment_starts, warn_modified_residues)
 from ..structure.errors import InputError, LoadWarning
 
 __all__ = ["ParsedResidue", "is_hydrogen", "Canonicalizer", "group_atoms", "template_rows", "assemble"]
@@ -68,6 +69,7 @@ class Canonicalizer:
         self.dropped_residues = Counter()
         self.unknown_atoms = Counter()
         self.renamed = Counter()
+        self.modified = []
         self.altlocs = 0
         self.oxt = 0
 
@@ -79,7 +81,9 @@ class Canonicalizer:
             if canon is None:
                 self.dropped_residues[res.name] += 1
                 continue
-            if canon != res.name:
+            if res.name in MODIFIED_RESIDUES:
+                self.modified.append(res.name)
+            elif canon != res.name:
                 self.renamed[f"{res.name}->{canon}"] += 1
             template = TEMPLATES[canon].atoms
             amap = {}
@@ -108,6 +112,7 @@ class Canonicalizer:
             top = ", ".join(f"{k} x{v}" for k, v in self.dropped_residues.most_common(6))
             warnings.warn(f"{src}: dropped {n} residue(s) that are not standard amino acids ({top})",
                           LoadWarning, stacklevel=4)
+        warn_modified_residues(self.modified, src, stacklevel=5)
         if self.renamed:
             top = ", ".join(f"{k} x{v}" for k, v in self.renamed.most_common(6))
             warnings.warn(f"{src}: renamed residues to their standard names ({top})", LoadWarning, stacklevel=4)

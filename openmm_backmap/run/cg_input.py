@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..structure import InputError, canonical_residue_name, make_whole, segment_starts_from_distances
+from ..structure import (InputError, canonical_residue_name, make_whole, segment_starts_from_distances,
+                         warn_modified_residues)
 
 __all__ = ["cg_particle_info", "cg_sequence"]
 
@@ -73,6 +74,8 @@ def cg_particle_info(topology, particles=None, xyz=None, box_vectors=None):
     info = [res_info(r) for r in residues]
     names = [i[0] for i in info]
     canon = [canonical_residue_name(nm) for nm in names]
+    if one_per_residue:
+        warn_modified_residues(names, "CG topology")
     bad = sorted({nm for nm, c in zip(names, canon) if c is None})
     bonds = np.array([(pos[i], pos[j]) for i, j in bonds_all if i in pos and j in pos], dtype=np.int64).reshape(-1, 2)
     n = len(particles)
@@ -122,8 +125,9 @@ def cg_sequence(info, model, where="", fix_count="", fix_names=""):
         if not info["one_per_residue"]:
             raise InputError(f"{where}the CG particles are not one per residue; a C-alpha model needs one particle "
                              f"per residue{fix_count}")
-        raise InputError(f"{where}residue names {', '.join(info['bad_names'][:6])} are not standard amino acids, so "
-                         f"the C-alpha model cannot know the sequence{fix_names}")
+        raise InputError(f"{where}residue names {', '.join(info['bad_names'][:6])} are neither standard amino acids nor "
+                         f"modified residues with a known parent, so the C-alpha model cannot know the sequence"
+                         f"{fix_names}")
     if not model.transferable and sequence is not None and len(sequence) != model.n_beads:
         return None  # beads are not residues
     return sequence

@@ -18,17 +18,20 @@ lengths, angles and offsets live in ``data/ideal_geometry.json``
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-from .errors import InputError
+from .errors import InputError, LoadWarning
 
 __all__ = [
     "ResidueTemplate",
     "TEMPLATES",
     "AMINO_ACIDS",
     "RESIDUE_ALIASES",
+    "MODIFIED_RESIDUES",
+    "warn_modified_residues",
     "ATOM_ALIASES",
     "SYMMETRIC_ATOM_PAIRS",
     "canonical_residue_name",
@@ -172,15 +175,56 @@ TEMPLATES: dict[str, ResidueTemplate] = {
 #: Residue names in a fixed order; the index is the residue type used by models.
 AMINO_ACIDS: tuple = tuple(sorted(TEMPLATES))
 
+#: Chemically modified amino acids common in the PDB and their parent
+#: residue. Their backbone and the parent's side-chain atoms are kept; atoms
+#: the parent lacks (phosphate, extra methyls, hydroxyls) are dropped. Each
+#: is reported once per file or topology (:func:`warn_modified_residues`).
+MODIFIED_RESIDUES: dict[str, str] = {
+    "MSE": "MET", "SME": "MET", "FME": "MET",  # selenomethionine, Met sulfoxide, N-formyl-Met
+    "MLY": "LYS", "MLZ": "LYS", "M3L": "LYS", "ALY": "LYS", "KCX": "LYS", "LLP": "LYS",  # methyl/acetyl/carboxy-Lys
+    "HYP": "PRO",  # hydroxyproline
+    "SEP": "SER", "TPO": "THR", "PTR": "TYR", "TYS": "TYR",  # phospho- and sulfo-residues
+    "CSO": "CYS", "CME": "CYS", "CSD": "CYS", "OCS": "CYS", "CAS": "CYS", "CSS": "CYS", "SNC": "CYS",  # oxidised Cys
+    "NEP": "HIS", "HIC": "HIS",  # phospho-/methyl-His
+    "MEN": "ASN",  # N-methyl-Asn
+    "PCA": "GLU",  # pyroglutamate (cyclised N-terminal Gln/Glu)
+}
+
 #: Non-standard names of standard residues (force-field protonation states,
-#: disulfides, selenomethionine) and what they map to.
+#: disulfides), modified residues (:data:`MODIFIED_RESIDUES`), and what they
+#: map to.
 RESIDUE_ALIASES: dict[str, str] = {
     "HSD": "HIS", "HSE": "HIS", "HSP": "HIS", "HID": "HIS", "HIE": "HIS",
     "HIP": "HIS", "HSC": "HIS", "CYX": "CYS", "CYM": "CYS", "ASH": "ASP",
-    "GLH": "GLU", "LYN": "LYS", "MSE": "MET",
+    "GLH": "GLU", "LYN": "LYS",
+    **MODIFIED_RESIDUES,
     # terminal-capped AMBER names (NALA, CALA, ...)
     **{p + n: n for n in TEMPLATES for p in ("N", "C")},
 }
+
+
+def warn_modified_residues(names, source: str = "input", stacklevel: int = 3) -> None:
+    """Warn (:class:`LoadWarning`) once per kind of modified residue among residue ``names``.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> with warnings.catch_warnings(record=True) as w:
+    ...     warnings.simplefilter('always')
+    ...     warn_modified_residues(['ALA', 'SEP', 'SEP', 'MSE'], 'x.pdb')
+    >>> [str(m.message) for m in w]  # doctest: +NORMALIZE_WHITESPACE
+    ['x.pdb: 1 modified residue(s) MSE read as their parent MET; atoms MET lacks are dropped',
+     'x.pdb: 2 modified residue(s) SEP read as their parent SER; atoms SER lacks are dropped']
+    """
+    counts = {}
+    for name in names:
+        key = name.strip().upper()
+        if key in MODIFIED_RESIDUES:
+            counts[key] = counts.get(key, 0) + 1
+    for key in sorted(counts):
+        parent = MODIFIED_RESIDUES[key]
+        warnings.warn(f"{source}: {counts[key]} modified residue(s) {key} read as their parent {parent}; atoms "
+                      f"{parent} lacks are dropped", LoadWarning, stacklevel=stacklevel)
 
 #: Per-residue atom renames applied while loading; ``'*'`` applies to all.
 ATOM_ALIASES: dict[str, dict[str, str]] = {

@@ -62,6 +62,7 @@ def train_model(config, output_dir=None, resume=False, overrides=(), log=print) 
                          "data.validation_fraction")
     torch.manual_seed(cfg.seed)  # the task initialises the model: same seed, same start
     task = make_task(cfg, train_set, val_set, data_summary)
+    data_summary.pop("train_weights", None)  # per-item weights: the task's business, not metadata
     summary = train_task(task, cfg, resume=resume, log=log)
     summary["data"] = data_summary
     out = cfg.output or os.path.join(cfg.run_dir, "model.pt")

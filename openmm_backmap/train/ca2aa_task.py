@@ -68,7 +68,10 @@ class CA2AATask:
     def __init__(self, cfg, train, val, summary):
         self.cfg = cfg
         self.opts = from_dict(CA2AATaskConfig, cfg.task, "task")
-        self.train = [s for s in (_slots(e) for e in train) if len(s["xyz"])]
+        base = summary.get("train_weights")
+        base = np.ones(len(train)) if base is None else np.asarray(base, dtype=float)
+        slots = [(_slots(e), b) for e, b in zip(train, base)]
+        self.train = [s for s, _ in slots if len(s["xyz"])]
         self.val = [s for s in (_slots(e) for e in val) if len(s["xyz"])]
         if cfg.init:
             self.model = self._init_from(cfg)
@@ -84,7 +87,8 @@ class CA2AATask:
                                          [s["types"] for s in self.train])
             model_cfg = from_dict(CA2AAConfig, cfg.model, "model")
             self.model = CA2AA(model_cfg, self.geometry)
-        w = np.array([self.opts.ensemble_weight if len(s["xyz"]) > 1 else 1.0 for s in self.train])
+        w = np.array([(self.opts.ensemble_weight if len(s["xyz"]) > 1 else 1.0) * b for s, b in slots
+                      if len(s["xyz"])])
         self.weights = w / w.sum()
         self.summary = summary
 

@@ -33,6 +33,16 @@ class DataConfig:
     validation_fraction : float
         Fraction of files (single structures) and of frames (ensembles, taken
         from the end) held out for validation.
+    corpus : str
+        A corpus manifest (``manifest.csv``, relative to ``root``) to train on
+        as well, split by sequence cluster (see :mod:`.corpus`). Empty: none.
+    corpus_fraction : float
+        Fraction of the corpus's training clusters used (data-size ablations).
+    corpus_validation_fraction : float
+        Fraction of the corpus's clusters held out for validation.
+    cache_dir : str
+        Where parsed corpus files are cached (relative paths in the YAML are
+        taken relative to the YAML file). Empty: ``~/.cache/openmm-backmap``.
     """
 
     root: str = "."
@@ -40,6 +50,10 @@ class DataConfig:
     stride: int = 1
     max_frames: int = 0
     validation_fraction: float = 0.1
+    corpus: str = ""
+    corpus_fraction: float = 1.0
+    corpus_validation_fraction: float = 0.05
+    cache_dir: str = ""
 
 
 @dataclass
@@ -155,4 +169,6 @@ def load_config(path, overrides=()) -> RunConfig:
         cfg.output = str((base / cfg.output).resolve())
     if cfg.init:
         cfg.init = str((base / cfg.init).resolve())
+    if cfg.data.cache_dir:
+        cfg.data.cache_dir = str((base / cfg.data.cache_dir).resolve())
     return cfg

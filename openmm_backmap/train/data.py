@@ -1,4 +1,4 @@
-"""Training data: resolve file patterns, load ensembles, split train/validation."""
+"""Training data: resolve file patterns, load ensembles, add the corpus, split train/validation."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import numpy as np
 
 from ..io import LoadWarning, load_ensemble
 from ..structure import MissingFileError, torn_frames
+from .corpus import load_corpus
 
 __all__ = ["load_training_data"]
 
@@ -22,6 +23,11 @@ def _expand(root, pattern):
     return [(p, os.path.join(root, top) if top else None) for p in paths]
 
 
+def _default_cache_dir():
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "openmm-backmap", "corpus")
+
+
 def load_training_data(cfg, log=print):
     """Load the ensembles named by a :class:`~openmm_backmap.train.config.DataConfig`.
 
@@ -29,9 +35,17 @@ def load_training_data(cfg, log=print):
     -------
     train, val : lists of ProteinEnsemble
         Single structures are split by file; ensembles (many frames) by
-        frames, the last ``validation_fraction`` held out.
+        frames, the last ``validation_fraction`` held out; corpus chains
+        (``cfg.corpus``) by sequence cluster.
     summary : dict
-        Files, frames and residues used, for the model metadata.
+        Files, frames and residues used, for the model metadata. With a
+        corpus, ``summary["train_weights"]`` gives each training item's
+        relative sampling weight (corpus chains share their cluster's weight);
+        the caller removes it before the summary goes into metadata.
+
+    Examples
+    --------
+    >>> train, val, summary = load_training_data(DataConfig(root='data', files=['*.pdb']))  # doctest: +SKIP
     """
     rng = np.random.default_rng(0)
     items = []
@@ -68,6 +82,14 @@ def load_training_data(cfg, log=print):
     n_val = int(round(cfg.validation_fraction * len(singles)))
     for k, i in enumerate(order):
         (val if k < n_val else train).append(singles[i])
+    if cfg.corpus:
+        c_train, c_weights, c_val, summary["corpus"] = load_corpus(
+            os.path.join(cfg.root, cfg.corpus), cfg.cache_dir or _default_cache_dir(),
+            validation_fraction=cfg.corpus_validation_fraction, fraction=cfg.corpus_fraction, log=log)
+        # a corpus cluster weighs as much as one file of the file list
+        summary["train_weights"] = np.concatenate([np.ones(len(train)), c_weights])
+        train += c_train
+        val += c_val
     summary["train_frames"] = int(sum(e.n_frames for e in train))
     summary["val_frames"] = int(sum(e.n_frames for e in val))
     log(f"data: {len(items)} files, {summary['train_frames']} training frames, {summary['val_frames']} validation "
