@@ -9,7 +9,7 @@ from the built-in exception a Python caller would expect, so
 
 from __future__ import annotations
 
-__all__ = ["UserError", "InputError", "MissingFileError", "OutputExistsError", "LoadWarning"]
+__all__ = ["UserError", "InputError", "MissingFileError", "OutputExistsError", "OutputWriteError", "LoadWarning"]
 
 
 class UserError(Exception):
@@ -35,6 +35,10 @@ class MissingFileError(UserError, FileNotFoundError):
 
 class OutputExistsError(UserError, FileExistsError):
     """The output exists and neither ``force`` nor ``append`` was given."""
+
+
+class OutputWriteError(UserError, OSError):
+    """Writing an output failed (disk full, quota, permissions); the message says what was kept and where."""
 
 
 class LoadWarning(UserWarning):
