@@ -72,11 +72,29 @@ def local_frames(origin: Tensor, toward: Tensor, plane: Tensor) -> Tensor:
     ``e1`` points from ``origin`` to ``toward``; ``e2`` lies in the plane of
     ``plane`` (orthogonalised against e1); ``e3 = e1 x e2``. A vector ``v``
     in the global frame has local coordinates ``frames @ v``.
+
+    When ``plane`` lies on the e1 axis (within 1e-3 rad: two points only, or
+    collinear points) it fixes no plane, and ``e2`` is taken perpendicular to
+    the coordinate axis least aligned with e1, so the frame stays
+    orthonormal; rotations about e1 are then a free choice.
+
+    Examples
+    --------
+    >>> o, t = torch.zeros(3), torch.tensor([0.0, 3.0, 4.0])
+    >>> f = local_frames(o, t, 2 * t)  # collinear: still a rotation
+    >>> bool(torch.allclose(f @ f.T, torch.eye(3), atol=1e-6)), f[0].tolist()
+    (True, [0.0, 0.6000000238418579, 0.800000011920929])
     """
     e1 = toward - origin
     e1 = e1 / torch.linalg.vector_norm(e1, dim=-1, keepdim=True).clamp_min(1e-8)
     u = plane - origin
+    reach = torch.linalg.vector_norm(u, dim=-1, keepdim=True)
     u = u - (u * e1).sum(-1, keepdim=True) * e1
+    # below this the float rounding of u is no longer small against u itself (e2 would not be
+    # perpendicular to e1): a degenerate plane, where any perpendicular is as good as another
+    on_axis = torch.linalg.vector_norm(u, dim=-1, keepdim=True) <= 1e-3 * reach
+    helper = torch.nn.functional.one_hot(e1.abs().argmin(dim=-1), 3).to(e1.dtype)
+    u = torch.where(on_axis, helper - (helper * e1).sum(-1, keepdim=True) * e1, u)
     e2 = u / torch.linalg.vector_norm(u, dim=-1, keepdim=True).clamp_min(1e-8)
     e3 = torch.cross(e1, e2, dim=-1)
     return torch.stack([e1, e2, e3], dim=-2)

@@ -221,9 +221,10 @@ class CA2AA(nn.Module):
                                         torch.where(has_prev & has_prev2, prv2,
                                                     torch.where(near1 == toward, near2, near1))))
         frames = local_frames(ca, _take(ca, toward), _take(ca, plane))
-        # degenerate (tiny) systems: fall back to a fixed frame
+        # a lone residue has no direction at all: fall back to a fixed frame (a plane point on the
+        # e1 axis, as in a 2-residue chain, is handled by local_frames)
         eye = torch.eye(3, device=dev, dtype=ca.dtype).expand(b, r, 3, 3)
-        ok = torch.isfinite(frames).all(-1).all(-1) & (plane != toward) & (plane != idx) & (toward != idx)
+        ok = torch.isfinite(frames).all(-1).all(-1) & (toward != idx)
         frames = torch.where(ok.unsqueeze(-1).unsqueeze(-1), frames, eye)
 
         # edge features
