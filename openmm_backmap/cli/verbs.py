@@ -13,7 +13,8 @@ import argparse
 import json
 import sys
 
-from ..structure.errors import UserError
+from ..structure.constants import DEFAULT_MAX_MEMORY_MB, IMPLICIT_SOLVENT_FILES
+from ..structure.errors import InputError, UserError
 
 __all__ = ["main", "build_parser"]
 
@@ -44,10 +45,16 @@ def _evaluate(args):
 def _convert(args):
     from ..run import convert_trajectory
 
+    relax_options = None
+    if args.relax_solvent is not None:
+        if not args.minimize:
+            raise InputError("--relax-solvent sets the solvent of the relaxation; add --minimize")
+        relax_options = {"implicit": args.relax_solvent}
     convert_trajectory(args.input, args.output, model=args.model, topology=args.topology, samples=args.samples, seed=args.seed,
             device=args.device, stride=args.stride, chunk=args.chunk, minimize=args.minimize,
             keep_hydrogens=args.keep_hydrogens, deterministic=args.deterministic, force=args.force,
-            append=args.append, on_bad_frame=args.on_bad_frame)
+            append=args.append, on_bad_frame=args.on_bad_frame, max_memory_mb=args.max_memory,
+            relax_options=relax_options)
 
 
 def _train(args):
@@ -137,9 +144,16 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--deterministic", action="store_true", help="most likely structure instead of a sample")
     v.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA if available)")
     v.add_argument("--stride", type=int, default=1)
-    v.add_argument("--chunk", type=int, default=100, help="frames per chunk (default: %(default)s)")
+    v.add_argument("--chunk", type=int, default=100,
+                   help="frames per chunk, at most: --max-memory may lower it (default: %(default)s)")
+    v.add_argument("--max-memory", type=float, default=DEFAULT_MAX_MEMORY_MB, metavar="MB",
+                   help="memory budget of one model call in MB (device memory on a GPU); model calls hold as "
+                        "many frames and samples as fit (default: %(default)s)")
     v.add_argument("--minimize", action="store_true", help="relax each frame with the OpenMM minimiser")
     v.add_argument("--keep-hydrogens", action="store_true", help="with --minimize: write hydrogens too")
+    v.add_argument("--relax-solvent", choices=list(IMPLICIT_SOLVENT_FILES), default=None,
+                   help="with --minimize: implicit solvent of the relaxation (default: gbn2; on CPUs obc2 or "
+                        "vacuum are 10-100x faster)")
     v.add_argument("--on-bad-frame", choices=["skip", "raise"], default="skip",
                    help="what to do with NaN or exploded CG frames (default: %(default)s)")
     v.add_argument("--force", action="store_true", help="overwrite the output")

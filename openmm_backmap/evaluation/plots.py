@@ -11,6 +11,7 @@ import os
 
 import numpy as np
 
+from ..io import AtomicOutput
 from ..structure import InputError
 from ..structure.constants import ANGSTROM_PER_NM, KL_BIN_WIDTH_DEG
 
@@ -45,7 +46,8 @@ def _figure(figsize):
 def _save(fig, path) -> str:
     path = os.fspath(path)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=100)
+    with AtomicOutput(path) as tmp:
+        fig.savefig(tmp, dpi=100)
     return path
 
 

@@ -16,6 +16,7 @@ import warnings
 
 import numpy as np
 
+from ..io import AtomicOutput, check_writable
 from ..structure import InputError, LoadWarning
 from ..structure.constants import (BOND_OK_TOLERANCE, CLASH_DISTANCE_ANGSTROM, KL_BIN_WIDTH_DEG, KL_PSEUDO_COUNT,
                                    MIN_MATCHED_ATOM_FRACTION, MISSING_ATOMS_NAMED)
@@ -163,6 +164,7 @@ def evaluate(reference, generated, plots_dir=None, name=None, bin_width_deg=KL_B
     _check_sequences(reference, generated)
     if plots_dir is not None:
         require_matplotlib()  # before the work, not after it
+        check_writable(os.path.join(os.fspath(plots_dir), "plot.png"), force=True)
     coverage = _atom_coverage(reference, generated)
     _check_coverage(coverage)
     n_ref, n_gen = reference.n_frames, generated.n_frames
@@ -248,6 +250,8 @@ def evaluate_files(reference_path, generated_path, reference_topology=None, gene
     stride = int(stride)
     if stride < 1:
         raise InputError(f"stride must be a positive integer, got {stride}")
+    if json_path is not None:
+        check_writable(json_path, force=True)  # before the work, not after it
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # dropped waters/H etc. are expected in references
         reference = load_ensemble(reference_path, topology=reference_topology)
@@ -270,7 +274,7 @@ def evaluate_files(reference_path, generated_path, reference_topology=None, gene
         json_path = os.fspath(json_path)
         parent = os.path.dirname(os.path.abspath(json_path))
         os.makedirs(parent, exist_ok=True)
-        with open(json_path, "w", encoding="utf-8") as fh:
+        with AtomicOutput(json_path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
             json.dump(_jsonable(result), fh, indent=2, allow_nan=False, ensure_ascii=False)
             fh.write("\n")
         result["json"] = json_path

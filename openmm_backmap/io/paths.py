@@ -1,27 +1,159 @@
-"""Output paths: which formats can be written, overwrite checks, and the topology PDB beside a trajectory.
+"""Output paths: which formats can be written, writability and overwrite checks, safe (atomic) writes, and the
+topology PDB beside a trajectory.
 
-PDB text is written by OpenMM's :class:`openmm.app.PDBFile` (coordinates in
-Å inside the file, nm everywhere else).
+Every whole output is written under :func:`partial_path` and renamed to its
+final name only when complete (:class:`AtomicOutput`), so a failed run
+never leaves an empty or half-written file under the final name. PDB text is
+written by OpenMM's :class:`openmm.app.PDBFile` (coordinates in Å inside the
+file, nm everywhere else).
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import warnings
 
 import numpy as np
 
 from ..structure.constants import ANGSTROM_PER_NM
-from ..structure.errors import InputError, OutputExistsError
+from ..structure.errors import InputError, OutputExistsError, OutputWriteError, UserError
 
-__all__ = ["WRITER_EXTENSIONS", "TOPOLOGY_REMARK", "writer_format", "as_mdtraj_topology", "pdb_topology", "topology_pdb_text",
-           "write_pdb_model",
-           "write_topology_pdb", "topology_path_for", "check_output_path"]
+__all__ = ["WRITER_EXTENSIONS", "TOPOLOGY_REMARK", "PARTIAL_INFIX", "writer_format", "as_mdtraj_topology",
+           "pdb_topology", "topology_pdb_text", "write_pdb_model", "write_topology_pdb", "topology_path_for",
+           "check_writable", "check_output_path", "partial_path", "AtomicOutput", "StalePartialWarning",
+           "output_write_error"]
 
 #: Output formats :class:`~openmm_backmap.io.TrajectoryWriter` writes, by file extension.
 WRITER_EXTENSIONS = (".dcd", ".xtc", ".pdb", ".h5")
 
 #: First line of the topology PDB files written beside trajectories.
 TOPOLOGY_REMARK = "REMARK   1 openmm-backmap topology"
+
+#: Inserted before the extension of an output while it is being written: ``run.dcd`` -> ``run.partial.dcd``.
+PARTIAL_INFIX = ".partial"
+
+
+class StalePartialWarning(UserWarning):
+    """A partial output left by a run that did not finish (killed, or crashed hard) was replaced."""
+
+
+def partial_path(path) -> str:
+    """The name ``path`` is written under until it is complete: ``OUT.partial.EXT``.
+
+    The extension is kept, so that a partial file left by a killed run opens
+    in mdtraj or a viewer (up to its last complete frame).
+
+    Examples
+    --------
+    >>> partial_path('out/run.dcd')
+    'out/run.partial.dcd'
+    >>> partial_path('model.pt')
+    'model.partial.pt'
+    """
+    head, name = os.path.split(os.fspath(path))
+    stem, ext = os.path.splitext(name)
+    return os.path.join(head, stem + PARTIAL_INFIX + ext)
+
+
+def output_write_error(path, err, kept="") -> OutputWriteError:
+    """The one-line :class:`OutputWriteError` for an ``OSError`` raised while writing ``path``.
+
+    Parameters
+    ----------
+    path : str
+        The output (final name).
+    err : OSError
+    kept : str, optional
+        What was written and where, e.g. ``"after 120 frames; nothing was kept"``.
+
+    Examples
+    --------
+    >>> import errno
+    >>> print(output_write_error('out.dcd', OSError(errno.ENOSPC, 'No space left on device'), 'after 3 frames'))
+    cannot write out.dcd: No space left on device after 3 frames; free disk space (or raise the quota) and run again
+    """
+    reason = err.strerror or str(err) or type(err).__name__
+    if err.errno in (errno.ENOSPC, errno.EDQUOT):
+        fix = "free disk space (or raise the quota) and run again"
+    elif err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        fix = "choose a writable output location"
+    else:
+        fix = "check the output location (free space, permissions) and run again"
+    return OutputWriteError(f"cannot write {path}: {reason}{' ' + kept if kept else ''}; {fix}")
+
+
+class AtomicOutput:
+    """Write a file under :func:`partial_path` and rename it to its final name only when it is complete.
+
+    As a context manager it gives the partial name to write to; the file is
+    renamed (``os.replace``) when the block ends normally and removed when it
+    raises, so a failed run leaves nothing under either name. An ``OSError``
+    from the block (disk full, permission denied) becomes a one-line
+    :class:`OutputWriteError`. A partial file left by a run that was killed is
+    replaced, with a :class:`StalePartialWarning`. Objects that keep a file
+    open (:class:`~openmm_backmap.io.TrajectoryWriter`) call :meth:`commit` or
+    :meth:`discard` themselves.
+
+    Parameters
+    ----------
+    path : str or path
+        Final name.
+
+    Attributes
+    ----------
+    final : str
+        Final name.
+    path : str
+        Partial name, written to until :meth:`commit`.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> out = os.path.join(tempfile.mkdtemp(), 'summary.json')
+    >>> with AtomicOutput(out) as tmp:
+    ...     with open(tmp, 'w') as fh:
+    ...         _ = fh.write('{}')
+    ...     os.path.exists(out)
+    False
+    >>> os.path.exists(out), os.path.exists(partial_path(out))
+    (True, False)
+    """
+
+    def __init__(self, path):
+        self.final = os.fspath(path)
+        self.path = partial_path(self.final)
+        if os.path.lexists(self.path):
+            warnings.warn(f"replacing {self.path}, left by an earlier run that did not finish", StalePartialWarning,
+                          stacklevel=3)
+            self.discard()
+
+    def commit(self):
+        """Rename the partial file to the final name (replacing an existing file)."""
+        try:
+            os.replace(self.path, self.final)
+        except OSError as err:
+            self.discard()
+            raise output_write_error(self.final, err, "(renaming the finished file); nothing was kept") from None
+
+    def discard(self):
+        """Remove the partial file, if any."""
+        try:
+            os.remove(self.path)
+        except FileNotFoundError:
+            pass
+
+    def __enter__(self):
+        return self.path
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.commit()
+            return False
+        self.discard()
+        if isinstance(exc, OSError) and not isinstance(exc, UserError):
+            raise output_write_error(self.final, exc, "; nothing was kept") from None
+        return False
 
 
 def writer_format(path) -> str:
@@ -61,6 +193,12 @@ def as_mdtraj_topology(topology):
 def pdb_topology(topology):
     """The OpenMM Topology :func:`write_pdb_model` writes, with a chain letter for chains that have no identifier.
 
+    A chain break (a residue whose N is not bonded to the C before it, in a
+    topology that has bonds) starts a new chain with the same identifier,
+    so that the PDB gets a TER record there: PDB readers (OpenMM, mdtraj)
+    otherwise bond consecutive residues of one chain into a peptide bond
+    across the gap.
+
     Examples
     --------
     >>> import mdtraj as md
@@ -68,13 +206,53 @@ def pdb_topology(topology):
     >>> atom = top.add_atom('CA', md.element.carbon, top.add_residue('GLY', top.add_chain()))
     >>> [c.id for c in pdb_topology(top).chains()]
     ['A']
+    >>> from openmm_backmap.structure import build_topology
+    >>> [c.id for c in pdb_topology(build_topology(['GLY', 'ALA', 'SER'], [True, False, True])).chains()]
+    ['A', 'A']
     """
     top = as_mdtraj_topology(topology)
     omm = top.to_openmm()
     for chain, omm_chain in zip(top.chains, omm.chains()):
         if not chain.chain_id:
             omm_chain.id = chr(ord("A") + chain.index % 26)
-    return omm
+    return _split_at_breaks(omm)
+
+
+def _split_at_breaks(omm):
+    """``omm``, or a copy of it with a new chain (same identifier) at every chain break."""
+    bonded = {frozenset((a.index, b.index)) for a, b in omm.bonds()}
+    if not bonded:
+        return omm  # without bonds nothing tells a break from a peptide bond
+
+    def atom(residue, name):
+        return next((a.index for a in residue.atoms() if a.name == name), None)
+
+    breaks = set()
+    for chain in omm.chains():
+        residues = list(chain.residues())
+        for prev, res in zip(residues, residues[1:]):
+            c, n = atom(prev, "C"), atom(res, "N")
+            if c is not None and n is not None and frozenset((c, n)) not in bonded:
+                breaks.add(res.index)
+    if not breaks:
+        return omm
+    # OpenMM's Topology cannot split a chain in place (nor can mdtraj's): copy it
+    from openmm.app import Topology
+
+    out = Topology()
+    out.setPeriodicBoxVectors(omm.getPeriodicBoxVectors())
+    new_atom = {}
+    for chain in omm.chains():
+        new_chain = None
+        for res in chain.residues():
+            if new_chain is None or res.index in breaks:
+                new_chain = out.addChain(chain.id)
+            new_res = out.addResidue(res.name, new_chain, res.id, res.insertionCode)
+            for a in res.atoms():
+                new_atom[a.index] = out.addAtom(a.name, a.element, new_res, a.id)
+    for bond in omm.bonds():
+        out.addBond(new_atom[bond[0].index], new_atom[bond[1].index], bond.type, bond.order)
+    return out
 
 
 def write_pdb_model(fh, omm_topology, xyz_nm, model=None):
@@ -166,7 +344,7 @@ def write_topology_pdb(path, topology, xyz_nm=None, title=None):
     '/tmp/ga.pdb'
     """
     text = topology_pdb_text(topology, xyz_nm, title)
-    with open(path, "w") as fh:
+    with AtomicOutput(path) as tmp, open(tmp, "w") as fh:
         fh.write(text)
     return os.fspath(path)
 
@@ -223,8 +401,19 @@ def topology_path_for(path, append=False, force=False):
                             "use --force to overwrite the second, or choose another output name")
 
 
-def check_output_path(path, append=False, force=False) -> str:
-    """Check that :class:`~openmm_backmap.io.TrajectoryWriter` could write ``path``, before any work is done.
+def check_writable(path, force=False, append=None) -> str:
+    """Check, before any work is done, that a file can be written at ``path``.
+
+    Missing directories are fine when they can be created (writers create
+    them). Permissions are judged by ``os.access``.
+
+    Parameters
+    ----------
+    path : str or path
+    force : bool
+        An existing file may be replaced.
+    append : bool, optional
+        An existing file may be added to (None: the output cannot be appended to).
 
     Returns
     -------
@@ -234,7 +423,53 @@ def check_output_path(path, append=False, force=False) -> str:
     Raises
     ------
     InputError
-        Unknown extension, or ``path`` is a directory.
+        ``path`` is a directory, its directory is a file or is not writable,
+        or the file to append to is read-only.
+    OutputExistsError
+        ``path`` exists and neither ``force`` nor ``append`` is set.
+
+    Examples
+    --------
+    >>> check_writable('/')
+    Traceback (most recent call last):
+    ...
+    openmm_backmap.structure.errors.InputError: / is a directory; give an output file name
+    """
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise InputError(f"{path} is a directory; give an output file name")
+    directory = os.path.dirname(os.path.abspath(path))
+    while not os.path.lexists(directory):  # the writers create missing directories below the first that exists
+        directory = os.path.dirname(directory)
+    if not os.path.isdir(directory):
+        raise InputError(f"cannot write {path}: {directory} is a file, not a directory; choose another output path")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise InputError(f"cannot write {path}: the directory {directory} is not writable; choose another output "
+                         "directory or make it writable")
+    if os.path.exists(path):
+        if append and not os.access(path, os.W_OK):
+            raise InputError(f"cannot append to {path}: the file is read-only; make it writable or write a new file")
+        if not (append or force):
+            how = " or --append (append=True) to add frames to it" if append is not None else ""
+            raise OutputExistsError(f"{path} already exists; use --force (force=True) to overwrite it{how}")
+    return path
+
+
+def check_output_path(path, append=False, force=False) -> str:
+    """Check that :class:`~openmm_backmap.io.TrajectoryWriter` could write ``path``, before any work is done.
+
+    The extension must be a :data:`WRITER_EXTENSIONS` one; the rest is
+    :func:`check_writable`.
+
+    Returns
+    -------
+    str
+        ``path``.
+
+    Raises
+    ------
+    InputError
+        Unknown extension, ``path`` is a directory or cannot be written.
     OutputExistsError
         ``path`` exists and neither ``append`` nor ``force`` is set.
 
@@ -247,9 +482,4 @@ def check_output_path(path, append=False, force=False) -> str:
     """
     path = os.fspath(path)
     writer_format(path)
-    if os.path.isdir(path):
-        raise InputError(f"{path} is a directory; give an output file name")
-    if os.path.exists(path) and not (append or force):
-        raise OutputExistsError(f"{path} already exists; use --force (force=True) to overwrite it or "
-                                "--append (append=True) to add frames to it")
-    return path
+    return check_writable(path, force=force, append=bool(append))

@@ -191,6 +191,9 @@ def _load_trajectory(path, topology, stride, canon):
         except ValueError as err:
             raise InputError(f"{path!r} does not match topology {topology!r} ({err}); "
                              "pass the topology the trajectory was written with") from None
+        except RuntimeError as err:  # mdtraj's compiled readers report damaged frame data this way
+            raise InputError(f"{path}: frame data cannot be decoded ({str(err).splitlines()[0]}); the file is "
+                             "damaged") from None
     residues, names, heavy = [], [], []
     for res in traj.topology.residues:
         atoms = []

@@ -95,13 +95,42 @@ def check_input_file(path):
 
 
 def _check_pdb(path):
+    """A PDB must hold coordinates and end whole.
+
+    A file cut at a random byte ends inside a line (an ATOM record too short
+    to hold its coordinates: an error), inside a model (MODEL without
+    ENDMDL: an error naming the model, since the readers would load it with
+    atoms missing), or at a line boundary, which only the missing END record
+    shows (a warning: hand-made files sometimes omit END).
+    """
+    n_atoms, models, open_model, last, ended = 0, 0, False, "", False
     try:
         with open_text(path) as fh:
-            if any(line.startswith(("ATOM  ", "HETATM")) for line in fh):
-                return
+            for line in fh:
+                record = line[:6]
+                if record in ("ATOM  ", "HETATM"):
+                    n_atoms += 1
+                elif record == "MODEL ":
+                    models += 1
+                    open_model = True
+                elif record.rstrip() == "ENDMDL":
+                    open_model = False
+                if line.strip():
+                    last = line.rstrip("\r\n")
+                    ended = last.startswith("END")
     except (OSError, EOFError) as err:  # gzip raises these for a file that is not gzip
         raise InputError(f"{path}: not a readable PDB file ({err})") from None
-    raise InputError(f"{path}: holds no ATOM or HETATM records: it is empty or not a PDB file")
+    if not n_atoms:
+        raise InputError(f"{path}: holds no ATOM or HETATM records: it is empty or not a PDB file")
+    if last.startswith(("ATOM  ", "HETATM")) and len(last) < 54:
+        raise InputError(f"{path}: cut short inside an atom record (its last line has no complete coordinates); "
+                         "the file is truncated: write it again or remove the partial last line and model")
+    if open_model:
+        raise InputError(f"{path}: cut short: model {models} has no ENDMDL record (models 1-{models - 1} are "
+                         f"complete); remove the partial last model or write the file again")
+    if not ended:
+        warnings.warn(f"{os.path.basename(path)}: no END record at the end of the file; if it was cut short, "
+                      "the last model may lack atoms", LoadWarning, stacklevel=3)
 
 
 def _check_dcd(path):

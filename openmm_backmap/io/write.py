@@ -1,21 +1,24 @@
 """Writing trajectories frame by frame: DCD and PDB through OpenMM, XTC through OpenMM's XTC writer, HDF5 through mdtraj.
 
 Every write is flushed, so a crash leaves a readable file up to the last
-frame. Appending checks that the file holds the same atoms (residue and
-atom names, in order) as the new frames.
+frame. With ``atomic=True`` (``convert``) a new file is written under its
+partial name (:func:`~openmm_backmap.io.paths.partial_path`) and renamed when
+it is closed; a failure removes it. Appending checks that the file holds
+the same atoms (residue and atom names, in order) as the new frames.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import struct
 
 import numpy as np
 
 from ..structure.closing import Closeable
-from ..structure.errors import InputError
-from .paths import (as_mdtraj_topology, check_output_path, pdb_topology, topology_path_for, write_pdb_model,
-                    write_topology_pdb, writer_format)
+from ..structure.errors import InputError, UserError
+from .paths import (AtomicOutput, as_mdtraj_topology, check_output_path, output_write_error, pdb_topology,
+                    topology_path_for, write_pdb_model, write_topology_pdb, writer_format)
 
 __all__ = ["TrajectoryWriter"]
 
@@ -92,10 +95,18 @@ class TrajectoryWriter(Closeable):
         this starts a new one.
     force : bool
         Overwrite an existing file.
+    atomic : bool
+        Write a new file under its partial name ``<stem>.partial.<ext>`` and
+        rename it to ``path`` in :meth:`close`; :meth:`abort`, or an
+        exception in a ``with`` block, removes it. A killed process leaves the
+        partial file, readable up to its last complete frame; the next atomic
+        writer replaces it with a warning. Appending always writes in place.
 
     Attributes
     ----------
     path, format : str
+    file_path : str
+        The file being written: ``path``, or its partial name while ``atomic``.
     topology : mdtraj.Topology
     topology_path : str or None
         The PDB topology written beside the trajectory.
@@ -106,9 +117,13 @@ class TrajectoryWriter(Closeable):
     Raises
     ------
     InputError
-        Unknown extension, or ``append`` to a file of another format or other atoms.
+        Unknown extension, an output that cannot be written, or ``append`` to
+        a file of another format or other atoms.
     OutputExistsError
         The file exists and neither ``append`` nor ``force`` is set.
+    OutputWriteError
+        Writing failed (disk full, permissions): the message says how many
+        frames were written and what was kept.
 
     Examples
     --------
@@ -119,7 +134,7 @@ class TrajectoryWriter(Closeable):
     ...     w.write(np.zeros((2, 9, 3)), time_ps=[0.0, 10.0], step=[0, 1000])
     """
 
-    def __init__(self, path, topology, append=False, force=False):
+    def __init__(self, path, topology, append=False, force=False, atomic=False):
         self.path = os.fspath(path)
         self.format = writer_format(self.path)
         self.topology = as_mdtraj_topology(topology)
@@ -137,10 +152,19 @@ class TrajectoryWriter(Closeable):
             getattr(self, f"_check_{self.format}")()
             if keep_topology:
                 self._check_atoms(_pdb_atom_names(self.topology_path), f"its topology file {self.topology_path}")
-        if self.topology_path is not None and not keep_topology:
+        self._atomic = AtomicOutput(self.path) if atomic and not appending else None
+        self.file_path = self.path if self._atomic is None else self._atomic.path
+        self._own_topology = self.topology_path is not None and not keep_topology
+        if self._own_topology:
             write_topology_pdb(self.topology_path, self.topology, title=os.path.basename(self.path))
         self._topology_has_coordinates = self.topology_path is None or keep_topology
-        getattr(self, f"_open_{self.format}")(appending)
+        try:
+            getattr(self, f"_open_{self.format}")(appending)
+        except BaseException as err:
+            self._discard()
+            if isinstance(err, OSError) and not isinstance(err, UserError):
+                raise self._write_error(err) from None
+            raise
         self._closed = False
 
     # ------------------------------------------------------------------ append checks
@@ -204,10 +228,10 @@ class TrajectoryWriter(Closeable):
         self._dcd_first = None
         if appending:
             self.n_frames, first_step, interval, dt_ps = _dcd_header(self.path)[:4]
-            self._fh = open(self.path, "r+b")
+            self._fh = open(self.file_path, "r+b")
             self._dcd = DCDFile(self._fh, self._omm_topology, dt_ps, first_step, interval, append=True)
         else:
-            self._fh = open(self.path, "wb")
+            self._fh = open(self.file_path, "wb")
             self._dcd = None  # DCDFile writes its header at once; the first frames tell the sampling
 
     def _write_dcd(self, xyz, time, step):
@@ -236,9 +260,9 @@ class TrajectoryWriter(Closeable):
         if appending:
             from openmm.app.internal.xtc_utils import get_xtc_nframes
 
-            self.n_frames = get_xtc_nframes(self.path.encode())
+            self.n_frames = get_xtc_nframes(self.file_path.encode())
         else:
-            open(self.path, "wb").close()
+            open(self.file_path, "wb").close()
 
     def _write_xtc(self, xyz, time, step):
         # openmm.app.XTCFile derives every frame's step and time from (first step, interval, dt) and recounts the
@@ -250,8 +274,12 @@ class TrajectoryWriter(Closeable):
         t = np.arange(self.n_frames, self.n_frames + n) if time is None else time
         s = np.arange(self.n_frames, self.n_frames + n) if step is None else step
         box = np.zeros((3, 3), dtype=np.float32)
+        size = os.path.getsize(self.file_path)
         for frame, ti, si in zip(xyz.astype(np.float32), t, s):
-            xtc_write_frame(self.path.encode(), frame, box, np.float32(ti), np.int32(si))  # opens, appends, closes
+            xtc_write_frame(self.file_path.encode(), frame, box, np.float32(ti), np.int32(si))  # opens, appends, closes
+        if os.path.getsize(self.file_path) <= size:
+            # xtc_write_frame ignores the results of fwrite and fclose: a full disk would lose frames silently
+            raise OSError(errno.EIO, "the XTC writer wrote nothing (disk full?)")
 
     # ------------------------------------------------------------------ PDB (openmm.app.PDBFile, Å)
     def _open_pdb(self, appending):
@@ -259,18 +287,18 @@ class TrajectoryWriter(Closeable):
 
         if appending:
             # continue after the last complete model: drop END and CONECT records, count the models
-            with open(self.path, "rb") as fh:
+            with open(self.file_path, "rb") as fh:
                 data = fh.read()
             end = data.rfind(b"ENDMDL")
             if end < 0:
                 raise self._mismatch("it has no complete MODEL")
             end = data.index(b"\n", end) + 1 if b"\n" in data[end:] else len(data)
             self.n_frames = data[:end].count(b"\nMODEL ") + data[:end].startswith(b"MODEL ")
-            self._fh = open(self.path, "r+", newline="\n")
+            self._fh = open(self.file_path, "r+", newline="\n")
             self._fh.seek(end)
             self._fh.truncate()
         else:
-            self._fh = open(self.path, "w", newline="\n")
+            self._fh = open(self.file_path, "w", newline="\n")
             PDBFile.writeHeader(self._omm_topology, self._fh)
             self._fh.flush()
 
@@ -297,10 +325,10 @@ class TrajectoryWriter(Closeable):
         from mdtraj.formats import HDF5TrajectoryFile
 
         if appending:
-            self._h5 = HDF5TrajectoryFile(self.path, "a")
+            self._h5 = HDF5TrajectoryFile(self.file_path, "a")
             self.n_frames = len(self._h5)
         else:
-            self._h5 = HDF5TrajectoryFile(self.path, "w", force_overwrite=True)
+            self._h5 = HDF5TrajectoryFile(self.file_path, "w", force_overwrite=True)
             self._h5.topology = self.topology
 
     def _write_h5(self, xyz, time, step):
@@ -324,6 +352,9 @@ class TrajectoryWriter(Closeable):
         ------
         InputError
             Wrong shape or non-finite coordinates, or the writer is closed.
+        OutputWriteError
+            The write failed (disk full, permissions); the writer is then
+            aborted (see :meth:`abort`).
 
         Examples
         --------
@@ -346,11 +377,17 @@ class TrajectoryWriter(Closeable):
                 raise InputError(f"{name} has {len(arr)} entries for {n} frames")
         if n == 0:
             return
-        getattr(self, f"_write_{self.format}")(xyz, time, step)
-        if not self._topology_has_coordinates:
-            # the topology file gets the first frame, so that it is a viewable structure on its own
-            write_topology_pdb(self.topology_path, self.topology, xyz[0], title=os.path.basename(self.path))
-            self._topology_has_coordinates = True
+        try:
+            getattr(self, f"_write_{self.format}")(xyz, time, step)
+            if not self._topology_has_coordinates:
+                # the topology file gets the first frame, so that it is a viewable structure on its own
+                write_topology_pdb(self.topology_path, self.topology, xyz[0], title=os.path.basename(self.path))
+                self._topology_has_coordinates = True
+        except OSError as err:
+            self.abort()
+            if isinstance(err, UserError):
+                raise
+            raise self._write_error(err) from None
         self.n_frames += n
 
     def flush(self):
@@ -380,17 +417,72 @@ class TrajectoryWriter(Closeable):
         if self._closed:
             return
         self._closed = True
-        if self.format == "pdb":
-            from openmm.app import PDBFile
+        try:
+            self._close_file(footer=True)
+        except OSError as err:
+            self._discard()
+            if isinstance(err, UserError):
+                raise
+            raise self._write_error(err) from None
+        if self._atomic is not None:
+            self._atomic.commit()
 
-            PDBFile.writeFooter(self._omm_topology, self._fh)
-            self._fh.close()
-        elif self.format == "dcd":
-            self._fh.close()
-        elif self.format == "h5":
+    def abort(self):
+        """Close without finishing: an ``atomic`` writer removes its partial file (and the topology PDB it
+        wrote, unless a finished ``path`` still needs it); otherwise the frames written so far stay (idempotent).
+
+        Examples
+        --------
+        >>> w.abort(); w.closed  # doctest: +SKIP
+        True
+        """
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._close_file(footer=self._atomic is None)
+        except OSError:
+            pass  # the frames written so far are flushed; nothing more can be saved
+        self._discard()
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+        return False
+
+    def _close_file(self, footer):
+        fh = getattr(self, "_fh", None)
+        if self.format == "pdb" and fh is not None:
+            if footer:
+                from openmm.app import PDBFile
+
+                PDBFile.writeFooter(self._omm_topology, fh)
+            fh.close()
+        elif self.format == "dcd" and fh is not None:
+            fh.close()
+        elif self.format == "h5" and getattr(self, "_h5", None) is not None:
             self._h5.close()
 
+    def _discard(self):
+        """Remove what an ``atomic`` writer wrote; other writers keep their frames."""
+        if self._atomic is None:
+            return
+        self._atomic.discard()
+        if self._own_topology and not os.path.exists(self.path):
+            try:
+                os.remove(self.topology_path)
+            except FileNotFoundError:
+                pass
 
+    def _write_error(self, err):
+        if self._atomic is not None:
+            kept = (f"after {self.n_frames} frame(s); nothing was kept (the partial file {self.file_path} was "
+                    "removed)")
+        else:
+            kept = f"after {self.n_frames} frame(s); the {self.n_frames} complete frame(s) are in {self.path}"
+        return output_write_error(self.path, err, kept)
 
     def __repr__(self):
         return (f"TrajectoryWriter({self.path!r}, format={self.format!r}, atoms={self.n_atoms}, "

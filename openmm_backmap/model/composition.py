@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 
 import torch
 
+from ..io import check_writable
 from ..structure import InputError, OutputExistsError, build_topology, residue_type_indices
 from .backmapping import load_model
 from .kstep import KStepModel
 from .model_file import AUTO_KEYS, save_model
 
-__all__ = ["export_kstep"]
+__all__ = ["export_kstep", "check_step_order", "step_levels"]
 
 
 def export_kstep(step_paths, output: str, force: bool = False, name: str | None = None) -> str:
@@ -39,9 +41,11 @@ def export_kstep(step_paths, output: str, force: bool = False, name: str | None 
     """
     if os.path.exists(output) and not force:
         raise OutputExistsError(f"{output!r} exists; use --force to overwrite")
+    check_writable(output, force=True)  # before the parts are loaded
     if len(step_paths) < 1:
         raise InputError("give at least one step model")
     models = [load_model(p, device="cpu") for p in step_paths]
+    check_step_order(step_paths, models)
     first = models[0]
     steps = []
     for m in models:
@@ -65,3 +69,75 @@ def export_kstep(step_paths, output: str, force: bool = False, name: str | None 
     aa_top = build_topology(first.sequence, first.segment_start) if first.sequence else None
     return save_model(module, output, meta, aa_topology=aa_top, cg_topology=first.cg_topology,
                       cg_xyz=first.reference_cg_xyz, hierarchy=first.hierarchy, force=True)
+
+
+def step_levels(model) -> list[tuple[str, str]]:
+    """(input level, output level) of every step of a loaded model, coarsest first.
+
+    Files written before steps recorded their levels (the shipped C-alpha
+    model) get them from the step kind.
+
+    Examples
+    --------
+    >>> step_levels(load_model("models/adk-ucg12.pt"))  # doctest: +SKIP
+    [('ucg12', 'ca'), ('ca', 'aa')]
+    """
+    out = []
+    for step in model.metadata.get("steps") or [{"kind": model.kind}]:
+        step = step if isinstance(step, dict) else {}
+        default_in = "ca" if step.get("kind") == "ca2aa" else model.metadata.get("input_level")
+        out.append((str(step.get("input") or default_in or "?"), str(step.get("output") or "aa")))
+    return out
+
+
+def _chain_error(names, models):
+    """Why the parts, in this order, do not chain (None if they do)."""
+    for (a, ma), (b, mb) in zip(zip(names, models), zip(names[1:], models[1:])):
+        out, into = step_levels(ma)[-1][1], step_levels(mb)[0][0]
+        if out != into:
+            return f"{b} takes {into!r} input but follows {a}, which outputs {out!r}"
+        if not mb.transferable and ma.sequence and list(mb.sequence or []) != list(ma.sequence):
+            return f"{b} was trained for another sequence than {a}"
+    return None
+
+
+def check_step_order(step_paths, models) -> None:
+    """Raise :class:`InputError` unless each part takes what the one before it outputs.
+
+    Every step's input level must be the previous step's output level (e.g.
+    ``ucg12 -> ca`` then ``ca -> aa``) and per-system parts must share one
+    sequence. The message names an order of the same files that would
+    chain, when there is one.
+
+    Parameters
+    ----------
+    step_paths : list of str
+    models : list of Backmapper
+        The loaded parts, in the order of ``step_paths``.
+
+    Examples
+    --------
+    >>> paths = ["models/ca2aa.pt", "runs/adk12/model.pt"]  # doctest: +SKIP
+    >>> check_step_order(paths, [load_model(p) for p in paths])  # doctest: +SKIP
+    Traceback (most recent call last):
+    openmm_backmap.structure.errors.InputError: steps in the wrong order: ...
+    """
+    names = [os.path.basename(os.fspath(p)) for p in step_paths]
+    for name, m in zip(names, models):
+        levels = step_levels(m)
+        for (_, out), (into, _) in zip(levels, levels[1:]):
+            if out != into:
+                raise InputError(f"{name}: its own steps do not chain ({out!r} output into {into!r} input)")
+    why = _chain_error(names, models)
+    if why is None:
+        return
+    order = None
+    if len(models) <= 6:  # 720 orders at most, each checked from metadata only
+        order = next((p for p in itertools.permutations(range(len(models)))
+                      if _chain_error([names[i] for i in p], [models[i] for i in p]) is None), None)
+    if order is not None:
+        raise InputError(f"steps in the wrong order: {why}; give them coarsest first: "
+                         f"{' '.join(os.fspath(step_paths[i]) for i in order)}")
+    chain = ", ".join(f"{n} ({' -> '.join([step_levels(m)[0][0]] + [o for _, o in step_levels(m)])})"
+                      for n, m in zip(names, models))
+    raise InputError(f"these steps do not chain in any order: {why} (levels: {chain})")

@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from .._version import __version__
-from ..io import topology_pdb_text
+from ..io import AtomicOutput, check_writable, topology_pdb_text
 from ..structure import InputError, MissingFileError, OutputExistsError
 
 __all__ = ["FORMAT_VERSION", "SIGNATURE", "EXTRA_FILES", "AUTO_KEYS", "MODEL_KINDS", "save_model", "read_model_file",
@@ -113,6 +113,7 @@ def save_model(module: nn.Module, path: str, metadata: dict, aa_topology=None, c
     """
     if os.path.exists(path) and not force:
         raise OutputExistsError(f"{path!r} exists; use --force to overwrite")
+    check_writable(path, force=True)
     meta = {"format_version": FORMAT_VERSION, "package_version": __version__, "signature": SIGNATURE,
             "units": {"input": "nm", "output": "nm", "metrics": "angstrom"},
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -126,9 +127,8 @@ def save_model(module: nn.Module, path: str, metadata: dict, aa_topology=None, c
         extra["mappings.json"] = json.dumps(hierarchy.to_dict())
     scripted = module if isinstance(module, torch.jit.ScriptModule) else torch.jit.script(module.cpu().eval())
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".tmp"
-    torch.jit.save(scripted, tmp, _extra_files=extra)
-    os.replace(tmp, path)
+    with AtomicOutput(path) as tmp:
+        torch.jit.save(scripted, tmp, _extra_files=extra)
     return path
 
 

@@ -2,14 +2,17 @@
 
 Loads an ensemble (and, with ``model=``, the mapping hierarchy a model
 embeds), maps it to every requested level with :func:`openmm_backmap.mapping.coarsen`
-and writes a PDB, a DCD and a level JSON file per level.
+and writes a PDB, a DCD and a level JSON file per level. Every file is
+written under its partial name and all are renamed together at the end, so
+a failed run leaves none of them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 
-from ..io import load_ensemble
+from ..io import AtomicOutput, check_writable, load_ensemble
 from ..mapping import build_hierarchy, coarsen, parse_levels
 from ..structure import InputError, OutputExistsError
 
@@ -89,6 +92,8 @@ def coarsen_files(input, topology=None, levels="ca", out_prefix="coarse", model=
             raise OutputExistsError(f"{existing[0]} already exists"
                                     f"{f' (and {len(existing) - 1} more outputs)' if len(existing) > 1 else ''}; "
                                     "use --force (force=True) to overwrite")
+    for p in (path for d in paths.values() for path in d.values()):
+        check_writable(p, force=True)  # directories and permissions, before any work
     ens = load_ensemble(input, topology=topology, stride=stride)
     if hierarchy is None:
         hierarchy, names = build_hierarchy(ens, levels, **partition_options)
@@ -98,13 +103,17 @@ def coarsen_files(input, topology=None, levels="ca", out_prefix="coarse", model=
         os.makedirs(parent, exist_ok=True)
     rho = dict(zip(hierarchy.levels, hierarchy.rho or [None] * len(hierarchy.levels)))
     result = {}
-    for name, (coords, top, mapping) in out.items():
+    with contextlib.ExitStack() as files:  # all renamed to their final names at the end, or all removed
+        for name, (coords, top, mapping) in out.items():
+            p = paths[name]
+            tmp = {k: files.enter_context(AtomicOutput(v)) for k, v in p.items()}
+            traj = md.Trajectory(coords, top)
+            traj[0].save_pdb(tmp["pdb"], force_overwrite=True)
+            traj.save_dcd(tmp["dcd"], force_overwrite=True)
+            hierarchy.to_level_json(tmp["mapping"], name, source=input, n_frames=coords.shape[0])
+            result[name] = dict(p, n_beads=mapping.n_beads, rho=rho[name])
+    for name, (coords, _, mapping) in out.items():
         p = paths[name]
-        traj = md.Trajectory(coords, top)
-        traj[0].save_pdb(p["pdb"], force_overwrite=True)
-        traj.save_dcd(p["dcd"], force_overwrite=True)
-        hierarchy.to_level_json(p["mapping"], name, source=input, n_frames=coords.shape[0])
-        result[name] = dict(p, n_beads=mapping.n_beads, rho=rho[name])
         if verbose:
             r = f"{rho[name]:.2f}" if rho[name] is not None else "?"
             print(f"{name}: {mapping.n_beads} beads, rho {r} residues/bead, {coords.shape[0]} frame(s) -> "

@@ -1,7 +1,7 @@
 """Post-hoc backmapping of CG trajectories: ``openmm-backmap convert``.
 
 :func:`convert_trajectory` reads a CG structure or trajectory in chunks
-(constant memory), and sends the frames through the same
+(memory bounded by a budget, :mod:`~openmm_backmap.run.memory_budget`), and sends the frames through the same
 :class:`~openmm_backmap.run.pipeline.BackmapPipeline` (model -> optional
 :class:`~openmm_backmap.run.relax.Relaxer` -> :class:`~openmm_backmap.io.TrajectoryWriter`)
 that :class:`~openmm_backmap.run.reporter.BackmapReporter` uses during a simulation.
@@ -19,9 +19,11 @@ from tqdm import tqdm
 from ..io import check_input_file, check_output_path, topology_path_for
 from ..model import load_model
 from ..structure import InputError, MissingFileError, make_whole
+from ..structure.constants import DEFAULT_MAX_MEMORY_MB
 from .cg_input import cg_particle_info, cg_sequence
+from .memory_budget import frames_per_call
 from .options import resolve_options
-from .pipeline import BackmapPipeline, format_summary
+from .pipeline import BackmapPipeline, batch_text, format_summary
 
 __all__ = ["convert_trajectory"]
 
@@ -78,18 +80,25 @@ def _frames(input, top, atom_indices, stride, chunk):
             yield t.xyz, None, t.unitcell_vectors
         return
     kw = {} if top is None else {"top": top}
+    done = 0
     try:
         for t in md.iterload(input, chunk=chunk, stride=stride, atom_indices=atom_indices, **kw):
             time = np.asarray(t.time, dtype=np.float64) if t.time is not None else None
+            done += t.n_frames
             yield t.xyz, time, t.unitcell_vectors
     except (ValueError, OSError, IndexError) as err:
         raise InputError(f"cannot read {input!r} with the CG topology ({str(err).splitlines()[0]}); pass the "
                          "topology the trajectory was written with") from None
+    except RuntimeError as err:  # mdtraj's compiled readers report damaged frame data this way
+        raise InputError(f"{input}: the data after frame {done * stride} cannot be decoded "
+                         f"({str(err).splitlines()[0]}); the file is damaged there (frames before it read "
+                         "fine: cut the file before the damage to convert them)") from None
 
 
 def convert_trajectory(input, output, model=None, topology=None, samples=1, seed=None, device=None, stride=1,
                        chunk=100, minimize=False, keep_hydrogens=False, deterministic=False, force=False,
-                       on_bad_frame="skip", progress=True, append=False, relax_options=None, options=None) -> dict:
+                       on_bad_frame="skip", progress=True, append=False, relax_options=None,
+                       max_memory_mb=DEFAULT_MAX_MEMORY_MB, options=None) -> dict:
     """Backmap a CG structure or trajectory file to an all-atom trajectory.
 
     Parameters
@@ -101,7 +110,10 @@ def convert_trajectory(input, output, model=None, topology=None, samples=1, seed
         nm by mdtraj).
     output : str or path
         ``.dcd``, ``.xtc``, ``.pdb`` (multi-model) or ``.h5``; DCD and XTC get
-        a topology PDB beside them.
+        a topology PDB beside them. It is written as ``<stem>.partial.<ext>``
+        and renamed when complete; a failure removes it, and a run killed
+        hard leaves it readable up to its last complete frame (the next run
+        replaces it). Appending writes in place.
     model : str, path or Backmapper, optional
         Default: the shipped C-alpha model.
     topology : str or path, optional
@@ -118,7 +130,9 @@ def convert_trajectory(input, output, model=None, topology=None, samples=1, seed
     stride : int
         Use every ``stride``-th frame.
     chunk : int
-        Frames read and backmapped at a time (memory stays constant).
+        Frames read and backmapped at a time, at most: capped at the frames
+        whose model call fits ``max_memory_mb``. The output depends on the
+        seed, ``samples`` and this effective chunk (``summary['chunk']``).
     minimize : bool
         Relax every structure with :class:`~openmm_backmap.run.relax.Relaxer`.
     keep_hydrogens : bool
@@ -133,10 +147,13 @@ def convert_trajectory(input, output, model=None, topology=None, samples=1, seed
         Show a progress bar and print the summary.
     relax_options : dict, optional
         Keyword arguments of :class:`~openmm_backmap.run.relax.Relaxer`.
+    max_memory_mb : float
+        Memory budget of one model call (MB); see
+        :mod:`~openmm_backmap.run.memory_budget`.
     options : BackmapOptions, optional
         ``model``, ``samples``, ``seed``, ``device``, ``minimize``,
         ``keep_hydrogens``, ``deterministic``, ``force``, ``append``,
-        ``on_bad_frame`` and ``relax_options`` at once (then leave those at
+        ``on_bad_frame``, ``relax_options`` and ``max_memory_mb`` at once (then leave those at
         their defaults).
 
     Returns
@@ -154,9 +171,12 @@ def convert_trajectory(input, output, model=None, topology=None, samples=1, seed
     FileExistsError
         The output exists (use ``force`` or ``append``).
     ValueError
-        Unknown output extension, particle-count or sequence mismatch with
-        the model, unreadable or wrong-kind model, bad frames with
-        ``on_bad_frame='raise'``.
+        Unknown output extension, an output directory that is not writable,
+        particle-count or sequence mismatch with the model, unreadable or
+        wrong-kind model, bad frames with ``on_bad_frame='raise'``.
+    OSError
+        :class:`~openmm_backmap.structure.errors.OutputWriteError`: writing
+        failed (disk full, permissions); it says after how many frames.
 
     Examples
     --------
@@ -173,7 +193,8 @@ def convert_trajectory(input, output, model=None, topology=None, samples=1, seed
     stride, chunk = int(stride), int(chunk)
     opts = resolve_options(options, model=model, samples=samples, seed=seed, device=device, minimize=minimize,
                            keep_hydrogens=keep_hydrogens, deterministic=deterministic, force=force,
-                           on_bad_frame=on_bad_frame, append=append, relax_options=relax_options)
+                           on_bad_frame=on_bad_frame, append=append, relax_options=relax_options,
+                           max_memory_mb=max_memory_mb)
     if os.path.abspath(input) == os.path.abspath(output):
         raise InputError("the output would overwrite the input; choose another output name")
     check_output_path(output, append=opts.append, force=opts.force)  # fail before loading anything
@@ -199,6 +220,9 @@ def convert_trajectory(input, output, model=None, topology=None, samples=1, seed
     if note:
         warnings.warn(note, UserWarning, stacklevel=2)
     atom_indices = None if len(particles) == top.n_atoms else particles
+    # read no more frames than one model call holds, so the batches (and the samples) follow from the options alone
+    n_residues = len(particles) if bm.transferable else len(bm.sequence)
+    chunk = min(chunk, frames_per_call(n_residues, opts.samples, opts.max_memory_mb))
     frames = _frames(input, top if topology is not None else None, atom_indices, stride, chunk)
 
     pipe = None
@@ -211,16 +235,16 @@ def convert_trajectory(input, output, model=None, topology=None, samples=1, seed
                 info = cg_particle_info(top, particles, xyz[0] if len(xyz) else None,
                                         box[0] if periodic and len(xyz) else None)
                 sequence = cg_sequence(info, bm, f"{top_source}: ", fix_count=": give a C-alpha topology",
-                                       fix_names="; give a CG topology with the real residue names (-t/--topology)")
+                                       fix_names="; rename them to their parent amino acid in the CG topology (-t/--topology)")
                 ca_level = info["one_per_residue"] and sequence is not None
                 pipe = BackmapPipeline(
                     output, len(particles), opts, sequence=sequence,
                     segment_start=info["segment_start"] if bm.transferable else None,
                     chain_ids=info["chain_ids"] if ca_level else None,
-                    residue_numbers=info["residue_numbers"] if ca_level else None)
+                    residue_numbers=info["residue_numbers"] if ca_level else None, atomic=True)
                 bonds = info["bonds"]
                 if progress:
-                    bar = _progress_bar(input, stride)
+                    bar = _progress_bar(input, stride, batch_text({**pipe.summary(), "chunk": chunk}))
             if periodic:
                 xyz = make_whole(xyz, box, bonds).astype(np.float32)  # periodic input: molecules whole again
             base = pipe.frames_in + pipe.frames_skipped
@@ -230,18 +254,22 @@ def convert_trajectory(input, output, model=None, topology=None, samples=1, seed
                 bar.update(len(xyz))
         if pipe is None:
             raise InputError(f"{input!r} has no frames")
+    except BaseException:
+        if pipe is not None:
+            pipe.abort()  # a failed or interrupted run leaves nothing under the output's name
+        raise
     finally:
         if bar is not None:
             bar.close()
         if pipe is not None:
             pipe.close()
-    summary = {"input": input, "cg_topology": top_source, **pipe.summary()}
+    summary = {"input": input, "cg_topology": top_source, "chunk": chunk, **pipe.summary()}
     if progress:
         print(format_summary(summary))
     return summary
 
 
-def _progress_bar(input, stride):
+def _progress_bar(input, stride, batch):
     import mdtraj as md
 
     total = None
@@ -251,4 +279,4 @@ def _progress_bar(input, stride):
                 total = (len(f) + stride - 1) // stride
     except Exception:  # noqa: BLE001 - the count is only for the bar
         total = None
-    return tqdm(total=total, unit="frame", desc="backmapping", leave=False)
+    return tqdm(total=total, unit="frame", desc="backmapping", leave=False, postfix=batch)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields
 
 from ..model import resolve_device
 from ..structure import InputError
+from ..structure.constants import DEFAULT_MAX_MEMORY_MB
 
 __all__ = ["BackmapOptions", "resolve_options"]
 
@@ -47,6 +48,11 @@ class BackmapOptions:
         warning, or raise.
     quality : bool
         Compute the reference-free clash and bond checks for the summary.
+    max_memory_mb : float
+        Memory budget of one model call (MB of 2**20 bytes; on a GPU, device
+        memory). Model calls are split into batches of at most as many
+        structures (frames times samples) as the estimate of
+        :func:`~openmm_backmap.run.memory_budget.forward_bytes` allows.
 
     Raises
     ------
@@ -76,6 +82,7 @@ class BackmapOptions:
     force: bool = False
     on_bad_frame: str = "skip"
     quality: bool = True
+    max_memory_mb: float = DEFAULT_MAX_MEMORY_MB
 
     def __post_init__(self):
         def put(name, value):  # frozen: normalised values go in through object.__setattr__
@@ -88,6 +95,13 @@ class BackmapOptions:
         if samples < 1:
             raise InputError(f"samples must be a positive integer, got {self.samples!r}")
         put("samples", samples)
+        try:
+            budget = float(self.max_memory_mb)
+        except (TypeError, ValueError):
+            budget = 0.0
+        if not budget > 0 or budget == float("inf"):
+            raise InputError(f"max_memory_mb must be a positive number of MB, got {self.max_memory_mb!r}")
+        put("max_memory_mb", budget)
         if self.seed is not None:
             put("seed", int(self.seed))
         if self.device is not None:

@@ -32,12 +32,13 @@ from ..evaluation import frame_quality
 from ..io import TrajectoryWriter, check_output_path
 from ..mapping import ca_mapping
 from ..model import load_model
-from ..structure import InputError, build_topology
+from ..structure import InputError, atom_layout, build_topology
 from ..structure.constants import FAILED_ENERGY_KJ_MOL, MAX_COORDINATE_NM
+from .memory_budget import frames_per_call, structures_per_call
 from .options import BackmapOptions
 from .relax.systems import DEFAULT_FORCEFIELD, reference_bond_lengths
 
-__all__ = ["BackmapPipeline", "BadFrameWarning", "RelaxationWarning", "format_summary"]
+__all__ = ["BackmapPipeline", "BadFrameWarning", "RelaxationWarning", "batch_text", "format_summary"]
 
 
 class BadFrameWarning(UserWarning):
@@ -59,10 +60,16 @@ class BackmapPipeline(Closeable):
     n_particles : int
         CG particles per frame.
     options : BackmapOptions, optional
-        Model, samples, seed, relaxation, output mode (default: the defaults).
-        The model is called with ``seed + 7919 * i`` for a batch whose first
-        frame is frame ``i``, so the output depends on the seed and on the
-        batching, not on timing or threads.
+        Model, samples, seed, relaxation, output mode, memory budget
+        (default: the defaults). Each :meth:`process` call is split into
+        model calls of at most :attr:`batch_frames` frames (all their
+        samples), or, when one frame's samples exceed the budget, of at most
+        :attr:`batch_structures` samples of one frame. A call whose first
+        structure is sample ``j`` of frame ``i`` gets the seed
+        ``seed + 7919 * i + 104729 * j``. The output therefore depends on the
+        seed, the samples, the frames per :meth:`process` call and the
+        budget (through :attr:`batch_frames`), not on timing, threads or
+        free memory; a budget that allows the whole call changes nothing.
     sequence : list of str, optional
         Residue names of the CG beads (required by transferable C-alpha
         models; checked against per-system models).
@@ -70,6 +77,10 @@ class BackmapPipeline(Closeable):
         Chain starts and breaks (transferable models; per-system models use their own).
     chain_ids, residue_numbers : optional
         Chain identifier and number of every residue, for the output topology.
+    atomic : bool
+        Write a new output under its partial name and rename it on
+        :meth:`close`; :meth:`abort` removes it (``convert``). The reporter
+        writes in place, like OpenMM's reporters.
 
     Attributes
     ----------
@@ -78,6 +89,13 @@ class BackmapPipeline(Closeable):
         The base seed used (drawn at random when ``options.seed`` is None).
     relaxer : Relaxer or None
         Built on the first frame with ``options.minimize``.
+    batch_structures : int
+        Structures (frames times samples) in one model call at most, from
+        ``options.max_memory_mb`` and the residue count
+        (:func:`~openmm_backmap.run.memory_budget.structures_per_call`).
+    batch_frames : int
+        CG frames in one model call at most
+        (:func:`~openmm_backmap.run.memory_budget.frames_per_call`).
 
     Examples
     --------
@@ -88,12 +106,16 @@ class BackmapPipeline(Closeable):
     """
 
     def __init__(self, output, n_particles, options=None, *, sequence=None, segment_start=None, chain_ids=None,
-                 residue_numbers=None):
+                 residue_numbers=None, atomic=False):
         self.options = BackmapOptions() if options is None else options
         opts = self.options
         self.output = os.fspath(output)
         check_output_path(self.output, append=opts.append, force=opts.force)
         self.model = load_model(opts.model, device=opts.device)
+        if self.model.output_level != "aa":
+            raise InputError(f"{self.model.path} outputs {self.model.output_level!r} positions, not atoms; compose it "
+                             "with a C-alpha -> atoms model first (openmm-backmap export <this model> "
+                             "models/ca2aa.pt -o <model>.pt), or call load_model(...).backmap() for the C-alpha trace")
         self.n_particles = int(n_particles)
         per_system = not self.model.transferable
         self.sequence, self.segment_start = self.model.resolve_sequence(
@@ -104,14 +126,20 @@ class BackmapPipeline(Closeable):
         if residue_numbers is None or len(residue_numbers) != n_res:
             residue_numbers = None
         self.topology = build_topology(self.sequence, self.segment_start, chain_ids, residue_numbers)
+        # before the writer: a budget too small for one structure must not leave an output file behind
+        self.batch_structures = structures_per_call(n_res, opts.max_memory_mb)
+        self.batch_frames = frames_per_call(n_res, opts.samples, opts.max_memory_mb)
         self.seed = int(np.random.default_rng().integers(0, 2**31 - 1)) if opts.seed is None else opts.seed
         self.relaxer = None
         self.writer = None
+        self._atomic = bool(atomic)
         if not opts.keep_hydrogens:
-            self.writer = TrajectoryWriter(self.output, self.topology, append=opts.append, force=opts.force)
+            self.writer = TrajectoryWriter(self.output, self.topology, append=opts.append, force=opts.force,
+                                           atomic=self._atomic)
         self._bond_lengths = None
         self.frames_in = 0
         self.frames_skipped = 0
+        self.skipped_frames = []
         self.frames_written = 0
         self.relax_failures = 0
         self.seconds = {"backmap": 0.0, "relax": 0.0, "relax_build": 0.0, "write": 0.0, "quality": 0.0}
@@ -160,8 +188,10 @@ class BackmapPipeline(Closeable):
                    "(the CG simulation blew up?)")
             if self.options.on_bad_frame == "raise":
                 raise InputError(msg + "; use on_bad_frame='skip' (--on-bad-frame skip) to skip them")
-            warnings.warn(msg + "; skipped", BadFrameWarning, stacklevel=2)
+            warnings.warn(msg + "; skipped, so later output frames come earlier than their input frames (the "
+                          "summary lists the skipped input frames)", BadFrameWarning, stacklevel=2)
             self.frames_skipped += len(bad)
+            self.skipped_frames += [int(index[b]) if index is not None else int(b) for b in bad]
         return good
 
     def _ensure_relaxer(self, xyz0):
@@ -178,7 +208,7 @@ class BackmapPipeline(Closeable):
             self.seconds["relax_build"] += time.perf_counter() - t0
         if self.writer is None:
             self.writer = TrajectoryWriter(self.output, self.relaxer.topology_h, append=self.options.append,
-                                           force=self.options.force)
+                                           force=self.options.force, atomic=self._atomic)
 
     def _record_quality(self, when, xyz):
         """Clash and bond checks of heavy-atom frames, kept for the summary under ``'..._before'/'..._after'``."""
@@ -187,8 +217,15 @@ class BackmapPipeline(Closeable):
             finite = np.flatnonzero(np.isfinite(xyz).all(axis=(1, 2)))
             if len(finite):  # the System is built on a frame (hydrogens are added to it)
                 forcefield = self.options.relax_options.get("forcefield", DEFAULT_FORCEFIELD)
-                self._bond_lengths = reference_bond_lengths(self.sequence, self.segment_start, xyz[finite[0]],
-                                                            forcefield)
+                try:
+                    self._bond_lengths = reference_bond_lengths(self.sequence, self.segment_start, xyz[finite[0]],
+                                                                forcefield)
+                except ValueError as err:  # no template, e.g. for a one-residue segment (a lone amino acid)
+                    warnings.warn(f"bond check skipped (bond_ok is not reported): the force field has no "
+                                  f"template for this topology ({str(err).splitlines()[0][:160]})", UserWarning,
+                                  stacklevel=2)
+                    n_bonds = len(atom_layout(self.sequence).bonds(self.segment_start))
+                    self._bond_lengths = np.full(n_bonds, np.nan)
         clash, bond_ok = frame_quality(xyz, self.sequence, self.segment_start, self._bond_lengths)
         self._stats[f"clash_{when}"] += clash.tolist()
         self._stats[f"bond_ok_{when}"] += bond_ok.tolist()
@@ -233,9 +270,7 @@ class BackmapPipeline(Closeable):
             return 0
         opts = self.options
         t0 = time.perf_counter()
-        out = self.model.backmap(x, self.sequence, self.segment_start, samples=opts.samples,
-                                 seed=(self.seed + 7919 * self.frames_in) % (2**31 - 1),
-                                 deterministic=opts.deterministic).xyz
+        out = self._backmap(x)
         self.seconds["backmap"] += time.perf_counter() - t0
         if opts.minimize:
             self._ensure_relaxer(out[0])  # before the checks: its System gives them the bond lengths
@@ -253,6 +288,22 @@ class BackmapPipeline(Closeable):
         self.frames_in += n
         self.frames_written += len(frames)
         return len(frames)
+
+    def _backmap(self, x):
+        """Heavy atoms of the frames ``x``, in model calls that fit the memory budget (see the class docstring)."""
+        samples = self.options.samples
+        # (first frame, frames, first sample, samples) of each model call
+        if self.batch_structures >= samples:
+            calls = [(i, min(self.batch_frames, len(x) - i), 0, samples) for i in range(0, len(x), self.batch_frames)]
+        else:
+            calls = [(i, 1, j, min(self.batch_structures, samples - j))
+                     for i in range(len(x)) for j in range(0, samples, self.batch_structures)]
+        out = []
+        for i, n, j, k in calls:
+            seed = (self.seed + 7919 * (self.frames_in + i) + 104729 * j) % (2**31 - 1)
+            out.append(self.model.backmap(x[i:i + n], self.sequence, self.segment_start, samples=k, seed=seed,
+                                          deterministic=self.options.deterministic).xyz)
+        return out[0] if len(out) == 1 else np.concatenate(out)
 
     def _relax(self, out, cg_xyz):
         """Relax backmapped frames; warn about those that fail. Returns the frames to write."""
@@ -288,7 +339,9 @@ class BackmapPipeline(Closeable):
         -------
         dict
             ``output``, ``topology_file``, ``model``, ``seed``, ``samples``,
-            ``frames_in``, ``frames_skipped``, ``frames_written``,
+            ``frames_in``, ``frames_skipped``, ``skipped_frames`` (their input
+            indices), ``frames_written``, ``max_memory_mb``, ``batch_frames`` and ``batch_structures`` (the
+            largest model call the budget allows, see the class docstring),
             ``seconds`` (per stage and ``total``), ``frames_per_second``
             (CG frames per wall-clock second since the pipeline was made),
             ``relax_seconds_per_frame``, and ``clash_percent``,
@@ -310,8 +363,12 @@ class BackmapPipeline(Closeable):
             "model_file": self.model.path,
             "seed": self.seed,
             "samples": self.options.samples,
+            "max_memory_mb": self.options.max_memory_mb,
+            "batch_frames": self.batch_frames,
+            "batch_structures": min(self.batch_structures, self.batch_frames * self.options.samples),
             "frames_in": self.frames_in,
             "frames_skipped": self.frames_skipped,
+            "skipped_frames": list(self.skipped_frames),
             "frames_written": self.frames_written,
             "seconds": {**{k: round(v, 4) for k, v in self.seconds.items()}, "total": round(total, 4)},
             "frames_per_second": self.frames_in / total if total > 0 else None,
@@ -334,6 +391,15 @@ class BackmapPipeline(Closeable):
         if self.writer is not None:
             self.writer.close()
 
+    def abort(self):
+        """Close after a failure: see :meth:`TrajectoryWriter.abort <openmm_backmap.io.TrajectoryWriter.abort>`
+        (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self.writer is not None:
+            self.writer.abort()
+
 
 
 def format_summary(summary: dict) -> str:
@@ -350,8 +416,12 @@ def format_summary(summary: dict) -> str:
     lines = [f"backmapped {s['frames_in']} CG frame(s) -> {s['frames_written']} structure(s) "
              f"({s['samples']} per frame) with {s['model']} (seed {s['seed']}) in {s['seconds']['total']:.1f} s "
              f"wall-clock ({f(s['frames_per_second'], 2)} CG frames/s)"]
+    lines.append(batch_text(s))
     if s["frames_skipped"]:
-        lines.append(f"skipped {s['frames_skipped']} bad CG frame(s)")
+        shown = ", ".join(str(i) for i in s.get("skipped_frames", [])[:10])
+        more = " ..." if len(s.get("skipped_frames", [])) > 10 else ""
+        lines.append(f"skipped {s['frames_skipped']} bad CG frame(s) (input frames {shown}{more}); later output "
+                     "frames are shifted by the frames skipped before them")
     if s.get("relax_failures"):
         lines.append(f"relaxation failed for {s['relax_failures']} structure(s) (written as the minimiser left "
                      "them)")
@@ -366,3 +436,25 @@ def format_summary(summary: dict) -> str:
     where = s["output"] + (f" (topology {s['topology_file']})" if s.get("topology_file") else "")
     lines.append(f"wrote {where}")
     return "\n".join(lines)
+
+
+def batch_text(summary: dict) -> str:
+    """The model batch and memory budget of a :meth:`BackmapPipeline.summary` (``chunk``: the frames per
+    :meth:`~BackmapPipeline.process` call, where the front end caps them), for the progress bar and the summary.
+
+    Examples
+    --------
+    >>> batch_text({'chunk': 12, 'batch_frames': 12, 'batch_structures': 24, 'samples': 2, 'max_memory_mb': 2048.0})
+    'chunk=12 frames x 2 samples (memory budget 2048 MB)'
+    >>> batch_text({'batch_frames': 40, 'batch_structures': 40, 'samples': 1, 'max_memory_mb': 512.0})
+    'chunk=40 frames (memory budget 512 MB)'
+    >>> batch_text({'batch_frames': 1, 'batch_structures': 3, 'samples': 8, 'max_memory_mb': 1024.0})
+    'chunk=3 of the 8 samples of 1 frame (memory budget 1024 MB)'
+    """
+    s = summary
+    budget = f"(memory budget {s['max_memory_mb']:g} MB)"
+    if s["batch_structures"] < s["samples"]:
+        return f"chunk={s['batch_structures']} of the {s['samples']} samples of 1 frame {budget}"
+    frames = min(s.get("chunk") or s["batch_frames"], s["batch_frames"])
+    samples = f" x {s['samples']} samples" if s["samples"] > 1 else ""
+    return f"chunk={frames} frames{samples} {budget}"

@@ -27,6 +27,7 @@ from ..structure.closing import Closeable
 from ..io import check_output_path
 from ..model import load_model
 from ..structure import InputError, make_whole
+from ..structure.constants import DEFAULT_MAX_MEMORY_MB
 from .cg_input import cg_particle_info, cg_sequence
 from .options import resolve_options
 from .pipeline import BackmapPipeline
@@ -127,7 +128,8 @@ class BackmapReporter(Closeable):
         (wrap molecule centres into the box); default False. Either way the
         reporter makes the CG molecule whole itself for periodic systems.
     batchSize : int
-        CG frames collected before they are backmapped together.
+        CG frames collected before they are backmapped together, at most:
+        capped at the frames whose model call fits ``maxMemory``.
     asynchronous : bool
         Backmap in a background thread while the simulation keeps stepping.
         The queue is bounded (the simulation waits when it is full, no frame
@@ -151,10 +153,15 @@ class BackmapReporter(Closeable):
         Overwrite an existing output file.
     queueSize : int
         Batches the asynchronous queue holds before the simulation waits.
+    maxMemory : float
+        Memory budget of one model call (MB; device memory on a GPU), as
+        ``--max-memory`` of ``convert``: see
+        :mod:`~openmm_backmap.run.memory_budget`. A system too large for
+        the budget raises ValueError at the first report.
     options : BackmapOptions, optional
         All of ``model``, ``device``, ``samples``, ``seed``, ``minimize``,
         ``append``, ``deterministic``, ``relaxOptions``, ``onBadFrame``,
-        ``keepHydrogens`` and ``force`` at once (then leave those at their
+        ``keepHydrogens``, ``force`` and ``maxMemory`` at once (then leave those at their
         defaults).
 
     Attributes
@@ -188,7 +195,7 @@ class BackmapReporter(Closeable):
     def __init__(self, file, reportInterval, model=None, cgParticles=None, device=None, samples=1, seed=None,
                  minimize=False, append=False, enforcePeriodicBox=None, batchSize=1, asynchronous=False,
                  deterministic=False, relaxOptions=None, onBadFrame="skip", keepHydrogens=False, sequence=None,
-                 force=False, queueSize=4, options=None):
+                 force=False, queueSize=4, maxMemory=DEFAULT_MAX_MEMORY_MB, options=None):
         self._closed = True  # until fully constructed, so __del__ is safe
         if int(reportInterval) < 1:
             raise InputError(f"reportInterval must be a positive integer, got {reportInterval}")
@@ -197,7 +204,7 @@ class BackmapReporter(Closeable):
         self.options = resolve_options(
             options, model=model, device=device, samples=samples, seed=seed, deterministic=deterministic,
             minimize=minimize, relax_options=relaxOptions, keep_hydrogens=keepHydrogens, append=append, force=force,
-            on_bad_frame=onBadFrame)
+            on_bad_frame=onBadFrame, max_memory_mb=maxMemory)
         self.file = check_output_path(file, append=self.options.append, force=self.options.force)
         self.reportInterval = int(reportInterval)
         self.cgParticles = None if cgParticles is None else np.asarray(list(cgParticles), dtype=np.int64)
@@ -255,7 +262,7 @@ class BackmapReporter(Closeable):
             return
         time_ps = float(state.getTime().value_in_unit(unit.picosecond))
         self._buffer.append((xyz.astype(np.float32), time_ps, int(simulation.currentStep)))
-        if len(self._buffer) >= self.batchSize:
+        if len(self._buffer) >= min(self.batchSize, self.pipeline.batch_frames):
             self._submit()
 
     # ------------------------------------------------------------------ internals
@@ -312,8 +319,11 @@ class BackmapReporter(Closeable):
 
     # ------------------------------------------------------------------ results
     def summary(self) -> dict:
-        """The pipeline's summary (frames, timings, clash and bond checks); empty before the first report."""
-        return {} if self.pipeline is None else self.pipeline.summary()
+        """The pipeline's summary (frames, timings, clash and bond checks) and the effective ``chunk`` (frames
+        per model call: ``batchSize``, capped by ``maxMemory``); empty before the first report."""
+        if self.pipeline is None:
+            return {}
+        return {**self.pipeline.summary(), "chunk": min(self.batchSize, self.pipeline.batch_frames)}
 
     @property
     def closed(self) -> bool:

@@ -65,3 +65,28 @@ MAX_HEAVY_ATOMS_PER_RESIDUE = 14
 MIN_MATCHED_ATOM_FRACTION = 0.5
 #: How many missing atoms a warning, error or table names (the counts cover all of them).
 MISSING_ATOMS_NAMED = 5
+
+# --- memory budget (run.memory_budget sizes every model call from these) ---
+#: Bytes in one MB of ``--max-memory`` / ``maxMemory`` / ``max_memory_mb``.
+BYTES_PER_MB = 2**20
+#: Default memory budget of ``convert`` and the reporter for one model call (MB).
+DEFAULT_MAX_MEMORY_MB = 2048
+# The forward-pass cost model below, bytes ~ FIXED + structures * (PER_RESIDUE * R + PER_RESIDUE_SQUARED * R**2),
+# was measured on CPU (torch 2.13, one thread) with the shipped C-alpha model (models/ca2aa.pt): the growth of
+# ru_maxrss over one backmap call in a fresh process after a small warm-up call, for R = 50 ... 5000 residues and
+# 1 ... 16 structures per call. The least-squares fit is 44 MB + structures * (102 kB * R + 3.3 B * R**2)
+# (3000 residues: about 350 MB per structure, the graph and the side-chain repacking; the R**2 term is the C-alpha
+# distance matrix of the neighbour search). The constants are rounded up so that every measurement lies at or below
+# 80 % of the estimate. The per-system model models/adk-ucg12.pt (214 residues) needs about 7 MB per structure,
+# well inside the estimate. On a GPU the same estimate is applied to device memory (same float32 tensors).
+#: Fixed working memory of one model call (bytes).
+FORWARD_BYTES_FIXED = 64 * 2**20
+#: Working memory of one model call per structure and residue (bytes).
+FORWARD_BYTES_PER_RESIDUE = 150_000
+#: Working memory of one model call per structure and squared residue count (bytes).
+FORWARD_BYTES_PER_RESIDUE_SQUARED = 8
+
+# --- relaxation ---
+#: Implicit solvents of the relaxer by name (``--relax-solvent``, ``Relaxer(implicit=...)``): OpenMM force-field
+#: files, None for vacuum. GBn2 is the relaxer's default.
+IMPLICIT_SOLVENT_FILES = {"gbn2": "implicit/gbn2.xml", "obc2": "implicit/obc2.xml", "vacuum": None}

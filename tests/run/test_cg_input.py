@@ -42,5 +42,5 @@ def test_chains_bonds_and_sequence_errors(trpcage_go, tiny_ca_backmapper):
     assert info["segment_start"].tolist() == [True, False, True, False]
     assert info["bonds"].tolist() == [[0, 1], [2, 3]]  # no bond across chains
     beads = _ca_topology(["BEA"] * 4)
-    with pytest.raises(InputError, match="BEA are not standard amino acids.*pass it"):
+    with pytest.raises(InputError, match="BEA are neither standard amino acids nor modified residues.*pass it"):
         cg_sequence(cg_particle_info(beads), tiny_ca_backmapper, fix_names="; pass it")

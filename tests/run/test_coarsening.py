@@ -96,3 +96,26 @@ def test_coarsen_files_inserts_the_ca_level_it_needs(tmp_path, tests_data):
     level_file = json.loads(open(res["ucg4"]["mapping"]).read())
     assert level_file["format"] == "openmm-backmap-level" and level_file["n_frames"] == 1
     assert level_file["source"].endswith("trpcage.pdb")
+
+
+def test_failed_coarsen_leaves_no_file_and_checks_the_directory_first(tmp_path, tests_data, monkeypatch):
+    import errno
+    import os
+
+    from openmm_backmap.structure import InputError, OutputWriteError
+
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(InputError, match="is a file, not a directory"):
+        coarsen_files(tests_data / "missing.pdb", out_prefix=tmp_path / "afile" / "trp")  # before reading input
+
+    def disk_full(self, path, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Hierarchy, "to_level_json", disk_full)
+    with pytest.raises(OutputWriteError, match="No space left on device"):
+        coarsen_files(tests_data / "trpcage.pdb", levels="ca,ucg:4", out_prefix=tmp_path / "trp", verbose=False)
+    assert sorted(os.listdir(tmp_path)) == ["afile"]  # no level's PDB, DCD or JSON, under either name
+    monkeypatch.undo()
+    res = coarsen_files(tests_data / "trpcage.pdb", levels="ca", out_prefix=tmp_path / "trp", verbose=False)
+    assert sorted(os.listdir(tmp_path)) == sorted(["afile"] + [os.path.basename(p) for k, p in res["ca"].items()
+                                                               if k in ("pdb", "dcd", "mapping")])

@@ -141,7 +141,7 @@ def test_user_errors(tmp_path, ca_files, tiny_ca_backmapper, tiny_persystem_mode
         convert(mutant, tmp_path / "o4.pdb", model=tiny_persystem_model, device="cpu", **QUIET)
     with pytest.raises(ValueError, match="5 particles but this model expects 20 beads"):
         convert(villin["ucg5"]["pdb"], tmp_path / "o2.pdb", model=tiny_persystem_model, device="cpu", **QUIET)
-    with pytest.raises(ValueError, match="not standard amino acids"):
+    with pytest.raises(ValueError, match="neither standard amino acids nor modified residues"):
         convert(villin["ucg5"]["pdb"], tmp_path / "o3.pdb", model=tiny_ca_backmapper, **QUIET)
     assert not any((tmp_path / f"o{i}.pdb").exists() for i in (1, 2, 3, 4))
     # the per-system model accepts its own system
@@ -213,3 +213,20 @@ def test_unconverged_relaxation_is_reported(tmp_path, ca_files, tiny_ca_backmapp
         s = convert(ca_files["pdb"], tmp_path / "flagged.pdb", model=tiny_ca_backmapper, minimize=True, seed=0,
                     **QUIET)
     assert s["relax_failures"] == 1
+
+
+def test_convert_reads_a_modified_residue_in_a_ca_trace(tmp_path, ca_files, tiny_ca_backmapper):
+    """A C-alpha trace with SME (methionine sulfoxide) converts as MET, with one warning; unknown names are named."""
+    text = open(ca_files["pdb"]).read().splitlines()
+    lines = [ln[:17] + "SME" + ln[20:] if ln.startswith(("ATOM", "HETATM")) and int(ln[22:26]) == 3 else ln
+             for ln in text]
+    path = tmp_path / "sme.pdb"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.warns(UserWarning, match="modified residue\\(s\\) SME read as their parent MET"):
+        convert(str(path), tmp_path / "aa.pdb", model=tiny_ca_backmapper, deterministic=True, **QUIET)
+    assert load_ensemble(tmp_path / "aa.pdb").sequence[2] == "MET"
+    bad = tmp_path / "xyz.pdb"
+    bad.write_text("\n".join(ln[:17] + "XYZ" + ln[20:] if ln.startswith("ATOM") and int(ln[22:26]) == 3 else ln
+                             for ln in text) + "\n")
+    with pytest.raises(ValueError, match="XYZ are neither standard amino acids nor modified residues"):
+        convert(str(bad), tmp_path / "aa2.pdb", model=tiny_ca_backmapper, **QUIET)

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...evaluation import clash_topology
-from ...structure.constants import FAILED_ENERGY_KJ_MOL, UNREPAIRABLE_BOND_NM
+from ...structure.constants import FAILED_ENERGY_KJ_MOL, IMPLICIT_SOLVENT_FILES, UNREPAIRABLE_BOND_NM
 from ...structure import InputError, atom_layout, detect_segment_starts
 from .systems import DEFAULT_FORCEFIELD, Restraints, build_force_field_system, build_soft_system, pick_platform, \
     read_heavy_topology
@@ -118,7 +118,9 @@ class Relaxer:
     forcefield : str or sequence of str
         OpenMM force-field file(s).
     implicit : str or None
-        Implicit-solvent file (default GBn2); ``None`` minimises in vacuum.
+        Implicit-solvent file (default GBn2), or a name of
+        :data:`~openmm_backmap.structure.constants.IMPLICIT_SOLVENT_FILES`
+        (``'gbn2'``, ``'obc2'``, ``'vacuum'``); ``None`` minimises in vacuum.
         GBn2 is a CustomGBForce, fast on GPUs but slow on the CPU platform
         (energy + forces, no cutoff: 35 ms for 20 residues, 3.5 s for 214).
         On CPUs use ``None`` (1 ms / 30-50 ms) or ``'implicit/obc2.xml'``,
@@ -207,7 +209,7 @@ class Relaxer:
         if self._segment_start is not None and len(self._segment_start) != len(self.sequence):
             raise InputError("segment_start needs one entry per residue")
         self.forcefield = [forcefield] if isinstance(forcefield, str) else list(forcefield)
-        self.implicit = implicit
+        self.implicit = IMPLICIT_SOLVENT_FILES.get(implicit, implicit) if isinstance(implicit, str) else implicit
         self.restraint = restraint
         self._k = float(k)
         self.platform = pick_platform(platform)
