@@ -18,7 +18,7 @@ from ..structure import InputError
 from .config import from_dict
 from .protocol import register_task
 
-__all__ = ["CA2AATaskConfig", "CA2AATask"]
+__all__ = ["CA2AATaskConfig", "CA2AATask", "pack_chains"]
 
 
 @dataclass
@@ -37,12 +37,55 @@ class CA2AATaskConfig:
         Frames per file used to fit template geometry.
     val_frames : int
         Validation frames per ensemble.
+    pack : bool
+        Put all chains of a training batch in one row, side by side in
+        space (see :func:`pack_chains`), instead of one zero-padded row each.
+        Corpus chains range from 20 to 2,000 residues: padded rows waste
+        about 40 % of the compute on them.
     """
 
     ca_noise: float = 0.05
     ensemble_weight: float = 3.0
     geometry_frames: int = 5
     val_frames: int = 8
+    pack: bool = True
+
+
+#: Gap (Å) between the bounding boxes of packed chains: far beyond any k-nearest-neighbour distance of a chain's
+#: own residues (12 neighbours lie within about 25 Å along the chain), so no edge joins two chains.
+PACK_GAP_ANGSTROM = 100.0
+
+
+def pack_chains(items):
+    """Concatenate training items (single frames) into one item, each chain moved clear of the others.
+
+    The network is invariant to translations and sees only each residue's
+    nearest neighbours, and every chain starts a segment, so a packed row
+    gives each chain the same features, loss and gradients as a row of its
+    own, without padding.
+
+    Examples
+    --------
+    >>> a = {"xyz": np.zeros((3, 14, 3), np.float32), "mask": np.ones((3, 14), bool),
+    ...      "types": np.zeros(3, np.int64), "seg": np.array([True, False, False])}
+    >>> p = pack_chains([a, a])
+    >>> p["xyz"].shape, p["seg"].tolist(), float(p["xyz"][3:, :, 0].min() - p["xyz"][:3, :, 0].max())
+    ((6, 14, 3), [True, False, False, True, False, False], 100.0)
+    """
+    xyz, x_end = [], 0.0
+    for it in items:
+        ca = it["xyz"][:, 1]
+        shift = -ca.mean(0)
+        shift[0] = x_end - (it["xyz"][..., 0][it["mask"]].min() if it["mask"].any() else 0.0) + (
+            PACK_GAP_ANGSTROM if xyz else 0.0)
+        moved = np.where(it["mask"][..., None], it["xyz"] + shift.astype(np.float32), 0.0).astype(np.float32)
+        x_end = float(moved[..., 0][it["mask"]].max()) if it["mask"].any() else x_end
+        xyz.append(moved)
+    seg = [it["seg"].copy() for it in items]
+    for s_ in seg:
+        s_[0] = True
+    return {"xyz": np.concatenate(xyz), "mask": np.concatenate([it["mask"] for it in items]),
+            "types": np.concatenate([it["types"] for it in items]), "seg": np.concatenate(seg)}
 
 
 def _slots(ens):
@@ -123,7 +166,7 @@ class CA2AATask:
             total += len(s["types"])
             if len(items) == 1 and total >= self.cfg.optim.batch_residues:
                 break
-        return self._batch(items)
+        return self._batch([pack_chains(items)] if self.opts.pack else items)
 
     def loss(self, batch):
         return self.model.loss(*batch, ca_noise=self.opts.ca_noise)
