@@ -1,17 +1,23 @@
-"""Accuracy and speed of the C-alpha -> all-atom model against PULCHRA, in one run.
+"""Accuracy and speed of the C-alpha -> all-atom model against PULCHRA and FlowBack, in one run.
 
 Usage::
 
     python benchmarks/ca2aa_accuracy.py --model models/ca2aa.pt --data ../shared/data \
-        --out docs/benchmarks [--max-frames 10] [--samples 5] [--skip-pulchra]
+        --out docs/benchmarks [--max-frames 10] [--samples 5] [--skip-pulchra] \
+        [--baseline-model OLD.pt [--baseline-accuracy]] [--training-runs NAME=RUN_DIR ...]
 
 For every eval set the same C-alpha inputs (``--max-frames`` evenly spaced
 frames of each ensemble, every CASP target) go to our model (deterministic,
 and ``--samples`` stochastic samples: best-of-n by RMSD and mean over the n)
-and to PULCHRA (PyPI ``pulchra``, default settings, per chain segment). All
-metrics are from :mod:`openmm_backmap.evaluation.metrics`, before any minimisation.
-Writes ``ca2aa_accuracy.json`` and ``ca2aa_accuracy.md`` plus one
-Ramachandran plot per set into ``--out``.
+and to PULCHRA (PyPI ``pulchra``, default settings, per chain segment);
+``--baseline-accuracy`` also runs the baseline model (deterministic) on them.
+FlowBack's CASP figures are read as given from
+``eval/chains/casp/flowback_casp.json`` (FlowBack cannot be installed here).
+All metrics are from :mod:`openmm_backmap.evaluation.metrics`, before any
+minimisation. Writes ``ca2aa_accuracy.json`` and ``ca2aa_accuracy.md`` (with
+the bars of issue 10, PASS/MISS) plus one Ramachandran plot per set and, with
+``--training-runs``, the validation curves into ``--out``. ``--report-only``
+re-renders an existing JSON (adding FlowBack and training runs) without a model.
 """
 
 from __future__ import annotations
@@ -34,9 +40,14 @@ from openmm_backmap.io import LoadWarning, load_ensemble
 from openmm_backmap.structure.segments import torn_frames
 from openmm_backmap.evaluation import (backbone_dihedrals_deg, chi_dihedrals_deg, evaluate, kl_divergence,
                                        ramachandran_plot)
+from openmm_backmap.structure import InputError, MissingFileError
 from openmm_backmap.structure.templates import TEMPLATES
 
-METRICS = ("rmsd_angstrom", "rmsd_sym_angstrom", "ged", "clash_percent", "bond_ok_percent")
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the report helpers sit next to this script
+from _ca2aa_report import (METRICS, VALIDATION_CURVE_PLOT, bars, load_flowback, markdown,  # noqa: E402
+                           read_training_runs, validation_curve_plot)
+
+FLOWBACK_FILE = "chains/casp/flowback_casp.json"
 SETS = {
     "casp": [("chains/casp/*.pdb.gz", None)],
     "trpcage": [("md/trpcage/trpcage_eval.dcd", "md/trpcage/trpcage.pdb")],
@@ -156,39 +167,117 @@ def pooled_kl(refs, gens):
     return kl, ra, ga
 
 
-def speed(bm, ens, batch, repeats, seed=0):
+def speeds(models, ens, batch, repeats, seed=0):
+    """Frames/s of each model: the median over ``repeats`` timed calls, the models' calls interleaved so that
+    a change in the machine's load (a shared CPU) hits the model and its baseline alike."""
     x = np.repeat(ens.ca_xyz[:1], batch, axis=0)
-    for i in range(3):  # warm-up (TorchScript optimises a graph over its first calls)
-        bm.backmap(x, sequence=ens.sequence, segment_start=ens.segment_start, seed=seed + i)
-    t0 = time.perf_counter()
+    for bm in models:
+        for i in range(3):  # warm-up (TorchScript optimises a graph over its first calls)
+            bm.backmap(x, sequence=ens.sequence, segment_start=ens.segment_start, seed=seed + i)
+    seconds = np.zeros((repeats, len(models)))
     for i in range(repeats):
-        bm.backmap(x, sequence=ens.sequence, segment_start=ens.segment_start, seed=seed + i)
-    return batch * repeats / (time.perf_counter() - t0)
+        for k, bm in enumerate(models):
+            t0 = time.perf_counter()
+            bm.backmap(x, sequence=ens.sequence, segment_start=ens.segment_start, seed=seed + i)
+            seconds[i, k] = time.perf_counter() - t0
+    return batch / np.median(seconds, axis=0)
 
 
-def measure_speed(bm, root: Path, args) -> dict:
-    """Frames/s at 100 residues (a PED00153 model) and 214 (adenylate kinase), batch 1 and 64, vs PULCHRA."""
+def measure_speed(bm, base, root: Path, args) -> dict:
+    """Frames/s at 100 residues (a PED00153 model) and 214 (adenylate kinase), batch 1 and 64, vs PULCHRA
+    and vs the baseline model ``base`` (None: no baseline)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", LoadWarning)
         cases = {"100_residues": load_ensemble(root / "idp/PED00153/PED00153e011.pdb.gz", frames=slice(0, 1)),
                  "adk_214_residues": load_ensemble(root / "md/adk/adk.pdb")}
-    base = load_model(args.baseline_model, device=args.device) if args.baseline_model else None
-    speeds = {}
+    out = {}
     for label, ens in cases.items():
-        s = {"batch_1_frames_per_s": speed(bm, ens, 1, 20), "batch_64_frames_per_s": speed(bm, ens, 64, 3)}
-        if base is not None:
-            s["baseline_batch_1_frames_per_s"] = speed(base, ens, 1, 20)
-            s["baseline_batch_64_frames_per_s"] = speed(base, ens, 64, 3)
+        models = [bm] if base is None else [bm, base]
+        s = {}
+        for batch, repeats in ((1, 20), (64, 5)):
+            fps = speeds(models, ens, batch, repeats)
+            s[f"batch_{batch}_frames_per_s"] = float(fps[0])
+            if base is not None:
+                s[f"baseline_batch_{batch}_frames_per_s"] = float(fps[1])
         if not args.skip_pulchra:
             t0 = time.perf_counter()
             pulchra_frame(ens, 0)
             s["pulchra_frames_per_s"] = 1.0 / (time.perf_counter() - t0)
             s["ratio_batch_64_vs_pulchra"] = s["batch_64_frames_per_s"] / s["pulchra_frames_per_s"]
-        speeds[label] = s
+        out[label] = s
         print(label, {k: round(v, 2) for k, v in s.items()}, flush=True)
     if base is not None:
-        speeds["baseline_model"] = args.baseline_model
-    return speeds
+        out["baseline_model"] = args.baseline_model
+    return out
+
+
+def run_set(name, bm, base, cache, root: Path, out: Path, args) -> dict:
+    """Every structure of one eval set through our model, the baseline (``--baseline-accuracy``) and PULCHRA."""
+    t0 = time.time()
+    rows = {"deterministic": [], f"best_of_{args.samples}": [], f"mean_of_{args.samples}": [], "pulchra": [],
+            "baseline_deterministic": []}
+    refs, gen_det, gen_pul, gen_sto = [], [], [], []
+    per_structure = []
+    for sname, ref in load_set(root, name, args.max_frames):
+        det = bm.backmap(ref.ca_xyz, sequence=ref.sequence, segment_start=ref.segment_start, deterministic=True)
+        sto = bm.backmap(ref.ca_xyz, sequence=ref.sequence, segment_start=ref.segment_start,
+                         samples=args.samples, seed=1)
+        g_det = generated(ref, det.xyz, "model-deterministic")
+        r_det = evaluate(ref, g_det, name=sname)
+        g_sto = generated(ref, sto.xyz, "model-samples")
+        r_sto = evaluate(ref, g_sto, name=sname)
+        rows["deterministic"].append(r_det)
+        rows[f"mean_of_{args.samples}"].append(r_sto)
+        rows[f"best_of_{args.samples}"].append(best_of(r_sto, args.samples))
+        refs.append(ref)
+        gen_det.append(g_det)
+        gen_sto.append((ref, g_sto))
+        entry = {"name": sname, "residues": ref.n_residues, "frames": ref.n_frames,
+                 "deterministic": {m: r_det[m]["mean"] for m in METRICS}}
+        if base is not None and args.baseline_accuracy:
+            old = base.backmap(ref.ca_xyz, sequence=ref.sequence, segment_start=ref.segment_start,
+                               deterministic=True)
+            r_old = evaluate(ref, generated(ref, old.xyz, "baseline-deterministic"), name=sname)
+            rows["baseline_deterministic"].append(r_old)
+            entry["baseline"] = {m: r_old[m]["mean"] for m in METRICS}
+        if not args.skip_pulchra:
+            xyz = np.stack([cache.get(ref, f) for f in range(ref.n_frames)])
+            g_pul = generated(ref, xyz, "pulchra")
+            r_pul = evaluate(ref, g_pul, name=sname)
+            rows["pulchra"].append(r_pul)
+            gen_pul.append(g_pul)
+            entry["pulchra"] = {m: r_pul[m]["mean"] for m in METRICS}
+        per_structure.append(entry)
+        print(f"{name}/{sname}: det rmsd {r_det['rmsd_angstrom']['mean']:.2f} Å"
+              + (f", baseline {entry['baseline']['rmsd_angstrom']:.2f} Å" if "baseline" in entry else "")
+              + (f", pulchra {entry['pulchra']['rmsd_angstrom']:.2f} Å" if "pulchra" in entry else ""),
+              flush=True)
+    kl_det, ra, ga = pooled_kl(refs, gen_det)
+    ramachandran_plot(ra, ga, out / "plots" / f"ca2aa_{name}_ramachandran.png",
+                      title=f"{name}: reference vs openmm-backmap (deterministic)", kl=kl_det["ramachandran"])
+    # samples: compare with the reference frames repeated once per sample
+    kl_sto = pooled_kl([r.select_frames(np.repeat(np.arange(r.n_frames), args.samples)) for r, _ in gen_sto],
+                       [g for _, g in gen_sto])[0]
+    entry = {"structures": per_structure, "kl_deterministic": kl_det, "kl_samples": kl_sto,
+             "summary": {k: summarize(v) for k, v in rows.items() if v}, "seconds": round(time.time() - t0, 1)}
+    if gen_pul:
+        entry["kl_pulchra"] = pooled_kl(refs, gen_pul)[0]
+    return entry
+
+
+def write_report(report, out: Path, flowback, training) -> None:
+    """Add FlowBack's figures (when CASP is in the report), the training runs and the bars; write JSON + Markdown."""
+    if flowback is not None and "casp" in report["sets"]:
+        report["flowback"] = flowback
+    if training:
+        report["training"] = training
+        plot = validation_curve_plot(training, out / VALIDATION_CURVE_PLOT)
+        report["training_plot"] = VALIDATION_CURVE_PLOT if plot else None
+        if plot is None:
+            print("matplotlib not installed: no validation curve plot", flush=True)
+    report["bars"] = bars(report)
+    (out / "ca2aa_accuracy.json").write_text(json.dumps(report, indent=1, default=float))
+    (out / "ca2aa_accuracy.md").write_text(markdown(report))
 
 
 def main(argv=None):
@@ -202,12 +291,23 @@ def main(argv=None):
     p.add_argument("--skip-pulchra", action="store_true")
     p.add_argument("--speed-only", action="store_true",
                    help="only measure speed; update the speed section of an existing ca2aa_accuracy.json")
+    p.add_argument("--report-only", action="store_true",
+                   help="run no model: re-render an existing ca2aa_accuracy.json (bars, FlowBack, --training-runs)")
     p.add_argument("--baseline-model", default=None,
                    help="also time this model (e.g. an older export) in the same run, for a speed ratio")
+    p.add_argument("--baseline-accuracy", action="store_true",
+                   help="also run --baseline-model (deterministic) on every input, for old-vs-new accuracy")
+    p.add_argument("--training-runs", nargs="+", default=(), metavar="NAME=RUN_DIR",
+                   help="training run directories (log.csv, summary.json) for the validation curve and ablation")
     p.add_argument("--device", default=None)
     p.add_argument("--pulchra-cache", default=None, help="npz file caching PULCHRA outputs per C-alpha input")
     p.add_argument("--pulchra-only", action="store_true", help="only fill the PULCHRA cache")
     args = p.parse_args(argv)
+    if args.baseline_accuracy and not args.baseline_model:
+        p.error("--baseline-accuracy needs --baseline-model")
+    unknown = sorted(set(args.sets.split(",")) - set(SETS))
+    if unknown:
+        p.error(f"unknown set(s) {', '.join(unknown)}; known: {', '.join(SETS)}")
     root = Path(args.data) / "eval"
     out = Path(args.out)
     cache = PulchraCache(args.pulchra_cache)
@@ -219,125 +319,35 @@ def main(argv=None):
                     cache.get(ref, f)
                 print(f"pulchra {name}/{sname}: {ref.n_frames} frames, {time.time() - t0:.0f} s", flush=True)
         return
+    try:  # user mistakes (a missing run directory or data file) fail here, before any model runs
+        training = read_training_runs(args.training_runs)
+        flowback = load_flowback(root / FLOWBACK_FILE)
+    except (InputError, MissingFileError) as e:
+        p.error(str(e))
     (out / "plots").mkdir(parents=True, exist_ok=True)
-    bm = load_model(args.model, device=args.device)
-    if args.speed_only:
+    if args.report_only or args.speed_only:
         report = json.loads((out / "ca2aa_accuracy.json").read_text())
-        report["speed"] = measure_speed(bm, root, args)
-        report["speed_threads"] = torch.get_num_threads()
-        report["speed_date"] = time.strftime("%Y-%m-%d %H:%M")
-        (out / "ca2aa_accuracy.json").write_text(json.dumps(report, indent=1, default=float))
-        (out / "ca2aa_accuracy.md").write_text(markdown(report))
+        if args.speed_only:
+            bm = load_model(args.model, device=args.device)
+            base = load_model(args.baseline_model, device=args.device) if args.baseline_model else None
+            report["speed"] = measure_speed(bm, base, root, args)
+            report["speed_threads"] = torch.get_num_threads()
+            report["speed_date"] = time.strftime("%Y-%m-%d %H:%M")
+        write_report(report, out, flowback, training)
+        print(markdown(report))
         return
+    bm = load_model(args.model, device=args.device)
+    base = load_model(args.baseline_model, device=args.device) if args.baseline_model else None
     report = {"model": os.path.basename(args.model), "model_training": bm.metadata.get("training", {}),
               "device": str(bm.device), "threads": torch.get_num_threads(), "machine": platform.machine(),
-              "max_frames": args.max_frames, "samples": args.samples, "sets": {}}
+              "max_frames": args.max_frames, "samples": args.samples, "eval_sets": list(SETS), "sets": {}}
+    if base is not None and args.baseline_accuracy:
+        report["baseline_model"] = args.baseline_model
     for name in args.sets.split(","):
-        t0 = time.time()
-        structures = load_set(root, name, args.max_frames)
-        rows = {"deterministic": [], f"best_of_{args.samples}": [], f"mean_of_{args.samples}": [], "pulchra": []}
-        refs, gen_det, gen_pul, gen_sto = [], [], [], []
-        per_structure = []
-        for sname, ref in structures:
-            det = bm.backmap(ref.ca_xyz, sequence=ref.sequence, segment_start=ref.segment_start, deterministic=True)
-            sto = bm.backmap(ref.ca_xyz, sequence=ref.sequence, segment_start=ref.segment_start,
-                             samples=args.samples, seed=1)
-            g_det = generated(ref, det.xyz, "model-deterministic")
-            r_det = evaluate(ref, g_det, name=sname)
-            g_sto = generated(ref, sto.xyz, "model-samples")
-            r_sto = evaluate(ref, g_sto, name=sname)
-            rows["deterministic"].append(r_det)
-            rows[f"mean_of_{args.samples}"].append(r_sto)
-            rows[f"best_of_{args.samples}"].append(best_of(r_sto, args.samples))
-            refs.append(ref)
-            gen_det.append(g_det)
-            gen_sto.append((ref, g_sto))
-            entry = {"name": sname, "residues": ref.n_residues, "frames": ref.n_frames,
-                     "deterministic": {m: r_det[m]["mean"] for m in METRICS}}
-            if not args.skip_pulchra:
-                xyz = np.stack([cache.get(ref, f) for f in range(ref.n_frames)])
-                g_pul = generated(ref, xyz, "pulchra")
-                r_pul = evaluate(ref, g_pul, name=sname)
-                rows["pulchra"].append(r_pul)
-                gen_pul.append(g_pul)
-                entry["pulchra"] = {m: r_pul[m]["mean"] for m in METRICS}
-            per_structure.append(entry)
-            print(f"{name}/{sname}: det rmsd {r_det['rmsd_angstrom']['mean']:.2f} Å"
-                  + (f", pulchra {entry['pulchra']['rmsd_angstrom']:.2f} Å" if "pulchra" in entry else ""),
-                  flush=True)
-        kl_det, ra, ga = pooled_kl(refs, gen_det)
-        ramachandran_plot(ra, ga, out / "plots" / f"ca2aa_{name}_ramachandran.png",
-                          title=f"{name}: reference vs openmm-backmap (deterministic)", kl=kl_det["ramachandran"])
-        # samples: compare with the reference frames repeated once per sample
-        kl_sto = pooled_kl([r.select_frames(np.repeat(np.arange(r.n_frames), args.samples)) for r, _ in gen_sto],
-                           [g for _, g in gen_sto])[0]
-        entry = {"structures": per_structure, "kl_deterministic": kl_det, "kl_samples": kl_sto,
-                 "summary": {k: summarize(v) for k, v in rows.items() if v}, "seconds": round(time.time() - t0, 1)}
-        if gen_pul:
-            entry["kl_pulchra"] = pooled_kl(refs, gen_pul)[0]
-        report["sets"][name] = entry
-
-    report["speed"] = measure_speed(bm, root, args)
-    (out / "ca2aa_accuracy.json").write_text(json.dumps(report, indent=1, default=float))
-    (out / "ca2aa_accuracy.md").write_text(markdown(report))
+        report["sets"][name] = run_set(name, bm, base, cache, root, out, args)
+    report["speed"] = measure_speed(bm, base, root, args)
+    write_report(report, out, flowback, training)
     print(markdown(report))
-
-
-def _fmt(v, metric):
-    if v is None or not np.isfinite(v):
-        return "-"
-    return f"{v:.4f}" if metric == "ged" else f"{v:.2f}"
-
-
-def markdown(report):
-    s = report["samples"]
-    lines = ["# C-alpha -> all-atom accuracy (before minimisation)", "",
-             f"Model `{report['model']}` on {report['device']} ({report['threads']} threads); at most "
-             f"{report['max_frames']} evenly spaced frames per ensemble; stochastic rows use {s} samples per frame. "
-             "RMSD in Å (heavy atoms, no superposition), ged dimensionless, clash and bond_ok in %. "
-             "PULCHRA: PyPI `pulchra` with default settings, same C-alpha inputs, same metrics. "
-             "KL: KL(reference || generated) in nats, 10 degree bins, pseudo-count 1e-6.", ""]
-    head = "| set | method | rmsd | rmsd_sym | ged | clash % | bond_ok % |"
-    lines += [head, "|---|---|---|---|---|---|---|"]
-    for name, entry in report["sets"].items():
-        for method, summ in entry["summary"].items():
-            lines.append(f"| {name} | {method} | " + " | ".join(_fmt(summ[m], m) for m in METRICS) + " |")
-    lines += ["", "| set | KL rama (deterministic) | KL chi1 (deterministic) | KL rama (samples) | "
-              "KL chi1 (samples) | KL rama (PULCHRA) | KL chi1 (PULCHRA) |", "|---|---|---|---|---|---|---|"]
-    for name, entry in report["sets"].items():
-        kp = entry.get("kl_pulchra", {})
-        kd = entry["kl_deterministic"]
-        ks = entry.get("kl_samples", {})
-        lines.append(f"| {name} | {kd['ramachandran']:.3f} | {kd['chi1']:.3f} | "
-                     f"{ks.get('ramachandran', float('nan')):.3f} | {ks.get('chi1', float('nan')):.3f} | "
-                     f"{kp.get('ramachandran', float('nan')):.3f} | {kp.get('chi1', float('nan')):.3f} |")
-    if "casp" in report["sets"]:
-        lines += ["", "## CASP targets (deterministic vs PULCHRA, rmsd Å)", "", "| target | residues | model | PULCHRA |",
-                  "|---|---|---|---|"]
-        for st in report["sets"]["casp"]["structures"]:
-            lines.append(f"| {st['name']} | {st['residues']} | {st['deterministic']['rmsd_angstrom']:.2f} | "
-                         f"{_fmt(st.get('pulchra', {}).get('rmsd_angstrom'), 'rmsd')} |")
-    sp_all = {k: v for k, v in report["speed"].items() if isinstance(v, dict)}
-    base = report["speed"].get("baseline_model")
-    when = f" ({report['speed_date']}, {report.get('speed_threads')} threads)" if report.get("speed_date") else ""
-    lines += ["", f"## Speed (frames/s){when}", ""]
-    head = "| system | batch 1 | batch 64 | PULCHRA | batch 64 / PULCHRA |"
-    rule = "|---|---|---|---|---|"
-    if base:
-        lines += [f"Baseline in the same run: `{base}`.", ""]
-        head += " baseline batch 1 | baseline batch 64 | speed-up batch 64 |"
-        rule += "---|---|---|"
-    lines += [head, rule]
-    for label, sp in sp_all.items():
-        row = (f"| {label} | {sp['batch_1_frames_per_s']:.1f} | {sp['batch_64_frames_per_s']:.1f} | "
-               f"{sp.get('pulchra_frames_per_s', float('nan')):.3f} | "
-               f"{sp.get('ratio_batch_64_vs_pulchra', float('nan')):.0f} |")
-        if base:
-            row += (f" {sp['baseline_batch_1_frames_per_s']:.1f} | {sp['baseline_batch_64_frames_per_s']:.1f} | "
-                    f"{sp['batch_64_frames_per_s'] / sp['baseline_batch_64_frames_per_s']:.2f} |")
-        lines.append(row)
-    lines += ["", "Ramachandran plots: `plots/ca2aa_<set>_ramachandran.png`.", ""]
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":
