@@ -13,6 +13,7 @@ import argparse
 import json
 import sys
 
+from ..mapping import SCHEMES
 from ..structure.constants import DEFAULT_MAX_MEMORY_MB, IMPLICIT_SOLVENT_FILES
 from ..structure.errors import InputError, UserError
 
@@ -54,13 +55,13 @@ def _convert(args):
             device=args.device, stride=args.stride, chunk=args.chunk, minimize=args.minimize,
             keep_hydrogens=args.keep_hydrogens, deterministic=args.deterministic, force=args.force,
             append=args.append, on_bad_frame=args.on_bad_frame, max_memory_mb=args.max_memory,
-            relax_options=relax_options)
+            relax_options=relax_options, workers=args.workers, scheduler=args.scheduler, scheme=args.scheme)
 
 
 def _train(args):
-    from ..train import train_model
+    from ..train import launch_training
 
-    train_model(args.config, output_dir=args.output, resume=args.resume, overrides=args.set)
+    launch_training(args.config, args.nproc, output_dir=args.output, resume=args.resume, overrides=args.set)
 
 
 def _export(args):
@@ -117,7 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("coarsen", help="map an all-atom trajectory to coarser levels")
     c.add_argument("input", help="all-atom structure or trajectory")
     c.add_argument("-t", "--topology", help="topology (PDB) for trajectories")
-    c.add_argument("--levels", default="ca", help="comma-separated levels, e.g. ca,ucg:12 (default: %(default)s)")
+    c.add_argument("--levels", default="ca",
+                   help="comma-separated levels: ca (C-alpha), com (residue centre of mass), martini3, martini2 "
+                        "(martinize2's beads), ucg:N (N beads), or a mapping .json; e.g. ca,com,martini3,ucg:12 "
+                        "(default: %(default)s)")
     c.add_argument("--model", help="use the mappings embedded in this model instead of --levels")
     c.add_argument("-o", "--output", required=True, help="output prefix")
     c.add_argument("--stride", type=int, default=1)
@@ -138,6 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("input", help="CG trajectory or C-alpha PDB")
     v.add_argument("-t", "--topology", help="CG topology (PDB) for trajectories")
     v.add_argument("--model", default=None, help="model file (default: the shipped C-alpha model)")
+    v.add_argument("--scheme", choices=SCHEMES, default=None,
+                   help="what the CG beads are; default: found from their names (Martini) and spacing (C-alpha "
+                        "vs residue centre of mass). A model given other beads than it takes stops with an error")
     v.add_argument("-o", "--output", required=True, help="output file (.pdb, .dcd, .xtc, .h5)")
     v.add_argument("--samples", type=int, default=1, help="samples per frame")
     v.add_argument("--seed", type=int, default=None)
@@ -159,6 +166,13 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--force", action="store_true", help="overwrite the output")
     v.add_argument("--append", action="store_true",
                    help="add the frames to an existing output (same format and atoms) instead of failing")
+    cluster = v.add_mutually_exclusive_group()
+    cluster.add_argument("--workers", type=int, default=None, metavar="N",
+                         help="run on a local Dask cluster of N single-threaded worker processes (needs dask; "
+                              "output identical to the serial run)")
+    cluster.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                         help="run on an existing Dask cluster, e.g. tcp://host:8786 (started with 'dask "
+                              "scheduler' and 'dask worker ADDRESS')")
     v.set_defaults(func=_convert)
 
     t = sub.add_parser("train", help="train a model from a YAML config")
@@ -167,6 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", action="store_true", help="resume from the run directory's checkpoint")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set optim.max_steps=2 (repeatable)")
+    t.add_argument("--nproc", type=int, default=1, metavar="N",
+                   help="data-parallel training processes started here, each taking optim.batch_residues per "
+                        "step (gloo on CPUs, NCCL with one GPU each where CUDA is available; default: %(default)s)")
     t.set_defaults(func=_train)
 
     x = sub.add_parser("export", help="compose trained steps into one k-step TorchScript model")

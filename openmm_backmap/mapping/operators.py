@@ -271,6 +271,43 @@ class Mapping:
             return x[..., idx[:, 0], :].copy()
         return np.einsum("...bmk,bm->...bk", x[..., idx, :], wt.astype(dtype))
 
+    def apply_present(self, x, mask):
+        """Map fine coordinates where some fine particles are missing: each bead averages its present members.
+
+        The weights of the present members are renormalised (what martinize2
+        does with atoms that have no position); a bead with no member present
+        is NaN.
+
+        Parameters
+        ----------
+        x : ndarray, shape (..., n_fine, 3)
+        mask : ndarray of bool, shape (..., n_fine)
+            True where a fine particle is present.
+
+        Returns
+        -------
+        ndarray, shape (..., n_beads, 3)
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> m = Mapping([[0, 1], [2]])
+        >>> x = np.array([[0., 0, 0], [2, 0, 0], [np.nan, 0, 0]])
+        >>> m.apply_present(x, np.isfinite(x).all(-1)).tolist()
+        [[1.0, 0.0, 0.0], [nan, nan, nan]]
+        """
+        x = np.asarray(x, dtype=np.float64)
+        mask = np.asarray(mask, dtype=bool)
+        if x.shape[-2:] != (self.n_fine, 3) or mask.shape != x.shape[:-1]:
+            raise InputError(f"mapping {self.name or 'unnamed'!r} expects coordinates (..., {self.n_fine}, 3) and a "
+                             f"mask (..., {self.n_fine}); got {x.shape} and {mask.shape}")
+        idx, wt = self._padded()
+        w = wt * mask[..., idx]
+        total = w.sum(-1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out = np.einsum("...bmk,...bm->...bk", np.where(mask[..., None], x, 0.0)[..., idx, :], w) / total[..., None]
+        return out
+
     # --- algebra -----------------------------------------------------------
     def compose(self, other: "Mapping") -> "Mapping":
         """The mapping ``self`` then ``other`` (self: A -> B, other: B -> C gives A -> C).

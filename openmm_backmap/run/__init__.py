@@ -2,9 +2,11 @@
 
 * :mod:`.reporter`: :class:`BackmapReporter`, the OpenMM reporter;
 * :mod:`.conversion`: :func:`convert_trajectory`, post-hoc conversion of CG files;
+* :mod:`.distributed`: the same conversion on a Dask cluster (``client=``,
+  ``workers=``, ``scheduler=``; Dask is imported only then);
 * :mod:`.pipeline`: :class:`BackmapPipeline`, the backmap -> relax -> write
   steps both share, configured by :class:`BackmapOptions` (:mod:`.options`);
-* :mod:`.cg_input`: what the CG particles of a topology are;
+* :mod:`.cg_input`: what the CG particles of a topology are, and whether they suit the model;
 * :mod:`.relax`: :class:`Relaxer`, restrained minimisation with OpenMM;
 * :mod:`.coarsening`: :func:`coarsen_files`, coarse levels of all-atom files;
 * :mod:`.demo`: :func:`run_demo`, the villin demo.
@@ -12,7 +14,7 @@
 Uses every layer below it (structure, io, mapping, model, evaluation, cgsystems).
 """
 
-from .cg_input import cg_particle_info, cg_sequence
+from .cg_input import SCHEME_MODELS, cg_particle_info, cg_sequence, check_scheme, model_scheme
 from .coarsening import coarsen_files
 from .conversion import convert_trajectory
 from .demo import run_demo
@@ -23,4 +25,5 @@ from .reporter import BackmapReporter
 
 
 __all__ = ["BackmapReporter", "BackmapPipeline", "BackmapOptions", "Relaxer", "RelaxResult", "convert_trajectory",
-           "coarsen_files", "run_demo", "format_summary", "BadFrameWarning", "RelaxationWarning", "cg_particle_info", "cg_sequence"]
+           "coarsen_files", "run_demo", "format_summary", "BadFrameWarning", "RelaxationWarning", "cg_particle_info", "cg_sequence",
+           "check_scheme", "model_scheme", "SCHEME_MODELS"]

@@ -13,7 +13,7 @@ import contextlib
 import os
 
 from ..io import AtomicOutput, check_writable, load_ensemble
-from ..mapping import build_hierarchy, coarsen, parse_levels
+from ..mapping import build_hierarchies, coarsen, parse_levels
 from ..structure import InputError, OutputExistsError
 
 __all__ = ["coarsen_files"]
@@ -37,8 +37,8 @@ def coarsen_files(input, topology=None, levels="ca", out_prefix="coarse", model=
     topology : str or path, optional
         Topology for trajectories.
     levels : str
-        Level list (see :func:`openmm_backmap.mapping.parse_levels`); ignored
-        when ``model`` is given.
+        Level list (see :func:`openmm_backmap.mapping.parse_levels`), e.g.
+        ``'ca,com,martini3,ucg:12'``; ignored when ``model`` is given.
     out_prefix : str or path
         Output prefix (directories are created).
     model : str or path, optional
@@ -72,7 +72,7 @@ def coarsen_files(input, topology=None, levels="ca", out_prefix="coarse", model=
     """
     import mdtraj as md
 
-    hierarchy = None
+    hierarchies = None
     if model is not None:
         # the model layer pulls in torch: only load it when a model is given
         from ..model import load_model
@@ -81,6 +81,7 @@ def coarsen_files(input, topology=None, levels="ca", out_prefix="coarse", model=
         if hierarchy is None:
             raise InputError(f"model {os.fspath(model)!r} carries no mapping hierarchy; use --levels instead")
         names = list(hierarchy.levels[1:])
+        hierarchies = dict.fromkeys(names, hierarchy)
     else:
         names = [s.name for s in parse_levels(levels)]  # fail on bad level lists before loading anything
     prefix = os.fspath(out_prefix)
@@ -95,13 +96,13 @@ def coarsen_files(input, topology=None, levels="ca", out_prefix="coarse", model=
     for p in (path for d in paths.values() for path in d.values()):
         check_writable(p, force=True)  # directories and permissions, before any work
     ens = load_ensemble(input, topology=topology, stride=stride)
-    if hierarchy is None:
-        hierarchy, names = build_hierarchy(ens, levels, **partition_options)
-    out = coarsen(ens, names, hierarchy=hierarchy)
+    if hierarchies is None:
+        hierarchies = build_hierarchies(ens, levels, **partition_options)
+    out = {name: coarsen(ens, [name], hierarchy=h)[name] for name, h in hierarchies.items()}
     parent = os.path.dirname(prefix)
     if parent:
         os.makedirs(parent, exist_ok=True)
-    rho = dict(zip(hierarchy.levels, hierarchy.rho or [None] * len(hierarchy.levels)))
+    rho = {name: h.rho[h.index(name)] if h.rho else None for name, h in hierarchies.items()}
     result = {}
     with contextlib.ExitStack() as files:  # all renamed to their final names at the end, or all removed
         for name, (coords, top, mapping) in out.items():
@@ -110,7 +111,7 @@ def coarsen_files(input, topology=None, levels="ca", out_prefix="coarse", model=
             traj = md.Trajectory(coords, top)
             traj[0].save_pdb(tmp["pdb"], force_overwrite=True)
             traj.save_dcd(tmp["dcd"], force_overwrite=True)
-            hierarchy.to_level_json(tmp["mapping"], name, source=input, n_frames=coords.shape[0])
+            hierarchies[name].to_level_json(tmp["mapping"], name, source=input, n_frames=coords.shape[0])
             result[name] = dict(p, n_beads=mapping.n_beads, rho=rho[name])
     for name, (coords, _, mapping) in out.items():
         p = paths[name]

@@ -20,12 +20,12 @@ from ..io import check_input_file, check_output_path, topology_path_for
 from ..model import load_model
 from ..structure import InputError, MissingFileError, make_whole
 from ..structure.constants import DEFAULT_MAX_MEMORY_MB
-from .cg_input import cg_particle_info, cg_sequence
+from .cg_input import cg_particle_info, cg_sequence, check_scheme
 from .memory_budget import frames_per_call
 from .options import resolve_options
 from .pipeline import BackmapPipeline, batch_text, format_summary
 
-__all__ = ["convert_trajectory"]
+__all__ = ["convert_trajectory", "ConversionPlan"]
 
 _PDB_EXTENSIONS = (".pdb", ".pdb.gz", ".ent", ".ent.gz")
 #: Unit cells smaller than this (nm) are placeholders (e.g. the 1 nm box of box-less XTC files), not periodic boxes.
@@ -69,20 +69,22 @@ def _select_particles(top, model):
                                             f"{len(ca)} C-alpha atoms as the CG beads")
 
 
-def _frames(input, top, atom_indices, stride, chunk):
-    """Yield (xyz nm (F, N, 3), time ps (F,), unit cell vectors (F, 3, 3) or None), chunk by chunk."""
+def _read_frames(input, top, atom_indices, stride, chunk, first_chunk=0):
+    """Yield (xyz nm (F, N, 3), time ps (F,), unit cell vectors (F, 3, 3) or None), chunk by chunk, from chunk
+    ``first_chunk`` on (a Dask worker reads one chunk of a seekable file this way)."""
     import mdtraj as md
 
     if _is_pdb(input):
         traj = md.load(input, stride=stride, atom_indices=atom_indices, standard_names=False)
-        for i in range(0, traj.n_frames, chunk):
+        for i in range(first_chunk * chunk, traj.n_frames, chunk):
             t = traj[i:i + chunk]
             yield t.xyz, None, t.unitcell_vectors
         return
     kw = {} if top is None else {"top": top}
-    done = 0
+    done = first_chunk * chunk
     try:
-        for t in md.iterload(input, chunk=chunk, stride=stride, atom_indices=atom_indices, **kw):
+        for t in md.iterload(input, chunk=chunk, stride=stride, atom_indices=atom_indices,
+                             skip=first_chunk * chunk * stride, **kw):
             time = np.asarray(t.time, dtype=np.float64) if t.time is not None else None
             done += t.n_frames
             yield t.xyz, time, t.unitcell_vectors
@@ -95,10 +97,15 @@ def _frames(input, top, atom_indices, stride, chunk):
                          "fine: cut the file before the damage to convert them)") from None
 
 
+def _is_periodic(box):
+    return box is not None and np.isfinite(box).all() and (np.diagonal(box, axis1=1, axis2=2) >= MIN_BOX_NM).all()
+
+
 def convert_trajectory(input, output, model=None, topology=None, samples=1, seed=None, device=None, stride=1,
                        chunk=100, minimize=False, keep_hydrogens=False, deterministic=False, force=False,
                        on_bad_frame="skip", progress=True, append=False, relax_options=None,
-                       max_memory_mb=DEFAULT_MAX_MEMORY_MB, options=None) -> dict:
+                       max_memory_mb=DEFAULT_MAX_MEMORY_MB, options=None, client=None, workers=None,
+                       scheduler=None, scheme=None) -> dict:
     """Backmap a CG structure or trajectory file to an all-atom trajectory.
 
     Parameters
@@ -155,6 +162,22 @@ def convert_trajectory(input, output, model=None, topology=None, samples=1, seed
         ``keep_hydrogens``, ``deterministic``, ``force``, ``append``,
         ``on_bad_frame``, ``relax_options`` and ``max_memory_mb`` at once (then leave those at
         their defaults).
+    client : distributed.Client, optional
+        Run on this Dask cluster (:mod:`~openmm_backmap.run.distributed`):
+        workers backmap (and relax) the chunks, this process writes them in
+        frame order. The output is identical to the serial run's.
+    workers : int, optional
+        Start a local Dask cluster of this many single-threaded worker
+        processes for this run.
+    scheduler : str, optional
+        Address of a running Dask scheduler (``dask scheduler``), e.g.
+        ``tcp://10.0.0.5:8786``. Give at most one of ``client``,
+        ``workers`` and ``scheduler``; none runs in this process.
+    scheme : str, optional
+        What the CG beads are (``'ca'``, ``'com'``, ``'martini3'``,
+        ``'martini2'``); default: found from their names and positions
+        (:func:`~openmm_backmap.run.cg_input.check_scheme`). Beads of another
+        scheme than the model's raise ValueError.
 
     Returns
     -------
@@ -171,7 +194,8 @@ def convert_trajectory(input, output, model=None, topology=None, samples=1, seed
     FileExistsError
         The output exists (use ``force`` or ``append``).
     ValueError
-        Unknown output extension, an output directory that is not writable,
+        Unknown output extension, an output directory that is not writable, an
+        unreachable scheduler, a Dask worker that cannot import the package,
         particle-count or sequence mismatch with the model, unreadable or
         wrong-kind model, bad frames with ``on_bad_frame='raise'``.
     OSError
@@ -182,9 +206,14 @@ def convert_trajectory(input, output, model=None, topology=None, samples=1, seed
     --------
     >>> convert_trajectory('villin_ca.pdb', 'villin_aa.pdb', model='models/ca2aa.pt', seed=1)  # doctest: +SKIP
     >>> convert_trajectory('cg.dcd', 'aa.xtc', topology='cg.pdb', stride=10, samples=5, minimize=True)  # doctest: +SKIP
+    >>> convert_trajectory('cg.dcd', 'aa.xtc', topology='cg.pdb', seed=1, workers=4)  # doctest: +SKIP
     """
     input = os.fspath(input)
     output = os.fspath(output)
+    if sum(x is not None for x in (client, workers, scheduler)) > 1:
+        raise InputError("give at most one of client, workers (--workers) and scheduler (--scheduler)")
+    if workers is not None and int(workers) < 1:
+        raise InputError(f"workers must be a positive integer, got {workers}")
     if not os.path.exists(input):
         raise MissingFileError(f"input file {input!r} does not exist")
     for name, value in (("stride", stride), ("chunk", chunk)):
@@ -219,41 +248,100 @@ def convert_trajectory(input, output, model=None, topology=None, samples=1, seed
     particles, note = _select_particles(top, bm)
     if note:
         warnings.warn(note, UserWarning, stacklevel=2)
-    atom_indices = None if len(particles) == top.n_atoms else particles
     # read no more frames than one model call holds, so the batches (and the samples) follow from the options alone
     n_residues = len(particles) if bm.transferable else len(bm.sequence)
     chunk = min(chunk, frames_per_call(n_residues, opts.samples, opts.max_memory_mb))
-    frames = _frames(input, top if topology is not None else None, atom_indices, stride, chunk)
+    plan = ConversionPlan(input=input, output=output, options=opts, top=top, top_source=top_source,
+                          read_top=top if topology is not None else None, particles=particles,
+                          atom_indices=None if len(particles) == top.n_atoms else particles, stride=stride,
+                          chunk=chunk, progress=progress, scheme=scheme)
+    if client is None and workers is None and scheduler is None:
+        summary = _convert_serial(plan)
+    else:
+        from .distributed import convert_on_cluster  # dask is optional: imported only when asked for
 
+        summary = convert_on_cluster(plan, client=client, workers=workers, scheduler=scheduler)
+    if progress:
+        print(format_summary(summary))
+    return summary
+
+
+@dataclasses.dataclass
+class ConversionPlan:
+    """What :func:`convert_trajectory` has checked and decided before reading frames: the same for the serial and
+    the Dask run (:mod:`~openmm_backmap.run.distributed`).
+
+    Examples
+    --------
+    >>> for xyz, time_ps, box in plan.frames():  # doctest: +SKIP
+    ...     n_particles, kwargs, bonds = plan.pipeline_args(xyz, box)
+    """
+
+    input: str
+    output: str
+    options: object
+    top: object
+    top_source: str
+    read_top: object
+    particles: np.ndarray
+    atom_indices: object
+    stride: int
+    chunk: int
+    progress: bool
+    scheme: str | None = None
+
+    def frames(self, first_chunk=0):
+        """(xyz nm, time ps or None, box or None) of the input, chunk by chunk, from chunk ``first_chunk`` on."""
+        return _read_frames(self.input, self.read_top, self.atom_indices, self.stride, self.chunk, first_chunk)
+
+    def n_frames(self):
+        """Frames to read (after the stride), or None where the format cannot say without reading it all."""
+        return None if self.input.lower().endswith(".gsd") else _count_frames(self.input, self.stride)
+
+    @staticmethod
+    def whole(xyz, box, bonds):
+        """``xyz`` with molecules made whole again when ``box`` is a real periodic box (not a placeholder)."""
+        return make_whole(xyz, box, bonds).astype(np.float32) if _is_periodic(box) else xyz
+
+    def pipeline_args(self, xyz, box):
+        """(CG particles, :class:`BackmapPipeline` keywords, CG bonds) from the first chunk read."""
+        bm = self.options.model
+        info = cg_particle_info(self.top, self.particles, xyz[0] if len(xyz) else None,
+                                box[0] if _is_periodic(box) and len(xyz) else None)
+        check_scheme(info, xyz[:10], bm, self.scheme, f"{self.top_source}: ")
+        sequence = cg_sequence(info, bm, f"{self.top_source}: ", fix_count=": give a C-alpha topology",
+                               fix_names="; rename them to their parent amino acid in the CG topology (-t/--topology)")
+        ca_level = info["one_per_residue"] and sequence is not None
+        kwargs = dict(sequence=sequence, segment_start=info["segment_start"] if bm.transferable else None,
+                      chain_ids=info["chain_ids"] if ca_level else None,
+                      residue_numbers=info["residue_numbers"] if ca_level else None)
+        return len(self.particles), kwargs, info["bonds"]
+
+    def progress_bar(self, pipe):
+        return _progress_bar(self.input, self.stride, batch_text({**pipe.summary(), "chunk": self.chunk}))
+
+    def summary(self, pipe):
+        return {"input": self.input, "cg_topology": self.top_source, "chunk": self.chunk, **pipe.summary()}
+
+
+def _convert_serial(plan):
     pipe = None
     bar = None
     try:
-        for xyz, time_ps, box in frames:
-            periodic = box is not None and np.isfinite(box).all() and (np.diagonal(box, axis1=1, axis2=2)
-                                                                          >= MIN_BOX_NM).all()
+        for xyz, time_ps, box in plan.frames():
             if pipe is None:
-                info = cg_particle_info(top, particles, xyz[0] if len(xyz) else None,
-                                        box[0] if periodic and len(xyz) else None)
-                sequence = cg_sequence(info, bm, f"{top_source}: ", fix_count=": give a C-alpha topology",
-                                       fix_names="; rename them to their parent amino acid in the CG topology (-t/--topology)")
-                ca_level = info["one_per_residue"] and sequence is not None
-                pipe = BackmapPipeline(
-                    output, len(particles), opts, sequence=sequence,
-                    segment_start=info["segment_start"] if bm.transferable else None,
-                    chain_ids=info["chain_ids"] if ca_level else None,
-                    residue_numbers=info["residue_numbers"] if ca_level else None, atomic=True)
-                bonds = info["bonds"]
-                if progress:
-                    bar = _progress_bar(input, stride, batch_text({**pipe.summary(), "chunk": chunk}))
-            if periodic:
-                xyz = make_whole(xyz, box, bonds).astype(np.float32)  # periodic input: molecules whole again
+                n, kwargs, bonds = plan.pipeline_args(xyz, box)
+                pipe = BackmapPipeline(plan.output, n, plan.options, **kwargs, atomic=True)
+                if plan.progress:
+                    bar = plan.progress_bar(pipe)
+            xyz = plan.whole(xyz, box, bonds)  # periodic input: molecules whole again
             base = pipe.frames_in + pipe.frames_skipped
-            good = pipe.filter_frames(xyz, index=np.arange(base, base + len(xyz)) * stride)
+            good = pipe.filter_frames(xyz, index=np.arange(base, base + len(xyz)) * plan.stride)
             pipe.process(xyz[good], None if time_ps is None else time_ps[good])
             if bar is not None:
                 bar.update(len(xyz))
         if pipe is None:
-            raise InputError(f"{input!r} has no frames")
+            raise InputError(f"{plan.input!r} has no frames")
     except BaseException:
         if pipe is not None:
             pipe.abort()  # a failed or interrupted run leaves nothing under the output's name
@@ -263,20 +351,21 @@ def convert_trajectory(input, output, model=None, topology=None, samples=1, seed
             bar.close()
         if pipe is not None:
             pipe.close()
-    summary = {"input": input, "cg_topology": top_source, "chunk": chunk, **pipe.summary()}
-    if progress:
-        print(format_summary(summary))
-    return summary
+    return plan.summary(pipe)
 
 
 def _progress_bar(input, stride, batch):
+    return tqdm(total=_count_frames(input, stride), unit="frame", desc="backmapping", leave=False, postfix=batch)
+
+
+def _count_frames(input, stride):
+    """Frames of a trajectory file after ``stride``, or None where the format cannot say without reading it all."""
     import mdtraj as md
 
-    total = None
+    if _is_pdb(input):
+        return None
     try:
-        if not _is_pdb(input):
-            with md.open(input) as f:
-                total = (len(f) + stride - 1) // stride
-    except Exception:  # noqa: BLE001 - the count is only for the bar
-        total = None
-    return tqdm(total=total, unit="frame", desc="backmapping", leave=False, postfix=batch)
+        with md.open(input) as f:
+            return (len(f) + stride - 1) // stride
+    except Exception:  # noqa: BLE001 - the count is only for the bar and for seeking
+        return None

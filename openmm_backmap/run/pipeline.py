@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 import time
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -38,7 +39,10 @@ from .memory_budget import frames_per_call, structures_per_call
 from .options import BackmapOptions
 from .relax.systems import DEFAULT_FORCEFIELD, reference_bond_lengths
 
-__all__ = ["BackmapPipeline", "BadFrameWarning", "RelaxationWarning", "batch_text", "format_summary"]
+__all__ = ["BackmapPipeline", "BadFrameWarning", "ChunkResult", "RelaxationWarning", "batch_text", "format_summary",
+           "good_frames"]
+
+_STAT_KEYS = ("clash_before", "bond_ok_before", "clash_after", "bond_ok_after", "energy_before", "energy_after")
 
 
 class BadFrameWarning(UserWarning):
@@ -50,13 +54,51 @@ class RelaxationWarning(UserWarning):
     came out of the minimiser."""
 
 
+@dataclass
+class ChunkResult:
+    """One chunk backmapped (and relaxed) but not yet written: what :meth:`BackmapPipeline.compute` hands to
+    :meth:`BackmapPipeline.write`, possibly from another process (a Dask worker).
+
+    Attributes
+    ----------
+    frames : ndarray, (F * samples, A, 3), nm
+        The structures to write, frame-major.
+    n_cg : int
+        CG frames they came from.
+    topology : openmm.app.Topology or None
+        The all-atom topology of ``frames`` when hydrogens are kept, else None (the pipeline's heavy-atom topology).
+    template : ndarray or None
+        With relaxation: the heavy-atom structure the relaxer was built on.
+    relax_failures : int
+    seconds : dict
+        Seconds per stage spent on this chunk.
+    stats : dict of list
+        The per-structure quality checks and energies for the summary.
+
+    Examples
+    --------
+    >>> res = pipe.compute(cg_xyz_nm)  # doctest: +SKIP
+    >>> pipe.write(res, time_ps=t)  # doctest: +SKIP
+    """
+
+    frames: np.ndarray
+    n_cg: int
+    topology: object = None
+    template: object = None
+    relax_failures: int = 0
+    seconds: dict = None
+    stats: dict = None
+
+
 class BackmapPipeline(Closeable):
     """Backmap CG frames, optionally relax them, and write them: one object per output file.
 
     Parameters
     ----------
-    output : str or path
-        Output trajectory (``.dcd``, ``.xtc``, ``.pdb``, ``.h5``).
+    output : str, path or None
+        Output trajectory (``.dcd``, ``.xtc``, ``.pdb``, ``.h5``); None for a
+        pipeline that only computes chunks (:meth:`compute`) for another one
+        to write (a Dask worker's, :mod:`~openmm_backmap.run.distributed`).
     n_particles : int
         CG particles per frame.
     options : BackmapOptions, optional
@@ -109,8 +151,9 @@ class BackmapPipeline(Closeable):
                  residue_numbers=None, atomic=False):
         self.options = BackmapOptions() if options is None else options
         opts = self.options
-        self.output = os.fspath(output)
-        check_output_path(self.output, append=opts.append, force=opts.force)
+        self.output = None if output is None else os.fspath(output)
+        if self.output is not None:
+            check_output_path(self.output, append=opts.append, force=opts.force)
         self.model = load_model(opts.model, device=opts.device)
         if self.model.output_level != "aa":
             raise InputError(f"{self.model.path} outputs {self.model.output_level!r} positions, not atoms; compose it "
@@ -133,7 +176,7 @@ class BackmapPipeline(Closeable):
         self.relaxer = None
         self.writer = None
         self._atomic = bool(atomic)
-        if not opts.keep_hydrogens:
+        if not opts.keep_hydrogens and self.output is not None:
             self.writer = TrajectoryWriter(self.output, self.topology, append=opts.append, force=opts.force,
                                            atomic=self._atomic)
         self._bond_lengths = None
@@ -143,18 +186,14 @@ class BackmapPipeline(Closeable):
         self.frames_written = 0
         self.relax_failures = 0
         self.seconds = {"backmap": 0.0, "relax": 0.0, "relax_build": 0.0, "write": 0.0, "quality": 0.0}
-        self._stats = {k: [] for k in ("clash_before", "bond_ok_before", "clash_after", "bond_ok_after",
-                                       "energy_before", "energy_after")}
+        self._stats = {k: [] for k in _STAT_KEYS}
         self._t0 = time.perf_counter()
         self._closed = False
 
     # ------------------------------------------------------------------ frames
     def filter_frames(self, cg_xyz, index=None):
-        """Drop frames with NaN, infinite or exploded coordinates.
-
-        A frame is bad when a coordinate is not finite, exceeds
-        :data:`MAX_COORDINATE_NM` in magnitude, or a bead lies farther than
-        ``max(20 nm, 0.5 nm * beads)`` from the centroid.
+        """Drop frames with NaN, infinite or exploded coordinates (:func:`good_frames`), and report them
+        (:meth:`report_bad_frames`).
 
         Parameters
         ----------
@@ -172,14 +211,17 @@ class BackmapPipeline(Closeable):
         ValueError
             With ``on_bad_frame='raise'``, at the first bad frame.
         """
-        x = np.asarray(cg_xyz, dtype=np.float64)
-        if x.ndim == 2:
-            x = x[None]
-        good = np.isfinite(x).all(axis=(1, 2))
-        with np.errstate(invalid="ignore", over="ignore"):
-            good &= (np.abs(np.where(np.isfinite(x), x, 0.0)) <= MAX_COORDINATE_NM).all(axis=(1, 2))
-            extent = np.linalg.norm(x - x.mean(1, keepdims=True), axis=-1).max(1) if x.shape[1] else np.zeros(len(x))
-        good &= ~(extent > max(20.0, 0.5 * x.shape[1]))
+        return self.report_bad_frames(good_frames(cg_xyz), index)
+
+    def report_bad_frames(self, good, index=None):
+        """Warn about, count and list the frames ``good`` marks bad, or raise with ``on_bad_frame='raise'``.
+
+        Returns
+        -------
+        ndarray of bool
+            ``good``.
+        """
+        good = np.asarray(good, dtype=bool)
         if not good.all():
             bad = np.flatnonzero(~good)
             labels = [str(int(index[b])) if index is not None else str(int(b)) for b in bad[:5]]
@@ -189,7 +231,7 @@ class BackmapPipeline(Closeable):
             if self.options.on_bad_frame == "raise":
                 raise InputError(msg + "; use on_bad_frame='skip' (--on-bad-frame skip) to skip them")
             warnings.warn(msg + "; skipped, so later output frames come earlier than their input frames (the "
-                          "summary lists the skipped input frames)", BadFrameWarning, stacklevel=2)
+                          "summary lists the skipped input frames)", BadFrameWarning, stacklevel=3)
             self.frames_skipped += len(bad)
             self.skipped_frames += [int(index[b]) if index is not None else int(b) for b in bad]
         return good
@@ -205,13 +247,12 @@ class BackmapPipeline(Closeable):
             if opts.get("restraint") == "cg" and opts.get("mapping") is None:
                 opts["mapping"] = self.cg_mapping()
             self.relaxer = Relaxer(self.topology, template_xyz=xyz0, **opts)
-            self.seconds["relax_build"] += time.perf_counter() - t0
-        if self.writer is None:
-            self.writer = TrajectoryWriter(self.output, self.relaxer.topology_h, append=self.options.append,
-                                           force=self.options.force, atomic=self._atomic)
+            return time.perf_counter() - t0
+        return 0.0
 
-    def _record_quality(self, when, xyz):
-        """Clash and bond checks of heavy-atom frames, kept for the summary under ``'..._before'/'..._after'``."""
+    def _record_quality(self, when, xyz, stats):
+        """Clash and bond checks of heavy-atom frames, added to ``stats`` under ``'..._before'/'..._after'``;
+        returns the seconds taken."""
         t0 = time.perf_counter()
         if self._bond_lengths is None:
             finite = np.flatnonzero(np.isfinite(xyz).all(axis=(1, 2)))
@@ -227,9 +268,9 @@ class BackmapPipeline(Closeable):
                     n_bonds = len(atom_layout(self.sequence).bonds(self.segment_start))
                     self._bond_lengths = np.full(n_bonds, np.nan)
         clash, bond_ok = frame_quality(xyz, self.sequence, self.segment_start, self._bond_lengths)
-        self._stats[f"clash_{when}"] += clash.tolist()
-        self._stats[f"bond_ok_{when}"] += bond_ok.tolist()
-        self.seconds["quality"] += time.perf_counter() - t0
+        stats[f"clash_{when}"] += clash.tolist()
+        stats[f"bond_ok_{when}"] += bond_ok.tolist()
+        return time.perf_counter() - t0
 
     def cg_mapping(self):
         """Mapping from the output heavy atoms to the CG beads (for ``restraint='cg'`` relaxation)."""
@@ -245,7 +286,8 @@ class BackmapPipeline(Closeable):
         return m
 
     def process(self, cg_xyz, time_ps=None, step=None) -> int:
-        """Backmap, relax and write CG frames (assumed good: see :meth:`filter_frames`).
+        """Backmap, relax and write CG frames (assumed good: see :meth:`filter_frames`): :meth:`write` of
+        :meth:`compute`.
 
         Parameters
         ----------
@@ -260,37 +302,94 @@ class BackmapPipeline(Closeable):
         """
         if self._closed:
             raise InputError("the pipeline is closed")
+        return self.write(self.compute(cg_xyz), time_ps, step)
+
+    def compute(self, cg_xyz, first_frame=None, template=None) -> ChunkResult:
+        """Backmap, and optionally relax and check, good CG frames without writing them.
+
+        Parameters
+        ----------
+        cg_xyz : array, (F, N, 3), nm
+        first_frame : int, optional
+            Index of the first of these frames among all good frames of the
+            output (default: the frames processed so far); it sets the seeds
+            (see the class docstring), so chunks computed elsewhere (Dask
+            workers) sample exactly what :meth:`process` would.
+        template : array, (A, 3), nm, optional
+            Heavy atoms to build the relaxer on (default: the first structure
+            of this chunk); pass the first chunk's :attr:`ChunkResult.template`
+            to relax later chunks exactly as one pipeline would.
+
+        Returns
+        -------
+        ChunkResult
+        """
         x = np.asarray(cg_xyz, dtype=np.float32)
         if x.ndim == 2:
             x = x[None]
         if x.ndim != 3 or x.shape[1:] != (self.n_particles, 3):
             raise InputError(f"CG frames have shape {x.shape}; expected (frames, {self.n_particles}, 3) nm")
-        n = len(x)
-        if n == 0:
-            return 0
         opts = self.options
+        first = self.frames_in if first_frame is None else int(first_frame)
+        seconds = dict.fromkeys(self.seconds, 0.0)
+        stats = {k: [] for k in _STAT_KEYS}
+        res = ChunkResult(np.zeros((0, 0, 3), np.float32), len(x), seconds=seconds, stats=stats)
+        if len(x) == 0:
+            return res
         t0 = time.perf_counter()
-        out = self._backmap(x)
-        self.seconds["backmap"] += time.perf_counter() - t0
-        if opts.minimize:
-            self._ensure_relaxer(out[0])  # before the checks: its System gives them the bond lengths
+        out = self._backmap(x, first)
+        seconds["backmap"] = time.perf_counter() - t0
+        if opts.minimize:  # before the checks: its System gives them the bond lengths
+            res.template = out[0] if template is None else np.asarray(template)
+            seconds["relax_build"] = self._ensure_relaxer(res.template)
         if opts.quality:
-            self._record_quality("before", out)
-        frames = out
+            seconds["quality"] += self._record_quality("before", out, stats)
+        res.frames = out
         if opts.minimize:
-            frames = self._relax(out, x)
-        t4 = time.perf_counter()
-        rep = opts.samples
+            res.frames = self._relax(out, x, first * opts.samples, res)
+            if opts.keep_hydrogens:
+                res.topology = self.relaxer.topology_h
+        return res
+
+    def write(self, result: ChunkResult, time_ps=None, step=None) -> int:
+        """Write a :meth:`compute` result and add its counts, timings and checks to the summary.
+
+        Parameters
+        ----------
+        result : ChunkResult
+        time_ps : array, (F,), ps, optional
+        step : array of int, (F,), optional
+
+        Returns
+        -------
+        int
+            Structures written.
+        """
+        if self._closed:
+            raise InputError("the pipeline is closed")
+        if result.n_cg == 0:
+            return 0
+        t0 = time.perf_counter()
+        if self.writer is None:  # hydrogens kept: the topology is the relaxer's, known from the first chunk
+            self.writer = TrajectoryWriter(self.output, result.topology, append=self.options.append,
+                                           force=self.options.force, atomic=self._atomic)
+        rep = self.options.samples
         t = None if time_ps is None else np.repeat(np.asarray(time_ps, dtype=np.float64).reshape(-1), rep)
         s = None if step is None else np.repeat(np.asarray(step, dtype=np.int64).reshape(-1), rep)
-        self.writer.write(frames, time_ps=t, step=s)
-        self.seconds["write"] += time.perf_counter() - t4
-        self.frames_in += n
-        self.frames_written += len(frames)
-        return len(frames)
+        self.writer.write(result.frames, time_ps=t, step=s)
+        for k, v in result.seconds.items():
+            self.seconds[k] += v
+        self.seconds["write"] += time.perf_counter() - t0
+        for k, v in result.stats.items():
+            self._stats[k] += v
+        self.relax_failures += result.relax_failures
+        self.frames_in += result.n_cg
+        self.frames_written += len(result.frames)
+        return len(result.frames)
 
-    def _backmap(self, x):
-        """Heavy atoms of the frames ``x``, in model calls that fit the memory budget (see the class docstring)."""
+    def _backmap(self, x, first):
+        """Heavy atoms of the frames ``x`` (the first one good frame ``first`` of the output), in model calls that
+        fit the memory budget (see the class docstring)."""
         samples = self.options.samples
         # (first frame, frames, first sample, samples) of each model call
         if self.batch_structures >= samples:
@@ -300,35 +399,36 @@ class BackmapPipeline(Closeable):
                      for i in range(len(x)) for j in range(0, samples, self.batch_structures)]
         out = []
         for i, n, j, k in calls:
-            seed = (self.seed + 7919 * (self.frames_in + i) + 104729 * j) % (2**31 - 1)
+            seed = (self.seed + 7919 * (first + i) + 104729 * j) % (2**31 - 1)
             out.append(self.model.backmap(x[i:i + n], self.sequence, self.segment_start, samples=k, seed=seed,
                                           deterministic=self.options.deterministic).xyz)
         return out[0] if len(out) == 1 else np.concatenate(out)
 
-    def _relax(self, out, cg_xyz):
-        """Relax backmapped frames; warn about those that fail. Returns the frames to write."""
+    def _relax(self, out, cg_xyz, first_structure, res):
+        """Relax backmapped frames (structure ``first_structure`` of the output onwards) into ``res``; warn about
+        those that fail. Returns the frames to write."""
         opts = self.options
         t0 = time.perf_counter()
         relaxed, full = [], []
         cg_restraint = self.relaxer.restraint == "cg"
         for j, frame in enumerate(out):
-            res = self.relaxer.relax(frame, cg_xyz=cg_xyz[j // opts.samples] if cg_restraint else None,
-                                     keep_hydrogens=opts.keep_hydrogens)
-            relaxed.append(res.xyz)
+            r = self.relaxer.relax(frame, cg_xyz=cg_xyz[j // opts.samples] if cg_restraint else None,
+                                   keep_hydrogens=opts.keep_hydrogens)
+            relaxed.append(r.xyz)
             if opts.keep_hydrogens:
-                full.append(res.xyz_h)
-            self._stats["energy_before"].append(res.energy_before)
-            self._stats["energy_after"].append(res.energy_after)
-            if not res.converged or not np.isfinite(res.energy_after) or res.energy_after > FAILED_ENERGY_KJ_MOL:
-                self.relax_failures += 1
-                why = res.message or (f"energy {res.energy_before:.3g} -> {res.energy_after:.3g} kJ/mol, clash "
-                                      f"{res.clash_before:.1f} -> {res.clash_after:.1f} %")
-                warnings.warn(f"relaxation of structure {self.frames_written + j} failed: {why}",
-                              RelaxationWarning, stacklevel=3)
-        self.seconds["relax"] += time.perf_counter() - t0
+                full.append(r.xyz_h)
+            res.stats["energy_before"].append(r.energy_before)
+            res.stats["energy_after"].append(r.energy_after)
+            if not r.converged or not np.isfinite(r.energy_after) or r.energy_after > FAILED_ENERGY_KJ_MOL:
+                res.relax_failures += 1
+                why = r.message or (f"energy {r.energy_before:.3g} -> {r.energy_after:.3g} kJ/mol, clash "
+                                    f"{r.clash_before:.1f} -> {r.clash_after:.1f} %")
+                warnings.warn(f"relaxation of structure {first_structure + j} failed: {why}",
+                              RelaxationWarning, stacklevel=4)
+        res.seconds["relax"] = time.perf_counter() - t0
         relaxed = np.stack(relaxed)
         if opts.quality:
-            self._record_quality("after", relaxed)
+            res.seconds["quality"] += self._record_quality("after", relaxed, res.stats)
         return np.stack(full) if opts.keep_hydrogens else relaxed
 
     # ------------------------------------------------------------------ results
@@ -402,6 +502,34 @@ class BackmapPipeline(Closeable):
 
 
 
+def good_frames(cg_xyz):
+    """Which CG frames are usable: a frame is bad when a coordinate is not finite, exceeds
+    :data:`MAX_COORDINATE_NM` in magnitude, or a bead lies farther than ``max(20 nm, 0.5 nm * beads)`` from the
+    centroid.
+
+    Parameters
+    ----------
+    cg_xyz : array, (F, N, 3), nm
+
+    Returns
+    -------
+    ndarray of bool, (F,)
+
+    Examples
+    --------
+    >>> good_frames(np.array([[[0.0, 0.0, 0.0]], [[np.nan, 0.0, 0.0]]])).tolist()
+    [True, False]
+    """
+    x = np.asarray(cg_xyz, dtype=np.float64)
+    if x.ndim == 2:
+        x = x[None]
+    good = np.isfinite(x).all(axis=(1, 2))
+    with np.errstate(invalid="ignore", over="ignore"):
+        good &= (np.abs(np.where(np.isfinite(x), x, 0.0)) <= MAX_COORDINATE_NM).all(axis=(1, 2))
+        extent = np.linalg.norm(x - x.mean(1, keepdims=True), axis=-1).max(1) if x.shape[1] else np.zeros(len(x))
+    return good & ~(extent > max(20.0, 0.5 * x.shape[1]))
+
+
 def format_summary(summary: dict) -> str:
     """A few human-readable lines for a :meth:`BackmapPipeline.summary` result.
 
@@ -415,7 +543,8 @@ def format_summary(summary: dict) -> str:
     s = summary
     lines = [f"backmapped {s['frames_in']} CG frame(s) -> {s['frames_written']} structure(s) "
              f"({s['samples']} per frame) with {s['model']} (seed {s['seed']}) in {s['seconds']['total']:.1f} s "
-             f"wall-clock ({f(s['frames_per_second'], 2)} CG frames/s)"]
+             f"wall-clock ({f(s['frames_per_second'], 2)} CG frames/s)"
+             + (f" on {s['workers']} Dask worker(s)" if s.get("workers") else "")]
     lines.append(batch_text(s))
     if s["frames_skipped"]:
         shown = ", ".join(str(i) for i in s.get("skipped_frames", [])[:10])

@@ -28,7 +28,7 @@ from ..io import check_output_path
 from ..model import load_model
 from ..structure import InputError, make_whole
 from ..structure.constants import DEFAULT_MAX_MEMORY_MB
-from .cg_input import cg_particle_info, cg_sequence
+from .cg_input import cg_particle_info, cg_sequence, check_scheme
 from .options import resolve_options
 from .pipeline import BackmapPipeline
 
@@ -149,6 +149,11 @@ class BackmapReporter(Closeable):
     sequence : list of str, optional
         Residue names of the CG beads, when the simulation's topology does
         not name them as standard amino acids.
+    scheme : str, optional
+        What the CG beads are (``'ca'``, ``'com'``, ``'martini3'``,
+        ``'martini2'``); default: found from their names and positions
+        (:func:`~openmm_backmap.run.cg_input.check_scheme`). Beads of another
+        scheme than the model's raise ValueError at the first report.
     force : bool
         Overwrite an existing output file.
     queueSize : int
@@ -195,7 +200,7 @@ class BackmapReporter(Closeable):
     def __init__(self, file, reportInterval, model=None, cgParticles=None, device=None, samples=1, seed=None,
                  minimize=False, append=False, enforcePeriodicBox=None, batchSize=1, asynchronous=False,
                  deterministic=False, relaxOptions=None, onBadFrame="skip", keepHydrogens=False, sequence=None,
-                 force=False, queueSize=4, maxMemory=DEFAULT_MAX_MEMORY_MB, options=None):
+                 force=False, queueSize=4, maxMemory=DEFAULT_MAX_MEMORY_MB, options=None, scheme=None):
         self._closed = True  # until fully constructed, so __del__ is safe
         if int(reportInterval) < 1:
             raise InputError(f"reportInterval must be a positive integer, got {reportInterval}")
@@ -212,6 +217,7 @@ class BackmapReporter(Closeable):
         self.batchSize = int(batchSize)
         self.asynchronous = bool(asynchronous)
         self.sequence = None if sequence is None else list(sequence)
+        self.scheme = scheme
         self.queueSize = max(1, int(queueSize))
         self.pipeline = None
         self._worker = None
@@ -278,6 +284,7 @@ class BackmapReporter(Closeable):
         info = cg_particle_info(simulation.topology, p, pos[p], box)
         self._bonds = info["bonds"]
         model = load_model(self.options.model, device=self.options.device)
+        check_scheme(info, pos[p], model, self.scheme, sequence=self.sequence)
         sequence = self.sequence
         if sequence is None:
             sequence = cg_sequence(info, model, fix_count=": select them with cgParticles=[...]",

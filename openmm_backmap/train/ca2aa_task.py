@@ -16,6 +16,7 @@ from ..model import KStepModel, load_model
 from ..model.steps import CA2AA, CA2AAConfig, ensemble_to_slots, fit_geometry
 from ..structure import InputError
 from .config import from_dict
+from .distributed import shard_items
 from .protocol import register_task
 
 __all__ = ["CA2AATaskConfig", "CA2AATask", "pack_chains"]
@@ -111,10 +112,13 @@ class CA2AATask:
     def __init__(self, cfg, train, val, summary):
         self.cfg = cfg
         self.opts = from_dict(CA2AATaskConfig, cfg.task, "task")
+        self.device = torch.device("cpu")  # where batches go; the training loop sets it
         base = summary.get("train_weights")
         base = np.ones(len(train)) if base is None else np.asarray(base, dtype=float)
-        slots = [(_slots(e), b) for e, b in zip(train, base)]
-        self.train = [s for s, _ in slots if len(s["xyz"])]
+        groups = summary.get("train_groups") or [e.source for e in train]
+        slots = [(_slots(e), b, g) for e, b, g in zip(train, base, groups)]
+        self.train = [s for s, _, _ in slots if len(s["xyz"])]
+        self.groups = [g for s, _, g in slots if len(s["xyz"])]
         self.val = [s for s in (_slots(e) for e in val) if len(s["xyz"])]
         if cfg.init:
             self.model = self._init_from(cfg)
@@ -130,10 +134,20 @@ class CA2AATask:
                                          [s["types"] for s in self.train])
             model_cfg = from_dict(CA2AAConfig, cfg.model, "model")
             self.model = CA2AA(model_cfg, self.geometry)
-        w = np.array([(self.opts.ensemble_weight if len(s["xyz"]) > 1 else 1.0) * b for s, b in slots
-                      if len(s["xyz"])])
-        self.weights = w / w.sum()
+        self.item_weights = np.array([(self.opts.ensemble_weight if len(s["xyz"]) > 1 else 1.0) * b
+                                      for s, b, _ in slots if len(s["xyz"])])
+        self.weights = self.item_weights / self.item_weights.sum()
         self.summary = summary
+
+    def shard(self, rank, world_size):
+        """Keep this rank's share of the training chains (whole files and corpus clusters, see
+        :func:`~openmm_backmap.train.distributed.shard_items`); the weights are renormalised within it."""
+        picks = shard_items(self.groups, self.item_weights, [len(s["xyz"]) for s in self.train], rank, world_size)
+        self.train = [{**self.train[i], "xyz": self.train[i]["xyz"][f], "mask": self.train[i]["mask"][f]}
+                      for i, f in picks]
+        self.groups = [self.groups[i] for i, _ in picks]
+        self.item_weights = self.item_weights[[i for i, _ in picks]]
+        self.weights = self.item_weights / self.item_weights.sum()
 
     @staticmethod
     def _init_from(cfg):
@@ -166,7 +180,7 @@ class CA2AATask:
             total += len(s["types"])
             if len(items) == 1 and total >= self.cfg.optim.batch_residues:
                 break
-        return self._batch([pack_chains(items)] if self.opts.pack else items)
+        return tuple(t.to(self.device) for t in self._batch([pack_chains(items)] if self.opts.pack else items))
 
     def loss(self, batch):
         return self.model.loss(*batch, ca_noise=self.opts.ca_noise)
@@ -181,7 +195,7 @@ class CA2AATask:
         """Validation NLL, plus heavy-atom RMSD (Å) of the deterministic reconstruction."""
         losses, sq, n = [], 0.0, 0
         for it in self._val_items():
-            xyz, mask, types, valid, seg = self._batch([it])
+            xyz, mask, types, valid, seg = (t.to(self.device) for t in self._batch([it]))
             loss, _ = self.model.loss(xyz, mask, types, valid, seg)
             losses.append(float(loss))
             h, frames, has_next, has_prev = self.model.encode(xyz[:, :, 1], types, valid, seg)

@@ -32,6 +32,7 @@ from ..model import KStepModel
 from ..model.steps import CGVAE, CGVAEConfig, system_context
 from ..structure import ANGSTROM_PER_NM, InputError, ProteinEnsemble, build_topology
 from .config import from_dict
+from .distributed import shard_items
 from .protocol import register_task
 
 __all__ = ["CGVAETaskConfig", "CGVAETask"]
@@ -130,12 +131,15 @@ class CGVAETask:
         if o.target not in ("ca", "aa"):
             raise InputError(f"task.target must be 'ca' or 'aa', got {o.target!r}")
         self.summary = summary
+        self.device = torch.device("cpu")  # where batches go; the training loop sets it
         tr = _one_system(train, "training")
         va = _one_system(val, "validation")
         if va.sequence != tr.sequence:
             raise InputError("training and validation data are different proteins")
-        tr = self._complete(tr, "training", log)
-        va = self._complete(va, "validation", log)
+        file_of_frame = np.repeat(np.arange(len(train)), [e.n_frames for e in train])
+        tr, kept = self._complete(tr, "training", log)
+        va, _ = self._complete(va, "validation", log)
+        self.file_of_frame = file_of_frame[kept]
         self.ensemble = tr
         self.sequence = list(tr.sequence)
         self.segment_start = np.asarray(tr.segment_start, dtype=bool).copy()
@@ -145,6 +149,7 @@ class CGVAETask:
         self.level = self.hierarchy.levels[-1]
         self.bead_mapping = self.hierarchy.composed(self.level)
         self.train_fine, self.train_beads = self._pairs(tr)
+        self.train_index = np.arange(len(self.train_fine))  # the frames this process samples from
         self.val_fine, self.val_beads = self._pairs(va)
         if o.val_frames and len(self.val_fine) > o.val_frames:
             keep = np.linspace(0, len(self.val_fine) - 1, o.val_frames).round().astype(int)
@@ -165,6 +170,14 @@ class CGVAETask:
             f"batch; {sum(p.numel() for p in self.model.parameters())} parameters")
 
     # ------------------------------------------------------------------ data
+    def shard(self, rank, world_size):
+        """Sample only this rank's training frames: whole files, or contiguous blocks of a file's frames
+        when there are fewer files than ranks (see :func:`~openmm_backmap.train.distributed.shard_items`)."""
+        files = np.unique(self.file_of_frame)
+        frames = [np.flatnonzero(self.file_of_frame == f) for f in files]
+        picks = shard_items(list(files), [len(f) for f in frames], [len(f) for f in frames], rank, world_size)
+        self.train_index = np.concatenate([frames[i][f] for i, f in picks])
+
     def _complete(self, ens, what, log):
         ok = ens.complete if self.opts.target == "aa" else ens.ca_mask.all(1)
         if not ok.all():
@@ -173,7 +186,8 @@ class CGVAETask:
                 f"(target {self.opts.target!r} needs every one)")
         if not ok.any():
             raise InputError(f"cgvae: no complete {what} frames left")
-        return ens.select_frames(np.flatnonzero(ok))
+        kept = np.flatnonzero(ok)
+        return ens.select_frames(kept), kept
 
     def _pairs(self, ens):
         """Fine (F, n_fine, 3) and bead (F, N, 3) coordinates in Å, float32."""
@@ -182,15 +196,16 @@ class CGVAETask:
         return (fine * ANGSTROM_PER_NM).astype(np.float32), (beads * ANGSTROM_PER_NM).astype(np.float32)
 
     def sample_batch(self, rng):
-        n = len(self.train_fine)
-        idx = rng.choice(n, size=self.batch_frames, replace=n < self.batch_frames)
+        n = len(self.train_index)
+        idx = self.train_index[rng.choice(n, size=self.batch_frames, replace=n < self.batch_frames)]
         fine, beads = self.train_fine[idx], self.train_beads[idx]
         if self.opts.augment:
             rot = _random_rotations(rng, len(idx))
             shift = rng.normal(scale=10.0, size=(len(idx), 1, 3)).astype(np.float32)
             fine = np.einsum("bij,bnj->bni", rot, fine) + shift
             beads = np.einsum("bij,bnj->bni", rot, beads) + shift
-        return torch.from_numpy(np.ascontiguousarray(fine)), torch.from_numpy(np.ascontiguousarray(beads))
+        return (torch.from_numpy(np.ascontiguousarray(fine)).to(self.device),
+                torch.from_numpy(np.ascontiguousarray(beads)).to(self.device))
 
     # ------------------------------------------------------------------ objective
     def beta(self) -> float:
@@ -219,12 +234,13 @@ class CGVAETask:
         """
         o = self.opts
         losses, kl, sq_det, sq_post, sq_sample, sq_bond, n = [], 0.0, 0.0, 0.0, 0.0, 0.0, 0
-        empty_t, empty_s = torch.zeros(0, dtype=torch.long), torch.zeros(0, dtype=torch.bool)
+        dev = self.device
+        empty_t, empty_s = torch.zeros(0, dtype=torch.long, device=dev), torch.zeros(0, dtype=torch.bool, device=dev)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(12345)
             for s in range(0, len(self.val_fine), self.batch_frames):
-                fine = torch.from_numpy(self.val_fine[s:s + self.batch_frames])
-                beads = torch.from_numpy(self.val_beads[s:s + self.batch_frames])
+                fine = torch.from_numpy(self.val_fine[s:s + self.batch_frames]).to(dev)
+                beads = torch.from_numpy(self.val_beads[s:s + self.batch_frames]).to(dev)
                 loss, parts = self.model.loss(fine, beads, o.beta, 0.0, o.bond_weight, o.det_weight)
                 losses.append(float(loss) * len(fine))
                 kl += parts["kl"] * len(fine)

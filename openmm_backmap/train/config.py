@@ -58,7 +58,14 @@ class DataConfig:
 
 @dataclass
 class OptimConfig:
-    """Optimisation settings."""
+    """Optimisation settings.
+
+    ``batch_residues`` is per process: a run with N processes (``--nproc N``
+    or torchrun) takes N times as many residues per step. ``check_sync_every``:
+    in such a run, every this many steps all processes compare a digest of
+    their weights, written to ``run_dir/sync.csv``, and stop if they differ
+    (0 = never).
+    """
 
     lr: float = 1e-3
     weight_decay: float = 0.0
@@ -73,6 +80,7 @@ class OptimConfig:
     min_lr: float = 1e-5
     clip_grad: float = 5.0
     threads: int = 0
+    check_sync_every: int = 0
 
 
 @dataclass

@@ -179,7 +179,8 @@ def load_corpus(manifest, cache_dir, validation_fraction=0.05, fraction=1.0, see
         One chain per validation cluster.
     summary : dict
         Counts of files, clusters, chains and residues used, what was dropped
-        and why, and the load warnings by kind.
+        and why, and the load warnings by kind; ``train_clusters``: the
+        cluster of each training chain (for sharding; not metadata).
 
     Examples
     --------
@@ -232,7 +233,7 @@ def load_corpus(manifest, cache_dir, validation_fraction=0.05, fraction=1.0, see
                "clusters_train": len(set(train_cluster)), "clusters_val": len(val_seen),
                "chains_train": len(train), "chains_val": len(val),
                "residues_train": int(sum(e.n_residues for e in train)), "dropped": dict(dropped),
-               "load_warnings": dict(warning_kinds.most_common())}
+               "load_warnings": dict(warning_kinds.most_common()), "train_clusters": train_cluster}
     log(f"corpus: {len(files)} files; {len(train)} training chains ({summary['residues_train']} residues, "
         f"{summary['clusters_train']} clusters), {len(val)} validation chains (one per held-out cluster); "
         f"dropped {sum(dropped.values())} chain(s): "

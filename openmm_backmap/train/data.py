@@ -40,8 +40,10 @@ def load_training_data(cfg, log=print):
     summary : dict
         Files, frames and residues used, for the model metadata. With a
         corpus, ``summary["train_weights"]`` gives each training item's
-        relative sampling weight (corpus chains share their cluster's weight);
-        the caller removes it before the summary goes into metadata.
+        relative sampling weight (corpus chains share their cluster's weight),
+        and ``summary["train_groups"]`` the unit a distributed run shards
+        by: the file for files of the file list, the cluster for corpus
+        chains. The caller removes both before the summary goes into metadata.
 
     Examples
     --------
@@ -52,7 +54,7 @@ def load_training_data(cfg, log=print):
     for pattern in cfg.files:
         items += _expand(cfg.root, pattern)
     train, val, summary = [], [], {"files": [], "train_frames": 0, "val_frames": 0, "residues": 0}
-    singles = []
+    singles, groups = [], []
     n_warn = 0
     for path, top in items:
         with warnings.catch_warnings(record=True) as caught:
@@ -72,24 +74,31 @@ def load_training_data(cfg, log=print):
         summary["files"].append({"path": rel, "frames": ens.n_frames, "residues": ens.n_residues})
         summary["residues"] += ens.n_residues
         if ens.n_frames == 1:
-            singles.append(ens)
+            singles.append((ens, rel))
             continue
         n_val = int(round(cfg.validation_fraction * ens.n_frames))
         if n_val:
             val.append(ens.select_frames(slice(ens.n_frames - n_val, None)))
         train.append(ens.select_frames(slice(0, ens.n_frames - n_val)))
+        groups.append(rel)
     order = rng.permutation(len(singles))
     n_val = int(round(cfg.validation_fraction * len(singles)))
     for k, i in enumerate(order):
-        (val if k < n_val else train).append(singles[i])
+        if k < n_val:
+            val.append(singles[i][0])
+        else:
+            train.append(singles[i][0])
+            groups.append(singles[i][1])
     if cfg.corpus:
         c_train, c_weights, c_val, summary["corpus"] = load_corpus(
             os.path.join(cfg.root, cfg.corpus), cfg.cache_dir or _default_cache_dir(),
             validation_fraction=cfg.corpus_validation_fraction, fraction=cfg.corpus_fraction, log=log)
         # a corpus cluster weighs as much as one file of the file list
         summary["train_weights"] = np.concatenate([np.ones(len(train)), c_weights])
+        groups += [f"corpus cluster {c}" for c in summary["corpus"].pop("train_clusters")]
         train += c_train
         val += c_val
+    summary["train_groups"] = groups
     summary["train_frames"] = int(sum(e.n_frames for e in train))
     summary["val_frames"] = int(sum(e.n_frames for e in val))
     log(f"data: {len(items)} files, {summary['train_frames']} training frames, {summary['val_frames']} validation "

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 import numpy as np
+import torch
 from torch import Tensor, nn
 
 from ..structure import InputError
@@ -28,16 +29,20 @@ class Task(Protocol):
     ----------
     model : nn.Module
         The step being trained (eager, with ``loss`` methods).
+    device : torch.device
+        Where batches and validation tensors are put; the loop sets it to
+        the model's device (a GPU per process with NCCL, else the CPU).
 
     Examples
     --------
     >>> from openmm_backmap.train.ca2aa_task import CA2AATask
     >>> isinstance(CA2AATask, type) and all(hasattr(CA2AATask, m) for m in
-    ...     ("sample_batch", "loss", "validate", "export_module", "on_load"))
+    ...     ("sample_batch", "loss", "validate", "export_module", "on_load", "shard"))
     True
     """
 
     model: nn.Module
+    device: torch.device
 
     def sample_batch(self, rng: np.random.Generator) -> Any:
         """One training batch drawn with ``rng``."""
@@ -53,6 +58,9 @@ class Task(Protocol):
 
     def on_load(self) -> None:
         """Restore what a checkpoint does not hold (e.g. data-fitted tables) after loading one."""
+
+    def shard(self, rank: int, world_size: int) -> None:
+        """Draw batches from this rank's part of the training data only (distributed runs; optional)."""
 
 
 def register_task(kind: str):

@@ -1,0 +1,255 @@
+"""``convert`` on a Dask cluster: workers backmap and relax chunks, the client writes them in frame order.
+
+:func:`convert_on_cluster` is what :func:`~openmm_backmap.run.conversion.convert_trajectory` runs with
+``client=``, ``workers=`` or ``scheduler=`` (``openmm-backmap convert --workers N`` / ``--scheduler ADDRESS``).
+Dask (``pip install "openmm-backmap[distributed]"``) is imported only here.
+
+* The frames are cut into the serial run's chunks; chunk ``k`` gets the
+  seeds of its first good frame's index among all good frames
+  (:meth:`BackmapPipeline.compute <openmm_backmap.run.pipeline.BackmapPipeline.compute>`),
+  and with relaxation every worker builds its relaxer on the first chunk's
+  first structure, so the output is byte-identical to the serial run's.
+* Each worker process builds one compute-only
+  :class:`~openmm_backmap.run.pipeline.BackmapPipeline` (model and relaxer)
+  per run, cached under a key of the model and the options, not per chunk.
+* Workers that see the input file (same path, same size) read their chunks
+  themselves; otherwise this process reads and ships them. At most
+  ``2 x workers`` chunks are in flight, so memory stays bounded.
+* Results come back as :class:`~openmm_backmap.run.pipeline.ChunkResult` and
+  are written by this process's pipeline, atomically as in the serial run.
+  Warnings raised on a worker are raised again here.
+* A worker that dies loses its tasks; Dask runs them again elsewhere (its
+  ``allowed-failures``), so the output stays complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import logging
+import os
+import pickle
+import warnings
+from collections import deque
+
+import numpy as np
+
+from ..structure import InputError
+from .pipeline import BackmapPipeline, good_frames
+
+__all__ = ["convert_on_cluster", "CONNECT_TIMEOUT_S", "REQUIRED_PACKAGES"]
+
+#: Seconds to wait for a scheduler (``--scheduler``) to answer, and for its first worker.
+CONNECT_TIMEOUT_S = 10
+#: What a worker must be able to import.
+REQUIRED_PACKAGES = ("openmm_backmap", "torch", "openmm", "mdtraj", "numpy")
+
+# The compute-only pipeline of this worker process, by run key: built on a worker's first chunk, reused after.
+_WORKER_PIPELINES: dict = {}
+
+
+def convert_on_cluster(plan, client=None, workers=None, scheduler=None) -> dict:
+    """Run a planned conversion on a Dask cluster; the summary of :func:`convert_trajectory` plus ``workers``.
+
+    Parameters
+    ----------
+    plan : ConversionPlan
+        From :func:`~openmm_backmap.run.conversion.convert_trajectory`, which calls this.
+    client : distributed.Client, optional
+        An existing client (not closed here).
+    workers : int, optional
+        Start a local cluster of this many single-threaded worker processes (closed at the end).
+    scheduler : str, optional
+        Connect to this scheduler address (``dask scheduler``).
+
+    Raises
+    ------
+    InputError
+        Dask not installed, the scheduler unreachable or without workers, or
+        a worker that cannot import a :data:`REQUIRED_PACKAGES` package.
+
+    Examples
+    --------
+    >>> convert_trajectory('cg.dcd', 'aa.dcd', topology='cg.pdb', seed=1, workers=2)  # doctest: +SKIP
+    """
+    with _connect(client, workers, scheduler) as cl:
+        n_workers = _check_workers(cl, plan)
+        summary = _run(cl, plan, n_workers)
+    return {**summary, "workers": n_workers}
+
+
+@contextlib.contextmanager
+def _connect(client, workers, scheduler):
+    if client is not None:
+        yield client
+        return
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise InputError("--workers and --scheduler need Dask: pip install 'dask[distributed]'") from None
+    if scheduler is not None:
+        try:
+            cl = Client(scheduler, timeout=CONNECT_TIMEOUT_S)
+        except (OSError, TimeoutError, ValueError) as err:
+            raise InputError(f"cannot reach the Dask scheduler at {scheduler!r} within {CONNECT_TIMEOUT_S} s "
+                             f"({str(err).splitlines()[0][:160]}); start it with 'dask scheduler' and check the "
+                             "address") from None
+        with cl:
+            yield cl
+        return
+    # one thread per worker process: torch and OpenMM already use the cores of their process
+    with LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True, dashboard_address=":0",
+                      silence_logs=logging.ERROR) as cluster, Client(cluster) as cl:
+        yield cl
+
+
+def _import_probe():
+    """A function that lists the packages a worker cannot import; made inside a function so that Dask ships its
+    code (by value) rather than a reference into a package the worker may lack."""
+
+    def missing(names):
+        import importlib
+
+        out = {}
+        for name in names:
+            try:
+                importlib.import_module(name)
+            except Exception as err:  # noqa: BLE001 - any failure to import means the same to the user
+                out[name] = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+        return out
+
+    return missing
+
+
+def _check_workers(client, plan):
+    """Number of workers, after checking that each one can import the package (``InputError`` if not)."""
+    try:
+        client.wait_for_workers(1, timeout=CONNECT_TIMEOUT_S)
+    except TimeoutError:
+        raise InputError(f"the Dask scheduler has no workers after {CONNECT_TIMEOUT_S} s; start some with "
+                         "'dask worker <scheduler address>'") from None
+    missing = client.run(_import_probe(), list(REQUIRED_PACKAGES))
+    for address, bad in sorted(missing.items()):
+        if bad:
+            name, why = next(iter(bad.items()))
+            raise InputError(f"Dask worker {address} cannot import {name!r} ({why}); install openmm-backmap and "
+                             "its dependencies in the workers' Python environment")
+    return len(missing)
+
+
+def _workers_see(client, path):
+    """Whether every worker sees ``path`` as this process does (same size)."""
+    size = os.path.getsize(path)
+    try:
+        sizes = client.run(os.path.getsize, os.path.abspath(path))
+    except OSError:
+        return False
+    return all(s == size for s in sizes.values())
+
+
+class _Spec:
+    """What a worker needs to build its pipeline and read its chunks (pickled into every task, so small)."""
+
+    def __init__(self, plan, pipe, n_particles, kwargs, bonds, worker_reads):
+        self.options = dataclasses.replace(pipe.options, model=pipe.model.path, seed=pipe.seed)
+        self.n_particles = n_particles
+        self.kwargs = kwargs
+        self.bonds = bonds
+        self.plan = dataclasses.replace(plan, options=None, progress=False) if worker_reads else None
+        self.key = hashlib.sha1(pickle.dumps((self.options, n_particles, kwargs))).hexdigest()
+
+
+def _worker_pipeline(spec):
+    pipe = _WORKER_PIPELINES.get(spec.key)
+    if pipe is None:
+        _WORKER_PIPELINES.clear()  # one run at a time per worker: drop the last run's model and relaxer
+        pipe = _WORKER_PIPELINES[spec.key] = BackmapPipeline(None, spec.n_particles, spec.options, **spec.kwargs)
+    return pipe
+
+
+def _read_task(spec, k):
+    """Chunk ``k`` read on the worker: (good frames, their times, the good-frame mask)."""
+    xyz, time_ps, box = next(spec.plan.frames(first_chunk=k), (np.zeros((0, spec.n_particles, 3)), None, None))
+    xyz = spec.plan.whole(xyz, box, spec.bonds)
+    good = good_frames(xyz)
+    return xyz[good], None if time_ps is None else time_ps[good], good
+
+
+def _mask_of(read):
+    return read[2]
+
+
+def _template_of(result):
+    return result[0].template
+
+
+def _compute_task(spec, read, first, template):
+    """Backmap (and relax) one chunk; returns (ChunkResult, times, warnings as (message, category))."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = _worker_pipeline(spec).compute(read[0], first, template)
+    return result, read[1], [(str(w.message), w.category) for w in caught]
+
+
+def _run(client, plan, n_workers):
+    n_frames = plan.n_frames()
+    worker_reads = n_frames is not None and _workers_see(client, plan.input)  # else read here and ship
+    local = plan.frames()  # the first chunk is read here in any case: it sets up the pipeline
+    xyz0, time0, box0 = next(local, (None, None, None))
+    if xyz0 is None:
+        raise InputError(f"{plan.input!r} has no frames")
+    n, kwargs, bonds = plan.pipeline_args(xyz0, box0)
+    pipe = BackmapPipeline(plan.output, n, plan.options, **kwargs, atomic=True)
+    spec = _Spec(plan, pipe, n, kwargs, bonds, worker_reads)
+    window = 2 * max(1, n_workers)
+    pending = deque()  # (future of (ChunkResult, times, warnings), CG frames read), in frame order
+    bar = plan.progress_bar(pipe) if plan.progress else None
+    first = 0  # good frames before the next chunk: its seeds
+    template = None  # with relaxation: the future of the first structure, which every relaxer is built on
+    k = 0
+    exhausted = False
+    try:
+        while True:
+            while not exhausted and len(pending) < window:
+                if k == 0 or not worker_reads:
+                    xyz, time_ps, box = (xyz0, time0, box0) if k == 0 else next(local, (None, None, None))
+                    if xyz is None:
+                        exhausted = True
+                        break
+                    xyz = plan.whole(xyz, box, bonds)
+                    good = good_frames(xyz)
+                    read = (xyz[good], None if time_ps is None else time_ps[good], good)
+                elif k * plan.chunk >= n_frames:
+                    exhausted = True
+                    break
+                else:
+                    read = client.submit(_read_task, spec, k, pure=False, priority=1)
+                    good = client.submit(_mask_of, read, pure=False, priority=1).result()
+                base = k * plan.chunk
+                pipe.report_bad_frames(good, index=np.arange(base, base + len(good)) * plan.stride)
+                fut = client.submit(_compute_task, spec, read, first, template, pure=False)
+                if template is None and plan.options.minimize and good.any():
+                    template = client.submit(_template_of, fut, pure=False, priority=1)
+                pending.append((fut, len(good)))
+                first += int(good.sum())
+                k += 1
+            if not pending:
+                break
+            fut, n_read = pending.popleft()
+            result, time_ps, caught = fut.result()
+            for message, category in caught:  # the user's warnings (bad frames, relaxation), not library noise
+                if issubclass(category, UserWarning):
+                    warnings.warn(message, category, stacklevel=2)
+            pipe.write(result, time_ps)
+            if bar is not None:
+                bar.update(n_read)
+    except BaseException:
+        client.cancel([f for f, _ in pending] + ([template] if template is not None else []))
+        pipe.abort()  # a failed or interrupted run leaves nothing under the output's name
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+        pipe.close()
+    return plan.summary(pipe)
