@@ -22,6 +22,7 @@ _PUBLIC = {
     "BackmapPipeline": "run",
     "BackmapOptions": "run",
     "Relaxer": "run",
+    "FastRelaxer": "run",
     "convert_trajectory": "run",
     "evaluate": "evaluation",
 }

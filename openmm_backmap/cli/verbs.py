@@ -14,7 +14,7 @@ import json
 import sys
 
 from ..mapping import SCHEMES
-from ..structure.constants import DEFAULT_MAX_MEMORY_MB, IMPLICIT_SOLVENT_FILES
+from ..structure.constants import DEFAULT_MAX_MEMORY_MB, EXPORT_FORMATS, IMPLICIT_SOLVENT_FILES, RELAX_METHODS
 from ..structure.errors import InputError, UserError
 
 __all__ = ["main", "build_parser"]
@@ -46,16 +46,21 @@ def _evaluate(args):
 def _convert(args):
     from ..run import convert_trajectory
 
-    relax_options = None
-    if args.relax_solvent is not None:
+    relax_options = {}
+    if args.relax is not None:
+        if not args.minimize:
+            raise InputError("--relax picks the relaxation; add --minimize")
+        relax_options["method"] = args.relax
+    if args.relax_solvent is not None:  # an OpenMM option: it selects --relax openmm unless told otherwise
         if not args.minimize:
             raise InputError("--relax-solvent sets the solvent of the relaxation; add --minimize")
-        relax_options = {"implicit": args.relax_solvent}
+        relax_options["implicit"] = args.relax_solvent
     convert_trajectory(args.input, args.output, model=args.model, topology=args.topology, samples=args.samples, seed=args.seed,
             device=args.device, stride=args.stride, chunk=args.chunk, minimize=args.minimize,
             keep_hydrogens=args.keep_hydrogens, deterministic=args.deterministic, force=args.force,
             append=args.append, on_bad_frame=args.on_bad_frame, max_memory_mb=args.max_memory,
-            relax_options=relax_options, workers=args.workers, scheduler=args.scheduler, scheme=args.scheme)
+            relax_options=relax_options, workers=args.workers, scheduler=args.scheduler, scheme=args.scheme,
+            export=args.export)
 
 
 def _train(args):
@@ -156,11 +161,20 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--max-memory", type=float, default=DEFAULT_MAX_MEMORY_MB, metavar="MB",
                    help="memory budget of one model call in MB (device memory on a GPU); model calls hold as "
                         "many frames and samples as fit (default: %(default)s)")
-    v.add_argument("--minimize", action="store_true", help="relax each frame with the OpenMM minimiser")
-    v.add_argument("--keep-hydrogens", action="store_true", help="with --minimize: write hydrogens too")
+    v.add_argument("--minimize", action="store_true",
+                   help="relax each structure: remove clashes and fix bond lengths (see --relax)")
+    v.add_argument("--relax", choices=list(RELAX_METHODS), default=None,
+                   help="with --minimize: 'fast', the default, a batched heavy-atom clash repair (well under 1 s "
+                        "per frame), or 'openmm', a force-field minimisation with hydrogens (seconds to minutes "
+                        "per frame; --keep-hydrogens always uses it)")
+    v.add_argument("--keep-hydrogens", action="store_true",
+                   help="with --minimize: write hydrogens too (relaxes with --relax openmm)")
     v.add_argument("--relax-solvent", choices=list(IMPLICIT_SOLVENT_FILES), default=None,
-                   help="with --minimize: implicit solvent of the relaxation (default: gbn2; on CPUs obc2 or "
-                        "vacuum are 10-100x faster)")
+                   help="with --minimize: implicit solvent of --relax openmm, which it implies (default: obc2)")
+    v.add_argument("--export", choices=list(EXPORT_FORMATS), default=None,
+                   help="with --minimize: also write the relaxed structures as a ready-to-run all-atom system "
+                        "(hydrogens, force field) for this engine: OUT_gromacs.top/.gro, OUT_amber.prmtop/.inpcrd "
+                        "or OUT_openmm.xml/.pdb (one coordinate file per structure when there are several)")
     v.add_argument("--on-bad-frame", choices=["skip", "raise"], default="skip",
                    help="what to do with NaN or exploded CG frames (default: %(default)s)")
     v.add_argument("--force", action="store_true", help="overwrite the output")

@@ -7,7 +7,8 @@
 * :mod:`.pipeline`: :class:`BackmapPipeline`, the backmap -> relax -> write
   steps both share, configured by :class:`BackmapOptions` (:mod:`.options`);
 * :mod:`.cg_input`: what the CG particles of a topology are, and whether they suit the model;
-* :mod:`.relax`: :class:`Relaxer`, restrained minimisation with OpenMM;
+* :mod:`.relax`: :class:`FastRelaxer`, the default batched clash repair, and :class:`Relaxer`, restrained
+  force-field minimisation with OpenMM;
 * :mod:`.coarsening`: :func:`coarsen_files`, coarse levels of all-atom files;
 * :mod:`.demo`: :func:`run_demo`, the villin demo.
 
@@ -20,10 +21,10 @@ from .conversion import convert_trajectory
 from .demo import run_demo
 from .options import BackmapOptions
 from .pipeline import BackmapPipeline, BadFrameWarning, RelaxationWarning, format_summary
-from .relax import Relaxer, RelaxResult
+from .relax import FastRelaxer, Relaxer, RelaxResult
 from .reporter import BackmapReporter
 
 
-__all__ = ["BackmapReporter", "BackmapPipeline", "BackmapOptions", "Relaxer", "RelaxResult", "convert_trajectory",
+__all__ = ["BackmapReporter", "BackmapPipeline", "BackmapOptions", "FastRelaxer", "Relaxer", "RelaxResult", "convert_trajectory",
            "coarsen_files", "run_demo", "format_summary", "BadFrameWarning", "RelaxationWarning", "cg_particle_info", "cg_sequence",
            "check_scheme", "model_scheme", "SCHEME_MODELS"]

@@ -10,13 +10,14 @@ that :class:`~openmm_backmap.run.reporter.BackmapReporter` uses during a simulat
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import os
 import warnings
 
 import numpy as np
 from tqdm import tqdm
 
-from ..io import check_input_file, check_output_path, topology_path_for
+from ..io import check_input_file, check_output_path, check_writable, topology_path_for
 from ..model import load_model
 from ..structure import InputError, MissingFileError, make_whole
 from ..structure.constants import DEFAULT_MAX_MEMORY_MB
@@ -24,6 +25,7 @@ from .cg_input import cg_particle_info, cg_sequence, check_scheme
 from .memory_budget import frames_per_call
 from .options import resolve_options
 from .pipeline import BackmapPipeline, batch_text, format_summary
+from .relax.handoff import export_paths, export_system
 
 __all__ = ["convert_trajectory", "ConversionPlan"]
 
@@ -105,7 +107,7 @@ def convert_trajectory(input, output, model=None, topology=None, samples=1, seed
                        chunk=100, minimize=False, keep_hydrogens=False, deterministic=False, force=False,
                        on_bad_frame="skip", progress=True, append=False, relax_options=None,
                        max_memory_mb=DEFAULT_MAX_MEMORY_MB, options=None, client=None, workers=None,
-                       scheduler=None, scheme=None) -> dict:
+                       scheduler=None, scheme=None, export=None) -> dict:
     """Backmap a CG structure or trajectory file to an all-atom trajectory.
 
     Parameters
@@ -178,6 +180,15 @@ def convert_trajectory(input, output, model=None, topology=None, samples=1, seed
         ``'martini2'``); default: found from their names and positions
         (:func:`~openmm_backmap.run.cg_input.check_scheme`). Beads of another
         scheme than the model's raise ValueError.
+    export : {'gromacs', 'amber', 'openmm'}, optional
+        With ``minimize``: also write the relaxed structures as a ready-to-run
+        all-atom system for that engine, named ``<output stem>_<export>``
+        (``run_gromacs.top`` and ``run_gromacs.gro`` for ``run.dcd``; one
+        coordinate file per structure when there are several). Whichever
+        relaxer ran, the System is the OpenMM relaxer's, built on the relaxed
+        heavy atoms: its ``forcefield``, ``implicit``, ``ph`` and
+        ``nonbonded_cutoff`` from ``relax_options``, else its defaults; see
+        :func:`~openmm_backmap.run.relax.export_system`.
 
     Returns
     -------
@@ -185,7 +196,8 @@ def convert_trajectory(input, output, model=None, topology=None, samples=1, seed
         :meth:`BackmapPipeline.summary` plus ``input`` and ``cg_topology``:
         frames in, skipped and written, frames per second, seconds per stage,
         and the reference-free clash and bond checks before and after
-        relaxation (see :mod:`openmm_backmap.run.pipeline`).
+        relaxation (see :mod:`openmm_backmap.run.pipeline`); with ``export``,
+        ``export`` lists the files it wrote.
 
     Raises
     ------
@@ -194,7 +206,8 @@ def convert_trajectory(input, output, model=None, topology=None, samples=1, seed
     FileExistsError
         The output exists (use ``force`` or ``append``).
     ValueError
-        Unknown output extension, an output directory that is not writable, an
+        Unknown output extension, ``export`` without ``minimize`` or of an
+        unknown format, an output directory that is not writable, an
         unreachable scheduler, a Dask worker that cannot import the package,
         particle-count or sequence mismatch with the model, unreadable or
         wrong-kind model, bad frames with ``on_bad_frame='raise'``.
@@ -232,6 +245,11 @@ def convert_trajectory(input, output, model=None, topology=None, samples=1, seed
             os.fspath(topology)) if topology is not None else None}:
         raise InputError(f"the output's topology file {top_out} would overwrite the input; choose another output "
                          "name")
+    if export is not None:
+        export_top = export_paths(export, _export_prefix(output, export))[0]  # an unknown format raises here
+        if not opts.minimize:
+            raise InputError("export writes the relaxed structures; add minimize=True (--minimize)")
+        check_writable(export_top, force=opts.force)
     top, top_source = _load_topology(input, topology)
     check_input_file(input)  # truncated or corrupt files say so before any reader sees them
     bm = load_model(opts.model, device=opts.device)
@@ -261,9 +279,36 @@ def convert_trajectory(input, output, model=None, topology=None, samples=1, seed
         from .distributed import convert_on_cluster  # dask is optional: imported only when asked for
 
         summary = convert_on_cluster(plan, client=client, workers=workers, scheduler=scheduler)
+    if export is not None:
+        summary["export"] = _export(output, top_out, export, opts)
     if progress:
         print(format_summary(summary))
+        if export is not None:
+            print(f"{export} system: {', '.join(summary['export'])}")
     return summary
+
+
+def _export_prefix(output, fmt):
+    return os.path.splitext(output)[0] + "_" + fmt
+
+
+def _export(output, top_out, fmt, opts):
+    """Export the relaxed structures written to ``output`` (read back: the same whichever relaxer made them)
+    with the OpenMM relaxer's force field and implicit solvent."""
+    import mdtraj as md
+
+    from .relax.relaxer import Relaxer
+
+    relaxer_defaults = inspect.signature(Relaxer).parameters
+    relax = {name: opts.relax_options.get(name, relaxer_defaults[name].default)
+             for name in ("forcefield", "implicit", "ph", "nonbonded_cutoff")}
+    if _is_pdb(output):  # the names as written: mdtraj's standard names would rename hydrogens
+        relaxed = md.load_pdb(output, standard_names=False)
+    elif output.lower().endswith(".h5"):
+        relaxed = md.load(output)
+    else:
+        relaxed = md.load(output, top=md.load_pdb(top_out, standard_names=False).topology)
+    return export_system(relaxed, fmt, _export_prefix(output, fmt), force=opts.force, **relax)
 
 
 @dataclasses.dataclass

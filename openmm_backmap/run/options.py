@@ -13,9 +13,11 @@ from dataclasses import dataclass, field, fields
 
 from ..model import resolve_device
 from ..structure import InputError
-from ..structure.constants import DEFAULT_MAX_MEMORY_MB
+from ..structure.constants import DEFAULT_MAX_MEMORY_MB, RELAX_METHODS
 
-__all__ = ["BackmapOptions", "resolve_options"]
+__all__ = ["BackmapOptions", "resolve_options", "FAST_RELAX_OPTIONS"]
+#: The keyword arguments of :class:`~openmm_backmap.run.relax.FastRelaxer` that ``relax_options`` may set.
+FAST_RELAX_OPTIONS = frozenset({"restraint", "k", "mapping", "max_iterations", "device", "forcefield"})
 
 
 @dataclass(frozen=True)
@@ -35,12 +37,17 @@ class BackmapOptions:
     deterministic : bool
         Most likely structure instead of a sample.
     minimize : bool
-        Relax every structure with :class:`~openmm_backmap.run.relax.Relaxer`.
+        Relax every structure: by default with the fast batched clash repair
+        (:class:`~openmm_backmap.run.relax.FastRelaxer`), with ``relax_options={'method': 'openmm'}``
+        or ``keep_hydrogens`` by force-field minimisation (:class:`~openmm_backmap.run.relax.Relaxer`).
     relax_options : dict, optional
-        Keyword arguments of the Relaxer (``restraint``, ``k``, ``platform``,
-        ``implicit``, ``max_iterations`` ...).
+        ``method`` (``'fast'``, the default, or ``'openmm'``) and keyword arguments of that relaxer
+        (both: ``restraint``, ``k``, ``max_iterations``; ``'fast'``: ``device``; ``'openmm'``:
+        ``platform``, ``implicit``, ``nonbonded_cutoff`` ...). Without ``method``, options only
+        the OpenMM relaxer has select it; ``keep_hydrogens`` always does (:attr:`relax_method`).
     keep_hydrogens : bool
-        With ``minimize``: write all atoms, hydrogens included.
+        With ``minimize``: write all atoms, hydrogens included (always through OpenMM: the fast
+        relaxation has no hydrogens).
     append, force : bool
         Append to, or overwrite, an existing output.
     on_bad_frame : {'skip', 'raise'}
@@ -61,7 +68,7 @@ class BackmapOptions:
 
     Examples
     --------
-    >>> opts = BackmapOptions(samples=2, seed=1, minimize=True, relax_options={'platform': 'CPU'})
+    >>> opts = BackmapOptions(samples=2, seed=1, minimize=True, relax_options={'method': 'openmm', 'platform': 'CPU'})
     >>> opts.samples, opts.relax_options['platform']
     (2, 'CPU')
     >>> BackmapOptions(samples=0)
@@ -112,10 +119,29 @@ class BackmapOptions:
             raise InputError(f"relax_options must be a dict of Relaxer keyword arguments, got "
                              f"{type(self.relax_options).__name__}")
         put("relax_options", dict(self.relax_options or {}))
+        _relax_method(self.relax_options, self.keep_hydrogens)
         for name in ("deterministic", "minimize", "keep_hydrogens", "append", "force", "quality"):
             put(name, bool(getattr(self, name)))
         if self.keep_hydrogens and not self.minimize:
             raise InputError("keep_hydrogens needs minimize=True (the relaxer adds the hydrogens); add --minimize")
+
+    @property
+    def relax_method(self) -> str:
+        """The relaxer ``minimize`` uses: ``'fast'`` or ``'openmm'`` (see ``relax_options``)."""
+        return _relax_method(self.relax_options, self.keep_hydrogens)
+
+
+def _relax_method(relax_options, keep_hydrogens):
+    """``'fast'`` or ``'openmm'`` for these relax options; InputError for a bad method or mixed options."""
+    openmm_only = sorted(set(relax_options) - {"method"} - FAST_RELAX_OPTIONS)
+    # options only the OpenMM relaxer has (implicit, platform ...) pick it when no method is named
+    method = relax_options.get("method", "openmm" if openmm_only else "fast")
+    if method not in RELAX_METHODS:
+        raise InputError(f"relax_options['method'] must be 'fast' or 'openmm', not {method!r}")
+    if method == "fast" and openmm_only and not keep_hydrogens:
+        raise InputError(f"relax option(s) {', '.join(openmm_only)} belong to the OpenMM relaxer, not to method "
+                         "'fast'; use 'method': 'openmm' (--relax openmm)")
+    return "openmm" if keep_hydrogens else method  # the fast relaxation has no hydrogens
 
 
 _DEFAULTS = BackmapOptions()

@@ -237,16 +237,17 @@ class BackmapPipeline(Closeable):
         return good
 
     def _ensure_relaxer(self, xyz0):
-        # imported here, not at the top: tests replace Relaxer in its module
-        from .relax.relaxer import Relaxer
+        # imported here, not at the top: tests replace the relaxers in their modules
+        from .relax import fast, relaxer
 
         if self.relaxer is None:
             t0 = time.perf_counter()
-            opts = dict(self.options.relax_options)
+            opts = {k: v for k, v in self.options.relax_options.items() if k != "method"}
             opts.setdefault("segment_start", self.segment_start)
             if opts.get("restraint") == "cg" and opts.get("mapping") is None:
                 opts["mapping"] = self.cg_mapping()
-            self.relaxer = Relaxer(self.topology, template_xyz=xyz0, **opts)
+            cls = fast.FastRelaxer if self.options.relax_method == "fast" else relaxer.Relaxer
+            self.relaxer = cls(self.topology, template_xyz=xyz0, **opts)
             return time.perf_counter() - t0
         return 0.0
 
@@ -411,9 +412,13 @@ class BackmapPipeline(Closeable):
         t0 = time.perf_counter()
         relaxed, full = [], []
         cg_restraint = self.relaxer.restraint == "cg"
-        for j, frame in enumerate(out):
-            r = self.relaxer.relax(frame, cg_xyz=cg_xyz[j // opts.samples] if cg_restraint else None,
-                                   keep_hydrogens=opts.keep_hydrogens)
+        if opts.relax_method == "fast":  # all structures of the chunk at once
+            beads = np.repeat(cg_xyz, opts.samples, axis=0) if cg_restraint else None
+            results = self.relaxer.relax_batch(out, cg_xyz=beads).unstack()
+        else:
+            results = (self.relaxer.relax(frame, cg_xyz=cg_xyz[j // opts.samples] if cg_restraint else None,
+                                          keep_hydrogens=opts.keep_hydrogens) for j, frame in enumerate(out))
+        for j, r in enumerate(results):
             relaxed.append(r.xyz)
             if opts.keep_hydrogens:
                 full.append(r.xyz_h)

@@ -88,7 +88,7 @@ FORWARD_BYTES_PER_RESIDUE_SQUARED = 8
 
 # --- relaxation ---
 #: Implicit solvents of the relaxer by name (``--relax-solvent``, ``Relaxer(implicit=...)``): OpenMM force-field
-#: files, None for vacuum. GBn2 is the relaxer's default.
+#: files, None for vacuum. OBC2 is the OpenMM relaxer's default.
 IMPLICIT_SOLVENT_FILES = {"gbn2": "implicit/gbn2.xml", "obc2": "implicit/obc2.xml", "vacuum": None}
 
 # --- bead schemes (mapping.detection) ---
@@ -105,3 +105,13 @@ CA_SCHEME_MAX_DEVIATION_NM = 0.030
 COM_SCHEME_MIN_DEVIATION_NM = 0.045
 #: Consecutive beads farther apart than this (nm) are a chain break and left out of the statistic.
 SCHEME_PAIR_MAX_NM = 0.8
+
+# --- hand-off to other engines (run.relax.handoff) ---
+#: Engines ``convert --export`` writes a ready-to-run system for, and the extensions of their (topology,
+#: coordinates) files.
+EXPORT_FORMATS = {"gromacs": (".top", ".gro"), "amber": (".prmtop", ".inpcrd"), "openmm": (".xml", ".pdb")}
+
+# --- relaxation methods ---
+#: Relaxers of ``minimize`` by ``relax_options['method']`` (``--relax``): the fast batched clash repair (the
+#: default) and the OpenMM force-field minimisation.
+RELAX_METHODS = ("fast", "openmm")

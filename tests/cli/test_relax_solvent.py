@@ -1,4 +1,4 @@
-"""``convert --relax-solvent`` reaches the relaxer's implicit-solvent option; the default stays GBn2."""
+"""``convert --relax-solvent`` reaches the OpenMM relaxer's implicit-solvent option."""
 
 import mdtraj as md
 import pytest
@@ -46,7 +46,9 @@ def _relaxer_arguments(monkeypatch, argv):
 def test_flag_reaches_the_relaxer(monkeypatch, tmp_path, ca_pdb, tiny_ca_model, solvent):
     argv = ["convert", ca_pdb, "--model", str(tiny_ca_model), "-o", str(tmp_path / "aa.pdb"), "--minimize",
             "--seed", "1", "--device", "cpu"]
-    seen = _relaxer_arguments(monkeypatch, argv + ([] if solvent is None else ["--relax-solvent", solvent]))
+    # without --relax-solvent, --relax openmm picks the OpenMM relaxer (--relax-solvent implies it)
+    seen = _relaxer_arguments(monkeypatch, argv + (["--relax", "openmm"] if solvent is None else
+                                                   ["--relax-solvent", solvent]))
     if solvent is None:
         assert "implicit" not in seen  # the relaxer's own default
     else:
@@ -56,7 +58,7 @@ def test_flag_reaches_the_relaxer(monkeypatch, tmp_path, ca_pdb, tiny_ca_model, 
 def test_relaxer_reads_solvent_names(trpcage):
     assert Relaxer(trpcage.topology(), implicit="obc2", platform="Reference").implicit == "implicit/obc2.xml"
     assert Relaxer(trpcage.topology(), implicit="vacuum", platform="Reference").implicit is None
-    assert Relaxer(trpcage.topology(), platform="Reference").implicit == IMPLICIT_SOLVENT_FILES["gbn2"]
+    assert Relaxer(trpcage.topology(), platform="Reference").implicit == IMPLICIT_SOLVENT_FILES["obc2"]
     custom = "implicit/obc1.xml"  # a file is passed through
     assert Relaxer(trpcage.topology(), implicit=custom, platform="Reference").implicit == custom
 

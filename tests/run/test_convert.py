@@ -178,7 +178,7 @@ def test_failed_relaxation_is_reported(tmp_path, ca_files, tiny_ca_backmapper, m
     monkeypatch.setattr(relax, "Relaxer", StuckRelaxer)
     with pytest.warns(RelaxationWarning, match="failed"):
         s = convert(ca_files["pdb"], tmp_path / "stuck.pdb", model=tiny_ca_backmapper, minimize=True, seed=0,
-                    **QUIET)
+                    relax_options={"method": "openmm"}, **QUIET)
     assert s["relax_failures"] == 1 and s["frames_written"] == 1
 
 
@@ -211,7 +211,7 @@ def test_unconverged_relaxation_is_reported(tmp_path, ca_files, tiny_ca_backmapp
     monkeypatch.setattr(relax, "Relaxer", FlaggingRelaxer)
     with pytest.warns(RelaxationWarning, match="failed"):
         s = convert(ca_files["pdb"], tmp_path / "flagged.pdb", model=tiny_ca_backmapper, minimize=True, seed=0,
-                    **QUIET)
+                    relax_options={"method": "openmm"}, **QUIET)
     assert s["relax_failures"] == 1
 
 

@@ -10,7 +10,7 @@ from openmm_backmap.structure.ensemble import ProteinEnsemble  # noqa: E402
 from openmm_backmap.structure.segments import detect_segment_starts  # noqa: E402
 from openmm_backmap.run.relax import Relaxer, place_oxt  # noqa: E402
 
-FAST = dict(platform="CPU", implicit=None, max_iterations=300)
+FAST = dict(platform="CPU", implicit=None, nonbonded_cutoff=None, max_iterations=300)  # the energies below: no cutoff
 
 
 def _perturb(ens, rng, n_moves=2, noise_nm=0.01):
@@ -172,12 +172,12 @@ def test_chain_break_segments(trpcage):
 
 def test_reference_platform_and_default_solvent(trpcage):
     x = trpcage.xyz[0]
-    ref = Relaxer(trpcage.topology(), platform="Reference", implicit=None, restraint="ca", max_iterations=30)
+    ref = Relaxer(trpcage.topology(), platform="Reference", implicit=None, nonbonded_cutoff=None, restraint="ca", max_iterations=30)
     res = ref.relax(x)
     assert ref.platform.getName() == "Reference"
     assert res.energy_after < res.energy_before and res.clash_after == 0.0
     # default force field + GBn2 implicit solvent (slow on CPU: few iterations only)
-    gb = Relaxer(trpcage.topology(), platform="CPU", max_iterations=20)
+    gb = Relaxer(trpcage.topology(), platform="CPU", implicit="gbn2", nonbonded_cutoff=None, max_iterations=20)
     res_gb = gb.relax(x)
     assert any(isinstance(f, openmm.CustomGBForce) for f in gb.system.getForces())
     assert res_gb.energy_after < res_gb.energy_before
@@ -185,10 +185,19 @@ def test_reference_platform_and_default_solvent(trpcage):
     assert res_gb.energy_after < res.energy_after - 500
 
 
+def test_default_solvent_is_native_obc2_with_cutoff(trpcage):
+    relaxer = Relaxer(trpcage.topology(), platform="CPU", max_iterations=20)
+    res = relaxer.relax(trpcage.xyz[0])
+    gb = [f for f in relaxer.system.getForces() if isinstance(f, openmm.GBSAOBCForce)]
+    assert len(gb) == 1 and gb[0].getNonbondedMethod() == openmm.GBSAOBCForce.CutoffNonPeriodic
+    assert gb[0].getCutoffDistance().value_in_unit(openmm.unit.nanometer) == pytest.approx(1.2)
+    assert res.energy_after < res.energy_before and res.clash_after == 0.0
+
+
 def test_obc2_native_force_matches_custom(trpcage):
     """implicit/obc2.xml is swapped for the native GBSAOBCForce; the energy must not change."""
     relaxer = Relaxer(trpcage.topology(), platform="CPU", implicit="implicit/obc2.xml", restraint=None,
-                      template_xyz=trpcage.xyz[0])
+                      nonbonded_cutoff=None, template_xyz=trpcage.xyz[0])
     assert any(isinstance(f, openmm.GBSAOBCForce) for f in relaxer.system.getForces())
     pos = relaxer.full_positions(trpcage.xyz[0])
     ff = app.ForceField("amber14-all.xml", "implicit/obc2.xml")

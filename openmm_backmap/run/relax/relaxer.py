@@ -47,12 +47,33 @@ from ...structure import InputError, atom_layout, detect_segment_starts
 from .systems import DEFAULT_FORCEFIELD, Restraints, build_force_field_system, build_soft_system, pick_platform, \
     read_heavy_topology
 
-__all__ = ["Relaxer", "RelaxResult", "DEFAULT_K", "STAGED_ENERGY_KJ_MOL"]
+__all__ = ["Relaxer", "RelaxResult", "DEFAULT_K", "DEFAULT_CUTOFF_NM", "STAGED_ENERGY_KJ_MOL", "broken_bond_message"]
 
 #: Default restraint constant in kJ/mol/nm^2 (= 10 kJ/mol/Å^2, about 2.4 kcal/mol/Å^2).
 DEFAULT_K = 1000.0
+#: Default nonbonded cutoff of the OpenMM relaxer (nm).
+DEFAULT_CUTOFF_NM = 1.2
 #: Frames with a starting energy above this (kJ/mol), or not finite, go through the soft stage first.
 STAGED_ENERGY_KJ_MOL = 1.0e9
+
+
+def broken_bond_message(xyz, bonds, layout) -> str:
+    """Why a frame is beyond repair: its longest covalent bond of ``bonds`` if that exceeds
+    :data:`UNREPAIRABLE_BOND_NM` (a chain break missing from the topology, or a corrupt frame), else ''.
+
+    Examples
+    --------
+    >>> broken_bond_message(ens.xyz[0], ens.layout.bonds(ens.segment_start), ens.layout)  # doctest: +SKIP
+    ''
+    """
+    length = np.linalg.norm(xyz[bonds[:, 0]] - xyz[bonds[:, 1]], axis=1)
+    i = int(np.argmax(length))
+    if length[i] <= UNREPAIRABLE_BOND_NM:
+        return ""
+    names = [f"{layout.atom_names[a]} of residue {layout.atom_residue[a] + 1}" for a in bonds[i]]
+    n_long = int((length > UNREPAIRABLE_BOND_NM).sum())
+    return (f"the bond {names[0]} - {names[1]} is {length[i]:.2f} nm long ({n_long} bond(s) over "
+            f"{UNREPAIRABLE_BOND_NM} nm): a chain break missing from the topology or a corrupt frame; not minimised")
 
 
 @dataclass
@@ -103,6 +124,22 @@ class RelaxResult:
     staged: bool = False
     message: str = ""
 
+    def unstack(self) -> list:
+        """The per-frame results of a :meth:`Relaxer.relax_batch` result.
+
+        Examples
+        --------
+        >>> [r.clash_after for r in relaxer.relax_batch(ens.xyz[:2]).unstack()]  # doctest: +SKIP
+        [0.0, 0.0]
+        """
+        n = len(self.xyz)
+        return [RelaxResult(xyz=self.xyz[j], energy_before=float(self.energy_before[j]),
+                            energy_after=float(self.energy_after[j]), clash_before=float(self.clash_before[j]),
+                            clash_after=float(self.clash_after[j]), rmsd_nm=float(self.rmsd_nm[j]),
+                            xyz_h=None if self.xyz_h is None else self.xyz_h[j], topology_h=self.topology_h,
+                            converged=bool(self.converged[j]), staged=bool(self.staged[j]),
+                            message=self.message[j]) for j in range(n)]
+
 
 class Relaxer:
     """Restrained minimisation of backmapped heavy-atom frames with OpenMM.
@@ -118,13 +155,14 @@ class Relaxer:
     forcefield : str or sequence of str
         OpenMM force-field file(s).
     implicit : str or None
-        Implicit-solvent file (default GBn2), or a name of
+        Implicit-solvent file, or a name of
         :data:`~openmm_backmap.structure.constants.IMPLICIT_SOLVENT_FILES`
         (``'gbn2'``, ``'obc2'``, ``'vacuum'``); ``None`` minimises in vacuum.
-        GBn2 is a CustomGBForce, fast on GPUs but slow on the CPU platform
-        (energy + forces, no cutoff: 35 ms for 20 residues, 3.5 s for 214).
-        On CPUs use ``None`` (1 ms / 30-50 ms) or ``'implicit/obc2.xml'``,
-        which is replaced by the equivalent native GBSAOBCForce (7 ms / 0.4 s).
+        The default, OBC2 (``implicit/obc2.xml``), is replaced by the
+        equivalent native GBSAOBCForce (no cutoff: 7 ms for 20 residues,
+        0.4 s for 214, energy + forces on the CPU platform). GBn2 is a
+        CustomGBForce, fast on GPUs but slow on the CPU platform (35 ms /
+        3.5 s); vacuum 1 ms / 30-50 ms.
     restraint : {'heavy', 'ca', 'cg', None}
         Harmonic position restraints on all backmapped heavy atoms, on the
         C-alphas only, on the centroids of the CG beads of ``mapping`` (kept at
@@ -158,8 +196,9 @@ class Relaxer:
         Bond constraints during minimisation. With 'hbonds' the hydrogens keep
         their bond lengths; the minimiser handles constraints.
     nonbonded_cutoff : float, optional
-        Nonbonded cutoff in nm (CutoffNonPeriodic); default ``None`` = no
-        cutoff. A cutoff (e.g. 1.2) speeds up large proteins.
+        Nonbonded cutoff in nm (CutoffNonPeriodic), default
+        :data:`DEFAULT_CUTOFF_NM` (1.2 nm): the cost grows linearly with
+        size instead of quadratically; ``None``: no cutoff.
     ph : float
         pH for :meth:`openmm.app.Modeller.addHydrogens`.
     platform_properties : dict, optional
@@ -191,9 +230,9 @@ class Relaxer:
     (0.0, True)
     """
 
-    def __init__(self, topology, forcefield=DEFAULT_FORCEFIELD, implicit="implicit/gbn2.xml", restraint="heavy",
+    def __init__(self, topology, forcefield=DEFAULT_FORCEFIELD, implicit="obc2", restraint="heavy",
                  k=DEFAULT_K, platform=None, tolerance=10.0, max_iterations=200, mapping=None, *,
-                 segment_start=None, template_xyz=None, constraints=None, nonbonded_cutoff=None, ph=7.0,
+                 segment_start=None, template_xyz=None, constraints=None, nonbonded_cutoff=DEFAULT_CUTOFF_NM, ph=7.0,
                  platform_properties=None):
         if restraint not in ("heavy", "ca", "cg", None):
             raise InputError(f"restraint must be 'heavy', 'ca', 'cg' or None, not {restraint!r}")
@@ -373,7 +412,7 @@ class Relaxer:
         self._set_targets(xyz, cg_xyz)
         self.context.setPositions(full)
         e_before = self._energy()
-        broken = self._broken_bond(xyz)
+        broken = broken_bond_message(xyz, self._chain_bonds, self.layout)
         if broken:
             # minimising across a broken chain drags atoms through the structure: return the input, flagged
             clash = self.clash(xyz)
@@ -408,19 +447,6 @@ class Relaxer:
         )
         self.timings["frame"] = time.perf_counter() - t0
         return result
-
-    def _broken_bond(self, xyz) -> str:
-        """A description of the longest covalent bond of ``xyz`` if it exceeds :data:`UNREPAIRABLE_BOND_NM`, else ''."""
-        b = self._chain_bonds
-        length = np.linalg.norm(xyz[b[:, 0]] - xyz[b[:, 1]], axis=1)
-        i = int(np.argmax(length))
-        if length[i] <= UNREPAIRABLE_BOND_NM:
-            return ""
-        lay = self.layout
-        names = [f"{lay.atom_names[a]} of residue {lay.atom_residue[a] + 1}" for a in b[i]]
-        n_long = int((length > UNREPAIRABLE_BOND_NM).sum())
-        return (f"the bond {names[0]} - {names[1]} is {length[i]:.2f} nm long ({n_long} bond(s) over "
-                f"{UNREPAIRABLE_BOND_NM} nm): a chain break missing from the topology or a corrupt frame; not minimised")
 
     @staticmethod
     def _relaxed(pos, energy):

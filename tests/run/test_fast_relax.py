@@ -1,0 +1,158 @@
+"""The fast batched clash repair (openmm_backmap.run.relax.fast) and its place as the pipeline's default."""
+
+import numpy as np
+import pytest
+
+from openmm_backmap.evaluation.metrics import clash_topology
+from openmm_backmap.run import BackmapOptions
+from openmm_backmap.run.relax import FastRelaxer, reference_bond_lengths
+from openmm_backmap.structure import InputError
+
+
+def _clashing(ens, rng, n_moves=3, noise_nm=0.003):
+    """Small noise on every atom, and ``n_moves`` side chains shifted onto a neighbouring residue (0.8 Å away)."""
+    x = ens.xyz[0].astype(np.float64)
+    lay = ens.layout
+    xp = x + rng.normal(scale=noise_nm, size=x.shape)
+    movable = [r for r, s in enumerate(ens.sequence) if s not in ("GLY", "ALA", "PRO")]
+    for r in rng.choice(movable, n_moves, replace=False):
+        side = np.arange(lay.residue_start[r] + 5, lay.residue_start[r + 1])
+        other = np.flatnonzero(lay.atom_residue != r)
+        d = np.linalg.norm(x[other][:, None] - x[side][None], axis=-1)
+        i, j = np.unravel_index(d.argmin(), d.shape)
+        v = x[other[i]] - x[side[j]]
+        xp[side] += v - 0.08 * v / np.linalg.norm(v)
+    return x, xp
+
+
+def _rotated_side_chain(ens):
+    """A side chain rotated about CA-CB until it sits in another residue (chi1 turned in 10 degree steps)."""
+    x = ens.xyz[0].astype(np.float64)
+    lay = ens.layout
+    bonds = lay.bonds(ens.segment_start)
+    for r, name in enumerate(ens.sequence):
+        if name in ("GLY", "ALA", "PRO") or lay.residue_start[r + 1] - lay.residue_start[r] < 7:
+            continue
+        ca, cb = lay.index(r, "CA"), lay.index(r, "CB")
+        side = np.arange(cb + 1, lay.residue_start[r + 1])
+        axis = (x[cb] - x[ca]) / np.linalg.norm(x[cb] - x[ca])
+        for deg in range(10, 360, 10):
+            t = np.radians(deg)
+            p = x[side] - x[cb]
+            rot = (p * np.cos(t) + np.cross(axis, p) * np.sin(t) + axis * (p @ axis)[:, None] * (1 - np.cos(t)))
+            y = x.copy()
+            y[side] = x[cb] + rot
+            if clash_topology(y, bonds, lay.atom_residue) > 0:
+                return x, y
+    raise AssertionError("no rotamer of this structure clashes")
+
+
+@pytest.fixture(scope="module")
+def relaxer(trpcage):
+    return FastRelaxer(trpcage.topology(), template_xyz=trpcage.xyz[0])
+
+
+def _bond_ok(xyz, bonds, r0):
+    d = np.linalg.norm(xyz[bonds[:, 0]] - xyz[bonds[:, 1]], axis=1)
+    known = np.isfinite(r0)
+    return 100.0 * np.mean(np.abs(d[known] - r0[known]) <= 0.1 * r0[known])
+
+
+@pytest.mark.parametrize("make", ["shifted", "rotated"])
+def test_clashes_removed_bonds_kept_little_drift(trpcage, relaxer, make, seed):
+    x, bad = _clashing(trpcage, np.random.default_rng(seed)) if make == "shifted" else _rotated_side_chain(trpcage)
+    lay = trpcage.layout
+    bonds = lay.bonds(trpcage.segment_start)
+    r0 = reference_bond_lengths(trpcage.sequence, trpcage.segment_start, x)
+    res = relaxer.relax(bad)
+    assert res.clash_before > 0 and res.clash_after == 0.0 and res.converged
+    assert clash_topology(res.xyz, bonds, lay.atom_residue) == 0.0
+    assert _bond_ok(res.xyz, bonds, r0) >= 99.9
+    assert res.energy_after < res.energy_before
+    # only what clashed moves: heavy-atom RMSD to the input well under 1 Å, most atoms by less than 0.2 Å
+    moved = np.linalg.norm(res.xyz - bad, axis=1)
+    assert res.rmsd_nm == pytest.approx(np.sqrt(np.mean(moved ** 2)), rel=1e-5)
+    assert res.rmsd_nm < 0.05 and np.mean(moved < 0.02) > 0.8
+
+
+def test_clean_frame_hardly_moves(trpcage, relaxer):
+    """A clash-free experimental structure: bond lengths go to the force field's, drift stays below 0.1 Å."""
+    res = relaxer.relax(trpcage.xyz[0])
+    assert res.clash_after == 0.0 and res.converged
+    assert res.rmsd_nm < 0.01  # nm = 0.1 Å
+
+
+def test_cg_restraint_keeps_beads(trpcage, seed):
+    from openmm_backmap.mapping.operators import ca_mapping
+
+    x, bad = _clashing(trpcage, np.random.default_rng(seed))
+    mapping = ca_mapping(trpcage.sequence)
+    relaxer = FastRelaxer(trpcage.topology(), restraint="cg", mapping=mapping, template_xyz=x)
+    beads = relaxer.bead_positions(bad)
+    res = relaxer.relax(bad, cg_xyz=beads)
+    assert res.clash_after == 0.0
+    assert np.linalg.norm(relaxer.bead_positions(res.xyz) - beads, axis=1).max() < 0.05  # nm
+    # beads given explicitly are where the centroids go, not where the input centroids were
+    shifted = relaxer.relax(bad, cg_xyz=beads + [0.04, 0.0, 0.0])
+    # to within the force tolerance (20 kJ/mol/nm on a one-atom bead of k = 1000 kJ/mol/nm^2: 0.02 nm)
+    assert np.mean(relaxer.bead_positions(shifted.xyz)[:, 0] - beads[:, 0]) > 0.02
+
+
+def test_deterministic_and_batch_equals_single(trpcage, relaxer, seed):
+    rng = np.random.default_rng(seed)
+    frames = np.stack([_clashing(trpcage, rng)[1] for _ in range(3)] + [trpcage.xyz[0]])
+    batch = relaxer.relax_batch(frames)
+    again = relaxer.relax_batch(frames)
+    assert batch.xyz.tobytes() == again.xyz.tobytes()  # same input, same bytes
+    fresh = FastRelaxer(trpcage.topology(), template_xyz=trpcage.xyz[0]).relax_batch(frames)
+    assert fresh.xyz.tobytes() == batch.xyz.tobytes()
+    for j, frame in enumerate(frames):
+        single = relaxer.relax(frame)
+        np.testing.assert_allclose(single.xyz, batch.xyz[j], atol=1e-6)
+        assert single.clash_after == batch.clash_after[j] == 0.0
+    assert batch.xyz.shape == frames.shape and list(batch.converged) == [True] * 4
+
+
+def test_broken_chain_and_bad_input(trpcage, relaxer):
+    lay = trpcage.layout
+    x = trpcage.xyz[0].astype(np.float64)
+    torn = x.copy()
+    torn[lay.residue_start[10]:] += [2.0, 0, 0]
+    res = relaxer.relax_batch(np.stack([torn, x]))
+    assert not res.converged[0] and "not minimised" in res.message[0] and res.converged[1]
+    np.testing.assert_allclose(res.xyz[0], torn, atol=1e-6)
+    with pytest.raises(InputError, match="shape"):
+        relaxer.relax(x[:-1])
+    with pytest.raises(InputError, match="OpenMM"):
+        relaxer.relax(x, keep_hydrogens=True)
+    with pytest.raises(InputError, match="restraint"):
+        FastRelaxer(trpcage.topology(), restraint="all")
+
+
+def test_options_pick_the_relaxer():
+    assert BackmapOptions(minimize=True).relax_method == "fast"
+    assert BackmapOptions(minimize=True, relax_options={"implicit": "obc2"}).relax_method == "openmm"
+    assert BackmapOptions(minimize=True, keep_hydrogens=True).relax_method == "openmm"
+    assert BackmapOptions(minimize=True, relax_options={"method": "fast", "k": 500.0}).relax_method == "fast"
+    with pytest.raises(InputError, match="OpenMM relaxer"):
+        BackmapOptions(minimize=True, relax_options={"method": "fast", "platform": "CPU"})
+    with pytest.raises(InputError, match="'fast' or 'openmm'"):
+        BackmapOptions(minimize=True, relax_options={"method": "gromacs"})
+
+
+def test_convert_minimize_uses_the_fast_relaxer(tmp_path, trpcage, tiny_ca_backmapper):
+    import mdtraj as md
+
+    from openmm_backmap.run import convert_trajectory
+
+    top = md.Topology()
+    chain = top.add_chain()
+    for name in trpcage.sequence:
+        top.add_atom("CA", md.element.carbon, top.add_residue(name, chain))
+    ca = tmp_path / "ca.pdb"
+    md.Trajectory(trpcage.ca_xyz, top).save_pdb(str(ca))
+    s = convert_trajectory(str(ca), tmp_path / "fast.pdb", model=tiny_ca_backmapper, seed=0, minimize=True,
+                           samples=2, progress=False)
+    assert s["frames_written"] == 2 and s["relax_failures"] == 0
+    assert s["clash_percent"]["after"] == 0.0
+    assert s["relax_seconds_per_frame"] < 5.0
