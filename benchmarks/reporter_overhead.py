@@ -40,8 +40,13 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _cg_system(bm, seed):
-    """(topology, system, positions nm, description) of the CG system for model ``bm``."""
+def cg_system(bm):
+    """(topology, system, positions nm, description) of the CG system for model ``bm``.
+
+    Examples
+    --------
+    >>> top, system, pos, description = cg_system(load_model("models/ca2aa.pt"))  # doctest: +SKIP
+    """
     from openmm_backmap.cgsystems import calpha_go_model, elastic_network_model
     from openmm_backmap.run.demo import villin_pdb_path
     from openmm_backmap.io import load_ensemble
@@ -66,7 +71,13 @@ def _cg_system(bm, seed):
     return top, system, pos, f"{bm.metadata.get('name', 'per-system model')}: elastic network of {len(xyz)} beads"
 
 
-def _simulation(top, system, pos, platform_name, seed, cpu_threads):
+def simulation(top, system, pos, platform_name, seed, cpu_threads):
+    """A Langevin simulation (10 fs) of the CG system on an OpenMM platform, warmed up by 100 steps.
+
+    Examples
+    --------
+    >>> sim = simulation(top, system, pos, "CUDA", seed=0, cpu_threads=None)  # doctest: +SKIP
+    """
     import openmm
     import openmm.app as app
 
@@ -80,8 +91,14 @@ def _simulation(top, system, pos, platform_name, seed, cpu_threads):
     return sim
 
 
-def _run(sim, steps, reporter=None):
-    """Seconds for ``steps`` steps; with a reporter, closing it (the asynchronous queue drained) is included."""
+def timed_steps(sim, steps, reporter=None):
+    """Seconds for ``steps`` steps; with a reporter, closing it (the asynchronous queue drained) is included.
+
+    Examples
+    --------
+    >>> timed_steps(sim, 1000) > 0  # doctest: +SKIP
+    True
+    """
     if reporter is not None:
         sim.reporters.append(reporter)
     t0 = time.perf_counter()
@@ -92,41 +109,52 @@ def _run(sim, steps, reporter=None):
     return time.perf_counter() - t0
 
 
-def _measure(bm, top, system, pos, args, intervals, tmp):
+def measure_reporter(bm, top, system, pos, intervals, tmp, *, steps, repeats, platform, seed=0, cpu_threads=None,
+                     modes=(False, True)):
     """Interleaved runs: for every repeat and setting, a no-reporter run directly before the reporter run.
 
-    The ratio of a setting is the median over repeats of (reporter steps/s) / (steps/s of the no-reporter run
-    next to it), so slow drifts of the machine cancel.
+    Settings are every report interval in ``intervals`` times every mode in ``modes`` (False: synchronous,
+    True: asynchronous); each run is ``steps`` steps on OpenMM platform ``platform``, the trajectories go to
+    folder ``tmp``. The ratio of a setting is the median over repeats of (reporter steps/s) / (steps/s of the
+    no-reporter run next to it), so slow drifts of the machine cancel. Returns one dict per setting, after one
+    for the no-reporter runs (``reporter`` None).
+
+    Examples
+    --------
+    >>> runs = measure_reporter(bm, top, system, pos, [1000], tmp, steps=5000, repeats=2,
+    ...                         platform="CUDA", modes=(True,))  # doctest: +SKIP
+    >>> runs[1]["ratio"]  # doctest: +SKIP
+    0.98
     """
     from openmm_backmap.run.reporter import BackmapReporter
 
-    settings = [(i, a) for i in intervals for a in (False, True)]
+    settings = [(i, a) for i in intervals for a in modes]
     rows = {s: {"seconds": [], "baseline_seconds": [], "frames": 0} for s in settings}
-    for rep_i in range(args.repeats):
+    for rep_i in range(repeats):
         for interval, asynchronous in settings:
-            base = _run(_simulation(top, system, pos, args.platform, args.seed, args.cpu_threads), args.steps)
-            sim = _simulation(top, system, pos, args.platform, args.seed, args.cpu_threads)
+            base = timed_steps(simulation(top, system, pos, platform, seed, cpu_threads), steps)
+            sim = simulation(top, system, pos, platform, seed, cpu_threads)
             rep = BackmapReporter(os.path.join(tmp, f"b{interval}_{asynchronous}.dcd"), interval, model=bm,
-                                  seed=args.seed, asynchronous=asynchronous, force=True)
-            sec = _run(sim, args.steps, rep)
+                                  seed=seed, asynchronous=asynchronous, force=True)
+            sec = timed_steps(sim, steps, rep)
             row = rows[(interval, asynchronous)]
             row["seconds"].append(sec)
             row["baseline_seconds"].append(base)
             row["frames"] = rep.summary().get("frames_written", 0)
             print(f"  repeat {rep_i}: interval {interval:6d} {'async' if asynchronous else 'sync ':5s}: "
-                  f"{args.steps / sec:9.0f} steps/s vs {args.steps / base:9.0f} without ({row['frames']} frames)",
+                  f"{steps / sec:9.0f} steps/s vs {steps / base:9.0f} without ({row['frames']} frames)",
                   flush=True)
     runs = []
     all_base = [b for row in rows.values() for b in row["baseline_seconds"]]
     runs.append({"reporter": None, "interval": None, "asynchronous": None, "frames": None,
-                 "steps_per_second": args.steps / float(np.median(all_base)), "ratio": 1.0,
+                 "steps_per_second": steps / float(np.median(all_base)), "ratio": 1.0,
                  "seconds_each": all_base})
     for (interval, asynchronous), row in rows.items():
         ratios = [b / s for s, b in zip(row["seconds"], row["baseline_seconds"])]
         runs.append({"reporter": "BackmapReporter", "interval": interval, "asynchronous": asynchronous,
                      "frames": row["frames"], "seconds_each": row["seconds"],
                      "baseline_seconds_each": row["baseline_seconds"],
-                     "steps_per_second": args.steps / float(np.median(row["seconds"])),
+                     "steps_per_second": steps / float(np.median(row["seconds"])),
                      "ratio": float(np.median(ratios)), "ratio_min": float(np.min(ratios)),
                      "ratio_max": float(np.max(ratios))})
     return runs
@@ -158,7 +186,7 @@ def _benchmark_model(path, args, intervals):
     from openmm_backmap.model.backmapping import load_model
 
     bm = load_model(path, device=args.device)
-    top, system, pos, description = _cg_system(bm, args.seed)
+    top, system, pos, description = cg_system(bm)
     print(f"{description}; model {bm.metadata.get('name') or bm.kind}", flush=True)
     warm = np.asarray(pos, np.float32)[None]
     seq = None
@@ -173,7 +201,8 @@ def _benchmark_model(path, args, intervals):
         bm.backmap(warm, seq, seed=0)
     backmap_s = (time.perf_counter() - t0) / 5
     with tempfile.TemporaryDirectory() as tmp:
-        runs = _measure(bm, top, system, pos, args, intervals, tmp)
+        runs = measure_reporter(bm, top, system, pos, intervals, tmp, steps=args.steps, repeats=args.repeats,
+                                platform=args.platform, seed=args.seed, cpu_threads=args.cpu_threads)
     relax = []
     relax_settings = [{"implicit": None, "max_iterations": 200}] if args.relax_frames > 0 else []
     if not args.quick and args.relax_frames > 0 and not args.vacuum_only:
