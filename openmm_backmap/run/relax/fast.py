@@ -34,7 +34,7 @@ from scipy.spatial import cKDTree
 from ...evaluation import clash_topology
 from ...structure.constants import CLASH_DISTANCE_ANGSTROM, ANGSTROM_PER_NM, DISULFIDE_NM
 from ...structure import InputError, atom_layout, detect_segment_starts
-from .relaxer import DEFAULT_K, RelaxResult, broken_bond_message
+from .relaxer import DEFAULT_K, RelaxResult, broken_bond_message, checked_frame
 from .systems import DEFAULT_FORCEFIELD, read_heavy_topology, reference_bond_lengths
 
 __all__ = ["FastRelaxer", "CONTACT_NM", "FORCE_TOLERANCE_KJ_MOL_NM", "FAST_MAX_ITERATIONS"]
@@ -130,12 +130,7 @@ class FastRelaxer:
 
     # ------------------------------------------------------------------ build
     def _check_xyz(self, xyz):
-        xyz = np.asarray(xyz, dtype=np.float64)
-        if xyz.shape != (self.layout.n_atoms, 3):
-            raise InputError(f"frame has shape {xyz.shape}; this topology needs ({self.layout.n_atoms}, 3) in nm")
-        if not np.isfinite(xyz).all():
-            raise InputError("frame has missing (NaN) coordinates; the relaxer needs every heavy atom")
-        return xyz
+        return checked_frame(self.layout, xyz)
 
     def _build(self, xyz):
         t0 = time.perf_counter()

@@ -47,7 +47,7 @@ from ...structure import InputError, atom_layout, detect_segment_starts
 from .systems import DEFAULT_FORCEFIELD, Restraints, build_force_field_system, build_soft_system, pick_platform, \
     read_heavy_topology
 
-__all__ = ["Relaxer", "RelaxResult", "DEFAULT_K", "DEFAULT_CUTOFF_NM", "STAGED_ENERGY_KJ_MOL", "broken_bond_message"]
+__all__ = ["Relaxer", "RelaxResult", "DEFAULT_K", "DEFAULT_CUTOFF_NM", "STAGED_ENERGY_KJ_MOL", "broken_bond_message", "checked_frame"]
 
 #: Default restraint constant in kJ/mol/nm^2 (= 10 kJ/mol/Å^2, about 2.4 kcal/mol/Å^2).
 DEFAULT_K = 1000.0
@@ -55,6 +55,22 @@ DEFAULT_K = 1000.0
 DEFAULT_CUTOFF_NM = 1.2
 #: Frames with a starting energy above this (kJ/mol), or not finite, go through the soft stage first.
 STAGED_ENERGY_KJ_MOL = 1.0e9
+
+
+def checked_frame(layout, xyz) -> np.ndarray:
+    """``xyz`` as float64 after checking it is one whole heavy-atom frame of ``layout`` (nm); both relaxers use it.
+
+    Examples
+    --------
+    >>> checked_frame(atom_layout(['GLY']), np.zeros((4, 3))).dtype
+    dtype('float64')
+    """
+    xyz = np.asarray(xyz, dtype=np.float64)
+    if xyz.shape != (layout.n_atoms, 3):
+        raise InputError(f"frame has shape {xyz.shape}; this topology needs ({layout.n_atoms}, 3) in nm")
+    if not np.isfinite(xyz).all():
+        raise InputError("frame has missing (NaN) coordinates; the relaxer needs every heavy atom")
+    return xyz
 
 
 def broken_bond_message(xyz, bonds, layout) -> str:
@@ -300,12 +316,7 @@ class Relaxer:
         return self._segment_start
 
     def _check_xyz(self, xyz):
-        xyz = np.asarray(xyz, dtype=np.float64)
-        if xyz.shape != (self.layout.n_atoms, 3):
-            raise InputError(f"frame has shape {xyz.shape}; this topology needs ({self.layout.n_atoms}, 3) in nm")
-        if not np.isfinite(xyz).all():
-            raise InputError("frame has missing (NaN) coordinates; the relaxer needs every heavy atom")
-        return xyz
+        return checked_frame(self.layout, xyz)
 
     def _build(self, xyz):
         import openmm
