@@ -148,3 +148,25 @@ def noisy_copies():
                                ens.residue_numbers, None, f"noisy {ens.source}")
 
     return make
+
+
+@pytest.fixture(scope="session")
+def side_chains_onto_neighbours():
+    """``make(ens, rng, n_moves, noise_nm)`` -> (x, perturbed) (nm): Gaussian noise on every atom of the first frame
+    of ``ens``, and ``n_moves`` side chains shifted onto a neighbouring residue (0.8 Å away): clashes to relax."""
+
+    def make(ens, rng, n_moves, noise_nm):
+        x = ens.xyz[0].astype(np.float64)
+        lay = ens.layout
+        xp = x + rng.normal(scale=noise_nm, size=x.shape)
+        movable = [r for r, s in enumerate(ens.sequence) if s not in ("GLY", "ALA", "PRO")]
+        for r in rng.choice(movable, n_moves, replace=False):
+            side = np.arange(lay.residue_start[r] + 5, lay.residue_start[r + 1])
+            other = np.flatnonzero(lay.atom_residue != r)
+            d = np.linalg.norm(x[other][:, None] - x[side][None], axis=-1)
+            i, j = np.unravel_index(d.argmin(), d.shape)
+            v = x[other[i]] - x[side[j]]
+            xp[side] += v - 0.08 * v / np.linalg.norm(v)
+        return x, xp
+
+    return make

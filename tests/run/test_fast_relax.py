@@ -9,22 +9,6 @@ from openmm_backmap.run.relax import FastRelaxer, reference_bond_lengths
 from openmm_backmap.structure import InputError
 
 
-def _clashing(ens, rng, n_moves=3, noise_nm=0.003):
-    """Small noise on every atom, and ``n_moves`` side chains shifted onto a neighbouring residue (0.8 Å away)."""
-    x = ens.xyz[0].astype(np.float64)
-    lay = ens.layout
-    xp = x + rng.normal(scale=noise_nm, size=x.shape)
-    movable = [r for r, s in enumerate(ens.sequence) if s not in ("GLY", "ALA", "PRO")]
-    for r in rng.choice(movable, n_moves, replace=False):
-        side = np.arange(lay.residue_start[r] + 5, lay.residue_start[r + 1])
-        other = np.flatnonzero(lay.atom_residue != r)
-        d = np.linalg.norm(x[other][:, None] - x[side][None], axis=-1)
-        i, j = np.unravel_index(d.argmin(), d.shape)
-        v = x[other[i]] - x[side[j]]
-        xp[side] += v - 0.08 * v / np.linalg.norm(v)
-    return x, xp
-
-
 def _rotated_side_chain(ens):
     """A side chain rotated about CA-CB until it sits in another residue (chi1 turned in 10 degree steps)."""
     x = ens.xyz[0].astype(np.float64)
@@ -59,8 +43,11 @@ def _bond_ok(xyz, bonds, r0):
 
 
 @pytest.mark.parametrize("make", ["shifted", "rotated"])
-def test_clashes_removed_bonds_kept_little_drift(trpcage, relaxer, make, seed):
-    x, bad = _clashing(trpcage, np.random.default_rng(seed)) if make == "shifted" else _rotated_side_chain(trpcage)
+def test_clashes_removed_bonds_kept_little_drift(trpcage, relaxer, make, seed, side_chains_onto_neighbours):
+    if make == "shifted":
+        x, bad = side_chains_onto_neighbours(trpcage, np.random.default_rng(seed), n_moves=3, noise_nm=0.003)
+    else:
+        x, bad = _rotated_side_chain(trpcage)
     lay = trpcage.layout
     bonds = lay.bonds(trpcage.segment_start)
     r0 = reference_bond_lengths(trpcage.sequence, trpcage.segment_start, x)
@@ -82,10 +69,10 @@ def test_clean_frame_hardly_moves(trpcage, relaxer):
     assert res.rmsd_nm < 0.01  # nm = 0.1 Å
 
 
-def test_cg_restraint_keeps_beads(trpcage, seed):
+def test_cg_restraint_keeps_beads(trpcage, seed, side_chains_onto_neighbours):
     from openmm_backmap.mapping.operators import ca_mapping
 
-    x, bad = _clashing(trpcage, np.random.default_rng(seed))
+    x, bad = side_chains_onto_neighbours(trpcage, np.random.default_rng(seed), n_moves=3, noise_nm=0.003)
     mapping = ca_mapping(trpcage.sequence)
     relaxer = FastRelaxer(trpcage.topology(), restraint="cg", mapping=mapping, template_xyz=x)
     beads = relaxer.bead_positions(bad)
@@ -98,9 +85,10 @@ def test_cg_restraint_keeps_beads(trpcage, seed):
     assert np.mean(relaxer.bead_positions(shifted.xyz)[:, 0] - beads[:, 0]) > 0.02
 
 
-def test_deterministic_and_batch_equals_single(trpcage, relaxer, seed):
+def test_deterministic_and_batch_equals_single(trpcage, relaxer, seed, side_chains_onto_neighbours):
     rng = np.random.default_rng(seed)
-    frames = np.stack([_clashing(trpcage, rng)[1] for _ in range(3)] + [trpcage.xyz[0]])
+    frames = np.stack([side_chains_onto_neighbours(trpcage, rng, n_moves=3, noise_nm=0.003)[1] for _ in range(3)]
+                      + [trpcage.xyz[0]])
     batch = relaxer.relax_batch(frames)
     again = relaxer.relax_batch(frames)
     assert batch.xyz.tobytes() == again.xyz.tobytes()  # same input, same bytes

@@ -13,22 +13,6 @@ from openmm_backmap.run.relax import Relaxer, place_oxt  # noqa: E402
 FAST = dict(platform="CPU", implicit=None, nonbonded_cutoff=None, max_iterations=300)  # the energies below: no cutoff
 
 
-def _perturb(ens, rng, n_moves=2, noise_nm=0.01):
-    """Noise on every atom, and ``n_moves`` side chains moved onto a neighbouring residue (0.8 Å away)."""
-    x = ens.xyz[0].astype(np.float64)
-    lay = ens.layout
-    xp = x + rng.normal(scale=noise_nm, size=x.shape)
-    movable = [r for r, s in enumerate(ens.sequence) if s not in ("GLY", "ALA", "PRO")]
-    for r in rng.choice(movable, n_moves, replace=False):
-        side = np.arange(lay.residue_start[r] + 5, lay.residue_start[r + 1])
-        other = np.flatnonzero(lay.atom_residue != r)
-        d = np.linalg.norm(x[other][:, None] - x[side][None], axis=-1)
-        i, j = np.unravel_index(d.argmin(), d.shape)
-        v = x[other[i]] - x[side[j]]
-        xp[side] += v - 0.08 * v / np.linalg.norm(v)
-    return x, xp
-
-
 def _bond_lengths(xyz, bonds):
     return np.linalg.norm(xyz[bonds[:, 0]] - xyz[bonds[:, 1]], axis=1)
 
@@ -38,11 +22,11 @@ def heavy_relaxer(trpcage):
     return Relaxer(trpcage.topology(), restraint="heavy", **FAST)
 
 
-def test_relax_removes_clashes_and_keeps_structure(trpcage, heavy_relaxer, seed):
+def test_relax_removes_clashes_and_keeps_structure(trpcage, heavy_relaxer, seed, side_chains_onto_neighbours):
     from openmm_backmap.evaluation.metrics import clash
 
     rng = np.random.default_rng(seed)
-    x, xp = _perturb(trpcage, rng)
+    x, xp = side_chains_onto_neighbours(trpcage, rng, n_moves=2, noise_nm=0.01)
     res = heavy_relaxer.relax(xp)
     lay = trpcage.layout
     assert res.clash_before > 0
@@ -62,7 +46,7 @@ def test_relax_removes_clashes_and_keeps_structure(trpcage, heavy_relaxer, seed)
     assert res.xyz.shape == x.shape and res.xyz_h is None
 
 
-def test_context_built_once_and_hydrogens(trpcage, seed, monkeypatch):
+def test_context_built_once_and_hydrogens(trpcage, seed, monkeypatch, side_chains_onto_neighbours):
     import functools
 
     calls = []
@@ -77,7 +61,7 @@ def test_context_built_once_and_hydrogens(trpcage, seed, monkeypatch):
     relaxer = Relaxer(trpcage.topology(), restraint="heavy", platform="CPU", implicit=None, max_iterations=100)
     assert relaxer.context is None  # built lazily on the first frame
     rng = np.random.default_rng(seed)
-    frames = np.stack([_perturb(trpcage, rng, n_moves=1)[1] for _ in range(2)])
+    frames = np.stack([side_chains_onto_neighbours(trpcage, rng, n_moves=1, noise_nm=0.01)[1] for _ in range(2)])
     relaxer.relax(frames[1])
     context, n_calls = relaxer.context, len(calls)
     assert n_calls >= 1  # addHydrogens may create a system too, but only while building
@@ -122,12 +106,12 @@ def test_place_oxt_geometry():
     assert 115 < ang(oxt, o) < 125
 
 
-def test_restraint_modes(trpcage, seed):
+def test_restraint_modes(trpcage, seed, side_chains_onto_neighbours):
     """'ca' keeps the C-alphas closer to the input than no restraint; 'cg' keeps bead centroids on the CG beads."""
     from openmm_backmap.mapping import Mapping
 
     rng = np.random.default_rng(seed)
-    x, xp = _perturb(trpcage, rng)
+    x, xp = side_chains_onto_neighbours(trpcage, rng, n_moves=2, noise_nm=0.01)
     lay = trpcage.layout
     mapping = Mapping([np.arange(lay.residue_start[r], lay.residue_start[r + 1]) for r in range(trpcage.n_residues)])
     cg = np.stack([x[m].mean(0) for m in mapping.members])
