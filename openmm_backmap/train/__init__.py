@@ -3,7 +3,7 @@
 Each step of a k-step model is trained on its own (the ELBO of the k-step
 model factorises over steps), from a typed YAML config (:mod:`.config`).
 ``protocol`` says what a task is and keeps the registry of tasks by step kind;
-``ca2aa_task`` and ``cgvae_task`` register the built-in ones; ``pipeline``
+``ca2aa_task``, ``bead2aa_task`` and ``cgvae_task`` register the built-in ones; ``pipeline``
 runs one training from a config; ``loop`` is the optimisation shared by all,
 ``checkpoint`` its plain-data checkpoints, ``distributed`` its data-parallel
 parts over processes (``launch`` starts them, or ``torchrun -m
@@ -14,7 +14,7 @@ imports it.
 
 from __future__ import annotations
 
-from . import ca2aa_task, cgvae_task  # noqa: F401  (each registers its task kind)
+from . import bead2aa_task, ca2aa_task, cgvae_task  # noqa: F401  (each registers its task kind)
 from .config import RunConfig, load_config
 from .data import load_training_data
 from .distributed import DistContext, init_distributed

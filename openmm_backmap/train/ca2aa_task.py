@@ -109,9 +109,11 @@ def _pad(items, key, r, fill=0):
 class CA2AATask:
     """Trains :class:`~openmm_backmap.model.steps.ca2aa.CA2AA` by maximum likelihood of reference angles."""
 
+    options_class = CA2AATaskConfig
+
     def __init__(self, cfg, train, val, summary):
         self.cfg = cfg
-        self.opts = from_dict(CA2AATaskConfig, cfg.task, "task")
+        self.opts = from_dict(self.options_class, cfg.task, "task")
         self.device = torch.device("cpu")  # where batches go; the training loop sets it
         base = summary.get("train_weights")
         base = np.ones(len(train)) if base is None else np.asarray(base, dtype=float)
@@ -132,8 +134,7 @@ class CA2AATask:
             self.geometry = fit_geometry([s["xyz"][p] for s, p in zip(self.train, pick)],
                                          [s["mask"][p] for s, p in zip(self.train, pick)],
                                          [s["types"] for s in self.train])
-            model_cfg = from_dict(CA2AAConfig, cfg.model, "model")
-            self.model = CA2AA(model_cfg, self.geometry)
+            self.model = self._new_model(cfg, self.geometry)
         self.item_weights = np.array([(self.opts.ensemble_weight if len(s["xyz"]) > 1 else 1.0) * b
                                       for s, b, _ in slots if len(s["xyz"])])
         self.weights = self.item_weights / self.item_weights.sum()
@@ -148,6 +149,11 @@ class CA2AATask:
         self.groups = [self.groups[i] for i, _ in picks]
         self.item_weights = self.item_weights[[i for i, _ in picks]]
         self.weights = self.item_weights / self.item_weights.sum()
+
+    @staticmethod
+    def _new_model(cfg, geometry):
+        """A new step with the config's hyper-parameters and the fitted template geometry."""
+        return CA2AA(from_dict(CA2AAConfig, cfg.model, "model"), geometry)
 
     @staticmethod
     def _init_from(cfg):

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 import torch
@@ -181,10 +182,16 @@ class CA2AA(nn.Module):
         >>> bm = load_model("models/ca2aa.pt")  # doctest: +SKIP
         >>> step = CA2AA.from_exported(getattr(bm.module.steps, "0"), bm.metadata["steps"][0]["config"])  # doctest: +SKIP
         """
-        out = cls(CA2AAConfig(**config))
+        out = cls(cls.make_config(config))
         out.load_state_dict(step.state_dict(), strict=True)
         out.pro_cd_n = float(step.pro_cd_n)
         return out
+
+    @classmethod
+    @torch.jit.unused
+    def make_config(cls, config: dict) -> CA2AAConfig:
+        """The step's typed config from a dict (metadata or YAML)."""
+        return CA2AAConfig(**config)
 
     # ------------------------------------------------------------------ features
     def _graph(self, ca: Tensor, types: Tensor, valid: Tensor, seg_start: Tensor):
@@ -242,14 +249,25 @@ class CA2AA(nn.Module):
         edge = torch.cat([rel, rbf, rot, onehot], dim=-1)
         return frames, nb, nb_mask, edge, has_next, has_prev
 
-    def encode(self, ca: Tensor, types: Tensor, valid: Tensor, seg_start: Tensor):
+    def encode(self, ca: Tensor, types: Tensor, valid: Tensor, seg_start: Tensor, beads: Optional[Tensor] = None):
+        """Residue features (B, R, hidden), local frames and segment flags from C-alphas ``ca`` (Å).
+
+        ``beads`` (B, R, S, 3), Å, are the CG beads of each residue for steps that see more than C-alphas
+        (:meth:`bead_features`)."""
         frames, nb, nb_mask, edge, has_next, has_prev = self._graph(ca, types, valid, seg_start)
         node = torch.stack([has_next, has_prev, ~has_next, ~has_prev], dim=-1).to(ca.dtype)
         h = self.embed(types) + self.node_in(node)
+        if beads is not None:
+            h = h + self.bead_features(beads, ca, types, frames)
         e = self.edge_in(edge)
         for layer in self.layers:
             h = layer(h, nb, e, nb_mask)
         return self.ln(h), frames, has_next, has_prev
+
+    def bead_features(self, beads: Tensor, ca: Tensor, types: Tensor, frames: Tensor) -> Tensor:
+        """Node features from the beads of each residue: none for C-alpha input (a step conditioned on
+        more beads overrides this; TorchScript needs the method on every class that calls it)."""
+        return torch.zeros(ca.shape[0], ca.shape[1], self.embed.embedding_dim, device=ca.device, dtype=ca.dtype)
 
     # ------------------------------------------------------------------ building
     def build(self, ca: Tensor, types: Tensor, valid: Tensor, frames: Tensor, has_next: Tensor, has_prev: Tensor,
@@ -388,12 +406,18 @@ class CA2AA(nn.Module):
         sequence shared by all frames; ``seed`` makes sampling reproducible;
         ``temperature`` 0 is the deterministic mode.
         """
-        b, r, _ = ca_nm.shape
         ca = ca_nm * self.angstrom_per_nm
+        return self.atoms(ca, residue_types, segment_start, seed, temperature, None)
+
+    def atoms(self, ca: Tensor, residue_types: Tensor, segment_start: Tensor, seed: int, temperature: float,
+              beads: Optional[Tensor]) -> Tensor:
+        """Heavy atoms (B, A, 3) in nm, canonical order, from C-alphas ``ca`` (B, R, 3) in Å (and the
+        residues' ``beads`` (B, R, S, 3), Å, for steps conditioned on them)."""
+        b, r, _ = ca.shape
         types = residue_types.unsqueeze(0).expand(b, -1)
         seg = segment_start.unsqueeze(0).expand(b, -1)
         valid = torch.ones_like(seg)
-        h, frames, has_next, has_prev = self.encode(ca, types, valid, seg)
+        h, frames, has_next, has_prev = self.encode(ca, types, valid, seg, beads)
         ctx = self.chi_context(h)
         bb, chi = self.sample_angles(h, ctx, seed, temperature)
         x = self.build(ca, types, valid, frames, has_next, has_prev, bb, chi)
@@ -503,13 +527,14 @@ class CA2AA(nn.Module):
 
     @torch.jit.unused
     def loss(self, xyz: Tensor, mask: Tensor, types: Tensor, valid: Tensor, seg_start: Tensor,
-             ca_noise: float = 0.0) -> tuple[Tensor, dict]:
-        """Mean NLL (nats per angle) of the reference angles; ``xyz`` residue slots in Å."""
+             ca_noise: float = 0.0, beads: Optional[Tensor] = None) -> tuple[Tensor, dict]:
+        """Mean NLL (nats per angle) of the reference angles; ``xyz`` residue slots in Å (``beads`` as in
+        :meth:`encode`)."""
         t = self.targets(xyz, mask, types, valid, seg_start)
         ca = xyz[:, :, 1]
         if ca_noise > 0:
             ca = ca + ca_noise * torch.randn_like(ca)
-        h, _, _, _ = self.encode(ca, types, valid, seg_start)
+        h, _, _, _ = self.encode(ca, types, valid, seg_start, beads)
         ctx = self.chi_context(h)
         nll_bb = []
         for i, head in enumerate(self.bb_heads):
