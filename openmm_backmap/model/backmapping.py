@@ -13,7 +13,7 @@ from importlib import resources
 import numpy as np
 import torch
 
-from ..mapping import Hierarchy, ca_mapping, cg_topology
+from ..mapping import Hierarchy, ca_mapping, cg_topology, scheme_mapping
 from ..structure import (AMINO_ACIDS, TEMPLATES, InputError, MissingFileError, build_topology, canonical_residue_name,
                          residue_type_indices)
 from .model_file import read_model_file, read_pdb_text
@@ -96,6 +96,18 @@ class Backmapper:
         return self.metadata.get("sequence")
 
     @property
+    def scheme(self):
+        """Bead scheme of a transferable model's input (``'ca'``, ``'com'``, ``'martini3'`` ...; the shipped
+        C-alpha model has none in its metadata and is ``'ca'``); None for a per-system model."""
+        return self.metadata.get("scheme", "ca") if self.transferable else None
+
+    def n_beads_for(self, sequence) -> int:
+        """CG particles a transferable model takes for ``sequence`` (one per residue, or the scheme's beads)."""
+        if self.scheme in (None, "ca"):
+            return len(sequence)
+        return scheme_mapping(self.scheme, sequence).n_beads
+
+    @property
     def segment_start(self):
         seg = self.metadata.get("segment_start")
         return None if seg is None else np.asarray(seg, dtype=bool)
@@ -153,9 +165,14 @@ class Backmapper:
             if sequence is None:
                 raise InputError("this C-alpha model needs the sequence: pass sequence=[...] or a CG topology "
                                  "whose residue names give it (-t/--topology)")
-            if n_particles is not None and n_particles != len(sequence):
-                raise InputError(f"the CG input has {n_particles} particles but the sequence has {len(sequence)} "
-                                 "residues; a C-alpha model needs one bead per residue")
+            expected = self.n_beads_for(sequence)
+            if n_particles is not None and n_particles != expected:
+                if self.scheme == "ca":
+                    raise InputError(f"the CG input has {n_particles} particles but the sequence has "
+                                     f"{len(sequence)} residues; a C-alpha model needs one bead per residue")
+                raise InputError(f"the CG input has {n_particles} particles but the {len(sequence)} residues of the "
+                                 f"sequence have {expected} {self.scheme} beads; this model takes the beads of "
+                                 f"scheme {self.scheme!r}, residue by residue")
         else:
             own = self.sequence
             if sequence is not None and list(sequence) != list(own):

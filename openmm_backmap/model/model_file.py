@@ -48,7 +48,7 @@ EXTRA_FILES = ("metadata.json", "aa_topology.pdb", "cg_topology.pdb", "mappings.
 #: Metadata keys :func:`save_model` writes itself (a caller's values for them are replaced).
 AUTO_KEYS = ("format_version", "package_version", "signature", "units", "created", "torch_version", "python")
 #: The ``kind`` values a model file may have.
-MODEL_KINDS = ("ca2aa", "kstep", "cgvae")
+MODEL_KINDS = ("ca2aa", "bead2aa", "kstep", "cgvae")
 
 
 def read_pdb_text(text: str):

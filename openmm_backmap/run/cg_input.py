@@ -160,9 +160,7 @@ def model_scheme(model):
     >>> model_scheme(load_model(None))  # doctest: +SKIP
     'ca'
     """
-    if not model.transferable:
-        return None
-    return model.metadata.get("scheme", "ca")
+    return model.scheme
 
 
 def check_scheme(info, xyz, model, scheme=None, where="", sequence=None):
