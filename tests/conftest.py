@@ -96,6 +96,28 @@ def tiny_ca_model(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tiny_bead_models(tmp_path_factory):
+    """Paths of tiny untrained beads -> heavy-atom models by scheme (``'com'``, ``'martini3'``), for plumbing
+    tests; named as the shipped ones (com2aa.pt, martini3.pt) in one folder."""
+    import torch
+
+    from openmm_backmap.model import KStepModel, save_model
+    from openmm_backmap.model.steps import Bead2AA, Bead2AAConfig
+
+    folder = tmp_path_factory.mktemp("bead_models")
+    paths = {}
+    for scheme, name in (("com", "com2aa.pt"), ("martini3", "martini3.pt")):
+        torch.manual_seed(0)
+        step = Bead2AA(Bead2AAConfig(scheme=scheme, hidden=16, layers=1, neighbors=8, ca_hidden=16, ca_layers=1),
+                       geometry=_test_geometry())
+        paths[scheme] = folder / name
+        save_model(KStepModel([step]), str(paths[scheme]),
+                   {"kind": "bead2aa", "transferable": True, "scheme": scheme, "input_level": scheme,
+                    "steps": [{"kind": "bead2aa", "input": scheme, "output": "aa"}], "name": f"tiny-{scheme}"})
+    return paths
+
+
+@pytest.fixture(scope="session")
 def tiny_ca_backmapper(tiny_ca_model):
     """The tiny model loaded once on the CPU and warmed up (TorchScript optimises on the first calls)."""
     import torch
