@@ -59,8 +59,14 @@ class Bead2AATask(CA2AATask):
         """The step of ``cfg.init``: a C-alpha model (its network becomes the atom network of a new beads step;
         ``model`` gives the scheme and the C-alpha placement network), or a beads model of the same scheme."""
         bm = load_model(cfg.init, device="cpu")
+        if bm.kind not in ("ca2aa", "bead2aa"):
+            raise InputError(f"init {cfg.init!r} is a {bm.kind!r} model; a bead2aa run starts from a ca2aa or "
+                             "bead2aa model (e.g. models/ca2aa.pt)")
         exported = getattr(bm.module.steps, "0")
         hyper = dict(bm.metadata["steps"][0].get("config") or {})
+        if not hyper:
+            raise InputError(f"init {cfg.init!r} does not record its network's hyper-parameters (steps[0].config); "
+                             "re-export it with this version")
         own = {f.name for f in fields(CA2AAConfig)}
         clash = {k: v for k, v in (cfg.model or {}).items() if k in own and hyper.get(k, v) != v}
         if clash:
@@ -69,14 +75,11 @@ class Bead2AATask(CA2AATask):
         if bm.kind == "ca2aa":
             config = from_dict(Bead2AAConfig, {**hyper, **(cfg.model or {})}, "model")
             step = Bead2AA.from_ca2aa(CA2AA.from_exported(exported, hyper), config)
-        elif bm.kind == "bead2aa":
+        else:
             if (cfg.model or {}).get("scheme", hyper.get("scheme")) != hyper.get("scheme"):
                 raise InputError(f"init {cfg.init!r} takes {hyper.get('scheme')!r} beads, not "
                                  f"{cfg.model.get('scheme')!r}")
             step = Bead2AA.from_exported(exported, hyper)
-        else:
-            raise InputError(f"init {cfg.init!r} is a {bm.kind!r} model; a bead2aa run starts from a ca2aa or "
-                             "bead2aa model (e.g. models/ca2aa.pt)")
         cfg.model = asdict(step.config)
         return step
 

@@ -162,7 +162,10 @@ class Bead2AA(CA2AA):
         True
         """
         out = cls(config)
-        missing, unexpected = out.load_state_dict(step.state_dict(), strict=False)
+        try:
+            missing, unexpected = out.load_state_dict(step.state_dict(), strict=False)
+        except RuntimeError as err:  # tensors of other shapes: other hyper-parameters
+            raise InputError(f"the C-alpha step does not fit this config: {err}") from None
         if unexpected or any(not k.startswith(("bead_", "ca_")) for k in missing):
             raise InputError(f"the C-alpha step does not fit this config: missing {missing}, unexpected {unexpected}")
         out.pro_cd_n = float(step.pro_cd_n)
