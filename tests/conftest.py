@@ -82,6 +82,8 @@ def _test_geometry():
 @pytest.fixture(scope="session")
 def tiny_ca_model(tmp_path_factory):
     """Path of a tiny untrained transferable C-alpha -> heavy-atom model (fast, for plumbing tests)."""
+    import dataclasses
+
     import torch
 
     from openmm_backmap.model import KStepModel, save_model
@@ -89,9 +91,10 @@ def tiny_ca_model(tmp_path_factory):
 
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("models") / "tiny_ca2aa.pt"
-    step = CA2AA(CA2AAConfig(hidden=16, layers=1, neighbors=8), geometry=_test_geometry())
-    save_model(KStepModel([step]), str(path),
-               {"kind": "ca2aa", "transferable": True, "steps": [{"kind": "ca2aa"}], "name": "tiny"})
+    config = CA2AAConfig(hidden=16, layers=1, neighbors=8)
+    step = CA2AA(config, geometry=_test_geometry())
+    save_model(KStepModel([step]), str(path), {"kind": "ca2aa", "transferable": True, "name": "tiny",
+                                               "steps": [{"kind": "ca2aa", "config": dataclasses.asdict(config)}]})
     return path
 
 
