@@ -31,7 +31,7 @@ import numpy as np
 from ..structure.closing import Closeable
 from ..evaluation import frame_quality
 from ..io import TrajectoryWriter, check_output_path
-from ..mapping import ca_mapping
+from ..mapping import scheme_mapping
 from ..model import load_model
 from ..structure import InputError, atom_layout, build_topology
 from ..structure.constants import FAILED_ENERGY_KJ_MOL, MAX_COORDINATE_NM
@@ -276,7 +276,7 @@ class BackmapPipeline(Closeable):
     def cg_mapping(self):
         """Mapping from the output heavy atoms to the CG beads (for ``restraint='cg'`` relaxation)."""
         if self.model.transferable:
-            return ca_mapping(self.sequence)
+            return scheme_mapping(self.model.scheme, self.sequence)
         h = self.model.hierarchy
         if h is None:
             raise InputError("restraint='cg' needs the model's mappings, and this model has none; use "
