@@ -144,9 +144,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=_evaluate)
 
     v = sub.add_parser("convert", help="backmap a CG trajectory to all atoms")
-    v.add_argument("input", help="CG trajectory or C-alpha PDB")
-    v.add_argument("-t", "--topology", help="CG topology (PDB) for trajectories")
-    v.add_argument("--model", default=None, help="model file (default: the shipped C-alpha model)")
+    v.add_argument("input", help="CG trajectory, or a bead PDB / .gro")
+    v.add_argument("-t", "--topology", help="CG topology (PDB or .gro) for trajectories")
+    v.add_argument("--model", default=None,
+                   help="model file (default: the shipped model of the beads' scheme, said on stderr: ca2aa.pt, "
+                        "com2aa.pt or martini3.pt)")
     v.add_argument("--scheme", choices=SCHEMES, default=None,
                    help="what the CG beads are; default: found from their names (Martini) and spacing (C-alpha "
                         "vs residue centre of mass). A model given other beads than it takes stops with an error")

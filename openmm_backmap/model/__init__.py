@@ -7,10 +7,11 @@ of step models; ``steps`` holds the step families and their registry.
 Depends on the structure, io and mapping layers.
 """
 
-from .backmapping import BackmapResult, Backmapper, default_device, default_model_path, load_model, resolve_device
+from .backmapping import (SCHEME_MODELS, BackmapResult, Backmapper, default_device, load_model, resolve_device,
+                          shipped_model_path)
 from .composition import export_kstep
 from .kstep import KStepModel
 from .model_file import FORMAT_VERSION, save_model
 
 __all__ = ["load_model", "Backmapper", "BackmapResult", "KStepModel", "save_model", "export_kstep",
-           "default_model_path", "default_device", "resolve_device", "FORMAT_VERSION"]
+           "shipped_model_path", "SCHEME_MODELS", "default_device", "resolve_device", "FORMAT_VERSION"]

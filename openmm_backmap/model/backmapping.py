@@ -13,12 +13,13 @@ from importlib import resources
 import numpy as np
 import torch
 
-from ..mapping import Hierarchy, ca_mapping, cg_topology, scheme_mapping
+from ..mapping import SCHEMES, Hierarchy, ca_mapping, cg_topology, scheme_mapping
 from ..structure import (AMINO_ACIDS, TEMPLATES, InputError, MissingFileError, build_topology, canonical_residue_name,
                          residue_type_indices)
 from .model_file import read_model_file, read_pdb_text
 
-__all__ = ["Backmapper", "BackmapResult", "load_model", "default_model_path", "default_device", "resolve_device"]
+__all__ = ["Backmapper", "BackmapResult", "load_model", "shipped_model_path", "SCHEME_MODELS", "default_device",
+           "resolve_device"]
 
 
 @dataclass
@@ -311,7 +312,7 @@ def load_model(path=None, device=None) -> Backmapper:
     ----------
     path : str or Backmapper, optional
         Model file (default: the shipped C-alpha model ``models/ca2aa.pt``,
-        also bundled in the package). A loaded :class:`Backmapper` is returned
+        also bundled in the package: :func:`shipped_model_path`). A loaded :class:`Backmapper` is returned
         unchanged (moved to ``device`` if given).
     device : str, optional
         ``'cpu'``, ``'cuda'``, ``'cuda:1'`` ... (default: CUDA if available).
@@ -340,22 +341,52 @@ def load_model(path=None, device=None) -> Backmapper:
         return path
     device = resolve_device(device)  # a bad device name is the user's, not the model file's
     if path is None:
-        path = default_model_path()
+        path = shipped_model_path("ca")
     path = os.fspath(path)
     module, meta, texts = read_model_file(path, device)
     meta["_path"] = path
     return Backmapper(module, meta, texts, device)
 
 
-def default_model_path() -> str:
-    """Path of the shipped C-alpha model (package data).
+#: The shipped model of every bead scheme, by file name in the package data (``openmm_backmap/data``; also in
+#: ``models/``). ``convert`` without ``--model`` and ``BackmapReporter(model=None)`` load the one of the input's
+#: scheme (:func:`shipped_model_path`).
+SCHEME_MODELS = {"ca": "ca2aa.pt", "com": "com2aa.pt", "martini3": "martini3.pt"}
+#: Where the shipped models are installed (tests point it at their tiny models).
+_DATA_FOLDER = resources.files("openmm_backmap") / "data"
+
+
+def shipped_model_path(scheme="ca") -> str:
+    """Path of the shipped model that takes the beads of ``scheme`` (:data:`SCHEME_MODELS`, package data).
+
+    Parameters
+    ----------
+    scheme : str
+        A bead scheme (``openmm_backmap.mapping.SCHEMES``).
+
+    Raises
+    ------
+    InputError
+        No model of that scheme ships with the package (``martini2``), or the scheme is unknown.
+    MissingFileError
+        The model's file is missing from the installation.
 
     Examples
     --------
-    >>> default_model_path().endswith("ca2aa.pt")  # doctest: +SKIP
+    >>> shipped_model_path("ca").endswith("ca2aa.pt")  # doctest: +SKIP
     True
+    >>> shipped_model_path("martini2")
+    Traceback (most recent call last):
+    ...
+    openmm_backmap.structure.errors.InputError: no shipped model takes martini2 beads (shipped: ca, com, martini3); ...
     """
-    path = resources.files("openmm_backmap") / "data" / "ca2aa.pt"
+    if scheme not in SCHEMES:
+        raise InputError(f"unknown bead scheme {scheme!r}; use one of {', '.join(SCHEMES)}")
+    if scheme not in SCHEME_MODELS:
+        raise InputError(f"no shipped model takes {scheme} beads (shipped: {', '.join(SCHEME_MODELS)}); pass a model "
+                         "that does (convert: --model FILE; Python: model=FILE)")
+    path = _DATA_FOLDER / SCHEME_MODELS[scheme]
     if not path.is_file():
-        raise MissingFileError("the shipped C-alpha model is missing from the installation; pass --model")
+        raise MissingFileError(f"the shipped {scheme} model ({SCHEME_MODELS[scheme]}) is missing from the "
+                               "installation; pass --model")
     return str(path)

@@ -6,7 +6,8 @@
   ``workers=``, ``scheduler=``; Dask is imported only then);
 * :mod:`.pipeline`: :class:`BackmapPipeline`, the backmap -> relax -> write
   steps both share, configured by :class:`BackmapOptions` (:mod:`.options`);
-* :mod:`.cg_input`: what the CG particles of a topology are, and whether they suit the model;
+* :mod:`.cg_input`: what the CG particles of a topology are, which model takes them (the shipped one of their
+  scheme unless one is given) and in which order;
 * :mod:`.relax`: :class:`FastRelaxer`, the default batched clash repair, and :class:`Relaxer`, restrained
   force-field minimisation with OpenMM;
 * :mod:`.coarsening`: :func:`coarsen_files`, coarse levels of all-atom files;
@@ -15,7 +16,8 @@
 Uses every layer below it (structure, io, mapping, model, evaluation, cgsystems).
 """
 
-from .cg_input import SCHEME_MODELS, cg_particle_info, cg_sequence, check_scheme, model_scheme
+from .cg_input import (CGInput, cg_particle_info, cg_sequence, check_scheme, martini_beads, model_scheme,
+                       prepare_cg_input)
 from .coarsening import coarsen_files
 from .conversion import convert_trajectory
 from .demo import run_demo
@@ -27,4 +29,5 @@ from .reporter import BackmapReporter
 
 __all__ = ["BackmapReporter", "BackmapPipeline", "BackmapOptions", "FastRelaxer", "Relaxer", "RelaxResult", "convert_trajectory",
            "coarsen_files", "run_demo", "format_summary", "BadFrameWarning", "RelaxationWarning", "cg_particle_info", "cg_sequence",
-           "check_scheme", "model_scheme", "SCHEME_MODELS"]
+           "check_scheme", "model_scheme", "martini_beads",
+           "prepare_cg_input", "CGInput"]

@@ -2,25 +2,34 @@
 
 Both front ends (:class:`~openmm_backmap.run.reporter.BackmapReporter` and
 :func:`~openmm_backmap.run.conversion.convert_trajectory`) read their CG
-topology here and check it against the model with :func:`check_scheme`
-(the kind of beads) and :func:`cg_sequence` (the residues).
+topology here with :func:`prepare_cg_input`: it picks the shipped model of
+the beads' scheme when none is given (or checks the given one against them
+with :func:`check_scheme`), finds the residues (:func:`cg_sequence`; for
+Martini beads :func:`martini_beads`) and hands back the particles in the
+model's order with what the pipeline needs.
 """
 
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 
-from ..mapping import SCHEMES, detect_scheme
+from ..mapping import SCHEMES, detect_scheme, martini_mapping
+from ..model import SCHEME_MODELS, load_model, shipped_model_path
 from ..structure import (InputError, LoadWarning, canonical_residue_name, make_whole, segment_starts_from_distances,
                          warn_modified_residues)
+from ..structure.constants import MARTINI_BB_BREAK_NM
 
-__all__ = ["cg_particle_info", "cg_sequence", "check_scheme", "model_scheme", "SCHEME_MODELS"]
+__all__ = ["cg_particle_info", "cg_sequence", "check_scheme", "model_scheme", "martini_beads", "prepare_cg_input",
+           "CGInput"]
 
-#: The shipped model of every bead scheme, by file name in the package data. convert and the reporter do not pick
-#: a model by scheme yet: this is where the centre-of-mass and Martini models go once they ship.
-SCHEME_MODELS = {"ca": "ca2aa.pt"}
+_MARTINI_SCHEMES = ("martini3", "martini2")
+#: Names of the dummy charge beads of polarisable Martini 2 set-ups start so (``SCD``, ``SCD1`` ...).
+_DUMMY_BEAD = "SCD"
+#: martinize2 ``-go`` names its virtual Go sites so (``-go-atomname``, default ``CA``), one per BB, in its residue.
+_GO_SITE = "CA"
 _SCHEME_LABELS = {"ca": "C-alpha beads", "com": "residue centre-of-mass beads", "martini3": "Martini 3 beads",
                   "martini2": "Martini 2 beads"}
 
@@ -65,8 +74,9 @@ def cg_particle_info(topology, particles=None, xyz=None, box_vectors=None):
         ``bad_names`` (non-standard ones), ``one_per_residue``,
         ``segment_start``, ``chain_start`` (True where a topology chain
         starts), ``chain_ids``, ``residue_numbers``, ``atom_names`` and
-        ``residue_index`` (per particle: its name and its residue's index in
-        the topology), ``bonds``
+        ``residue_index``, ``chain_index`` (per particle: its name, its
+        residue's and its chain's index in the topology), ``bonded`` (the
+        topology has bonds between the particles), ``bonds``
         ((n, 2) indices into ``particles``: the topology's bonds, or, where it
         has none, consecutive particles of a chain; what
         :func:`~openmm_backmap.structure.make_whole` follows).
@@ -96,7 +106,8 @@ def cg_particle_info(topology, particles=None, xyz=None, box_vectors=None):
     chain_start = np.ones(n, dtype=bool)
     chain_start[1:] = chain_index[1:] != chain_index[:-1]
     seg = np.zeros(n, dtype=bool)
-    if len(bonds):
+    has_bonds = bool(len(bonds))
+    if has_bonds:
         bonded = {(min(i, j), max(i, j)) for i, j in bonds}
         seg[1:] = [(k - 1, k) not in bonded for k in range(1, n)]
     else:
@@ -120,7 +131,9 @@ def cg_particle_info(topology, particles=None, xyz=None, box_vectors=None):
         "chain_ids": [i[3] for i in info],
         "atom_names": [str(atoms[p].name) for p in particles],
         "residue_index": [r.index for r in residues],
+        "chain_index": chain_index,
         "residue_numbers": [i[1] for i in info],
+        "bonded": has_bonds,
         "bonds": bonds,
     }
 
@@ -228,5 +241,271 @@ def check_scheme(info, xyz, model, scheme=None, where="", sequence=None):
 
 def _no_model(scheme):
     if scheme in SCHEME_MODELS:
-        return f"; give a model that takes {_SCHEME_LABELS[scheme]}"
-    return f"; no shipped model takes {_SCHEME_LABELS[scheme]} yet (shipped: {', '.join(SCHEME_MODELS)})"
+        return (f"; give a model that takes {_SCHEME_LABELS[scheme]}, or none to use the shipped one "
+                f"({SCHEME_MODELS[scheme]})")
+    return f"; no shipped model takes {_SCHEME_LABELS[scheme]} (shipped: {', '.join(SCHEME_MODELS)})"
+
+
+def martini_beads(info, scheme="martini3", xyz=None, box_vectors=None, sequence=None, where=""):
+    """The protein's Martini beads among CG particles, residue by residue in the model's order.
+
+    A residue is protein when it has Martini beads (``BB``, ``SC1`` ...) or
+    an amino-acid name. Each residue's beads must be those of ``scheme`` for
+    its type (:func:`openmm_backmap.mapping.martini_mapping`); beads of a
+    residue in another order are reordered to the model's: ``BB``, ``SC1``, ``SC2`` ... per residue, in
+    the order the residues first appear. Other particles are left out:
+
+    - Go-model virtual sites (particles named ``CA`` in protein residues, as
+      ``martinize2 -go`` adds them on every ``BB``) and dummy charge beads
+      (``SCD``... of polarisable Martini 2 set-ups), with one
+      :class:`LoadWarning` each saying how many;
+    - particles of other molecules (water ``W``, ions, lipids ...), silently.
+
+    Chain breaks follow the ``BB`` beads: a new chain of the topology, or
+    consecutive ``BB`` not bonded (where the topology has bonds) or farther
+    apart than ``MARTINI_BB_BREAK_NM`` (0.5 nm; after making the molecule
+    whole in ``box_vectors``).
+
+    Parameters
+    ----------
+    info : dict
+        :func:`cg_particle_info` of the particles.
+    scheme : {'martini3', 'martini2'}
+    xyz : array, (N, 3), nm, optional
+        Positions of the particles, for chain breaks.
+    box_vectors : array, (3, 3), nm, optional
+        Periodic box of ``xyz``.
+    sequence : list of str, optional
+        Residue names to use instead of the topology's, one per protein residue.
+    where : str
+        Prefix of messages (e.g. the file).
+
+    Returns
+    -------
+    dict
+        ``order`` (indices into the particles of ``info``, model order),
+        ``sequence`` (canonical names), ``segment_start``, ``chain_ids`` and
+        ``residue_numbers`` (per residue), ``bonds`` ((n, 2) indices into
+        ``order``: each side-chain bead to its ``BB``, consecutive ``BB`` of a
+        chain; what :func:`~openmm_backmap.structure.make_whole` follows).
+
+    Raises
+    ------
+    InputError
+        A residue with a missing, unknown or repeated bead (naming residue
+        and bead), or a residue name that is no amino acid.
+
+    Examples
+    --------
+    >>> beads = martini_beads(cg_particle_info(md.load_topology('cg.pdb')), 'martini3')  # doctest: +SKIP
+    >>> beads['sequence'][:2], len(beads['order'])  # doctest: +SKIP
+    (['ASN', 'LEU'], 46)
+    """
+    names = [str(n).strip().upper() for n in info["atom_names"]]
+    res_names = info["names"]
+    amino = [canonical_residue_name(r) is not None for r in res_names]
+    with_beads = {res for name, res in zip(names, info["residue_index"]) if name == "BB" or name.startswith("SC")}
+    residues, go, dummies = {}, 0, 0  # residue index -> rows of its beads, in the order residues first appear
+    for k, (name, res) in enumerate(zip(names, info["residue_index"])):
+        if res not in with_beads and not amino[k]:
+            continue  # water, ions, other molecules
+        if name == _GO_SITE and amino[k]:
+            go += 1
+        elif name.startswith(_DUMMY_BEAD):
+            dummies += 1
+        else:
+            residues.setdefault(res, []).append(k)
+    if go:
+        warnings.warn(f"{where}left out {go} Go-model virtual sites (particles named {_GO_SITE} in protein residues, "
+                      "as martinize2 -go adds them); the backmapping uses the Martini beads", LoadWarning, stacklevel=3)
+    if dummies:
+        warnings.warn(f"{where}left out {dummies} dummy charge beads ({_DUMMY_BEAD}...) of a polarisable Martini "
+                      "set-up; the backmapping uses the other beads", LoadWarning, stacklevel=3)
+    rows = list(residues.values())
+    if not rows:
+        raise InputError(f"{where}no protein beads: no particles named BB or SC1 ... in amino-acid residues")
+    if sequence is not None and len(sequence) != len(rows):
+        raise InputError(f"{where}sequence has {len(sequence)} names but the Martini beads form {len(rows)} residues")
+    given = [res_names[r[0]] for r in rows] if sequence is None else list(sequence)
+    warn_modified_residues(given, f"{where}CG topology")
+    canon, order, bb, expected = [], [], [], {}
+    for name, r in zip(given, rows):
+        label = f"residue {res_names[r[0]]} {info['residue_numbers'][r[0]]} (chain {info['chain_ids'][r[0]]})"
+        c = canonical_residue_name(str(name))
+        if c is None:
+            raise InputError(f"{where}{label} has Martini beads, but {name} is neither a standard amino acid nor a "
+                             "modified residue with a known parent")
+        if c not in expected:
+            expected[c] = martini_mapping([c], scheme).bead_names
+        want, have = expected[c], {}
+        for k in r:
+            if names[k] not in want:
+                raise InputError(f"{where}{label}: bead {names[k]} is not one of {scheme}'s {c} beads "
+                                 f"({', '.join(want)})")
+            if names[k] in have:
+                raise InputError(f"{where}{label}: bead {names[k]} appears twice")
+            have[names[k]] = k
+        missing = [b for b in want if b not in have]
+        if missing:
+            raise InputError(f"{where}{label}: bead {missing[0]} is missing ({scheme}'s {c} has {', '.join(want)})")
+        bb.append(len(order))
+        canon.append(c)
+        order += [have[b] for b in want]
+    order = np.array(order, dtype=np.int64)
+    bb = np.array(bb, dtype=np.int64)
+    chain = np.asarray(info["chain_index"])[order[bb]]
+    new_chain = np.r_[True, chain[1:] != chain[:-1]]
+    owner = np.repeat(bb, np.diff(np.r_[bb, len(order)]))  # the BB of every bead
+    side = np.flatnonzero(owner != np.arange(len(order)))
+    links = np.flatnonzero(~new_chain[1:])  # residues i, i + 1 of one chain
+    bonds = np.concatenate([np.stack([owner[side], side], 1), np.stack([bb[links], bb[links + 1]], 1)])
+    seg = new_chain.copy()
+    if info["bonded"]:
+        where_in = np.full(len(names), -1)
+        where_in[order] = np.arange(len(order))
+        top_bonds = {frozenset(where_in[list(b)]) for b in info["bonds"]}
+        seg[1:] |= [frozenset((i, j)) not in top_bonds for i, j in zip(bb[:-1], bb[1:])]
+    if xyz is not None:
+        x = np.asarray(xyz, dtype=np.float64)[order]
+        if box_vectors is not None:
+            x = make_whole(x, box_vectors, bonds)
+        seg[1:] |= np.linalg.norm(np.diff(x[bb], axis=0), axis=1) > MARTINI_BB_BREAK_NM
+    first = order[bb]
+    return {"order": order, "sequence": canon, "segment_start": seg,
+            "chain_ids": [info["chain_ids"][k] for k in first],
+            "residue_numbers": [info["residue_numbers"][k] for k in first], "bonds": bonds}
+
+
+@dataclass
+class CGInput:
+    """The CG particles of a topology as the model takes them: what :func:`prepare_cg_input` found.
+
+    Attributes
+    ----------
+    model : Backmapper
+        The model given, or the shipped model of the beads' scheme.
+    scheme : str or None
+        The beads' scheme (None for a per-system model, or where it cannot be told).
+    particles : ndarray of int
+        Indices of the particles in the topology, in the model's bead order.
+    bonds : ndarray, (n, 2)
+        Bonds between them (indices into ``particles``) to make the molecule whole across periodic boundaries.
+    sequence, segment_start, chain_ids, residue_numbers : optional
+        Per residue, for :class:`~openmm_backmap.run.pipeline.BackmapPipeline`.
+    note : str or None
+        With the shipped model: one line saying which model backmaps which beads, and why.
+
+    Examples
+    --------
+    >>> cg = prepare_cg_input(top, xyz, model=None)  # doctest: +SKIP
+    >>> pipe = BackmapPipeline('aa.pdb', len(cg.particles), options, **cg.pipeline_kwargs())  # doctest: +SKIP
+    """
+
+    model: object
+    scheme: str | None
+    particles: np.ndarray
+    bonds: np.ndarray
+    sequence: list | None = None
+    segment_start: np.ndarray | None = None
+    chain_ids: list | None = None
+    residue_numbers: list | None = None
+    note: str | None = None
+
+    def pipeline_kwargs(self) -> dict:
+        """``sequence``, ``segment_start``, ``chain_ids`` and ``residue_numbers`` for the pipeline."""
+        return dict(sequence=self.sequence, segment_start=self.segment_start, chain_ids=self.chain_ids,
+                    residue_numbers=self.residue_numbers)
+
+
+def prepare_cg_input(topology, xyz, box_vectors=None, particles=None, model=None, scheme=None, sequence=None,
+                     device=None, where="", fix_count="", fix_names="") -> CGInput:
+    """Pick or check the model for CG particles, and order them as it takes them.
+
+    Without a model, the scheme of the beads (``scheme`` when given, else
+    found by :func:`openmm_backmap.mapping.detect_scheme`) picks the
+    shipped model (:func:`openmm_backmap.model.shipped_model_path`), and
+    :attr:`CGInput.note` says which. A given model is checked against the
+    beads (:func:`check_scheme`). Martini beads then go through
+    :func:`martini_beads` (protein beads only, in the model's order), one
+    bead per residue through :func:`cg_sequence`.
+
+    Parameters
+    ----------
+    topology : openmm.app.Topology or mdtraj.Topology
+    xyz : array, (N, 3) or (F, N, 3), nm
+        Positions of all the topology's particles (a frame or a few).
+    box_vectors : array, (3, 3), nm, optional
+        The periodic box of the first frame (molecules are made whole before chain breaks are measured).
+    particles : sequence of int, optional
+        The CG particles (default: all).
+    model : str, path or Backmapper, optional
+        Default: the shipped model of the beads' scheme.
+    scheme : str, optional
+        What the beads are; overrides the detection.
+    sequence : list of str, optional
+        Residue names, where the topology's are not amino acids.
+    device : str, optional
+        Torch device of the model.
+    where, fix_count, fix_names : str
+        Prefix of messages, and the hints of :func:`cg_sequence`.
+
+    Returns
+    -------
+    CGInput
+
+    Raises
+    ------
+    InputError
+        Beads the model does not take, a scheme without a shipped model (``martini2``: pass a model), bad
+        residues or beads.
+    MissingFileError
+        The shipped model of the scheme is missing from the installation.
+
+    Examples
+    --------
+    >>> cg = prepare_cg_input(md.load_topology('cg.pdb'), md.load('cg.pdb').xyz)  # doctest: +SKIP
+    >>> print(cg.note)  # doctest: +SKIP
+    Martini 3 beads (Martini bead names ...): backmapping with the shipped model martini3.pt
+    """
+    x = np.asarray(xyz, dtype=np.float64)
+    x = x[None] if x.ndim == 2 else x
+    p = np.arange(x.shape[1], dtype=np.int64) if particles is None else np.asarray(particles, dtype=np.int64)
+    frames = x[:, p]
+    info = cg_particle_info(topology, p, frames[0], box_vectors)
+    note = None
+    if model is None:
+        model, scheme, note = _shipped_model(info, frames, scheme, sequence, device, where)
+    else:
+        model = load_model(model, device=device)
+        scheme = check_scheme(info, frames, model, scheme, where, sequence)
+    if model.scheme in _MARTINI_SCHEMES:
+        beads = martini_beads(info, model.scheme, frames[0], box_vectors, sequence, where)
+        return CGInput(model, scheme, p[beads["order"]], beads["bonds"], beads["sequence"], beads["segment_start"],
+                       beads["chain_ids"], beads["residue_numbers"], note)
+    if sequence is None:
+        sequence = cg_sequence(info, model, where, fix_count, fix_names)
+    ca_level = info["one_per_residue"] and sequence is not None and len(sequence) == len(p)
+    return CGInput(model, scheme, p, info["bonds"], sequence, info["segment_start"] if model.transferable else None,
+                   info["chain_ids"] if ca_level else None, info["residue_numbers"] if ca_level else None, note)
+
+
+def _shipped_model(info, xyz, scheme, sequence, device, where):
+    """(model, scheme, note): the shipped model of the beads' scheme, found or given."""
+    if scheme is not None:
+        why = f"scheme={scheme!r} given"
+    else:
+        residues = info["one_per_residue"] and (info["sequence"] is not None or sequence is not None)
+        guess = detect_scheme(info["atom_names"], xyz if residues else None, info["names"], info["residue_index"],
+                              info["chain_start"])
+        scheme, why = guess.scheme or "ca", guess.evidence
+        if guess.scheme is not None and not guess.certain:
+            warnings.warn(f"{where}the CG particles may not be {_SCHEME_LABELS[scheme]}: {why}. If they are other "
+                          f"beads, say so with scheme=... (convert: --scheme)", LoadWarning, stacklevel=3)
+    label = _SCHEME_LABELS.get(scheme, scheme)
+    try:
+        path = shipped_model_path(scheme)
+    except InputError as err:
+        raise InputError(f"{where}the CG particles are {label} ({why}): {err}") from None
+    model = load_model(path, device=device)
+    return model, scheme, f"{where}{label} ({why}): backmapping with the shipped model {SCHEME_MODELS[scheme]} " \
+                          f"({path})"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import os
+import sys
 import warnings
 
 import numpy as np
@@ -21,7 +22,7 @@ from ..io import check_input_file, check_output_path, check_writable, topology_p
 from ..model import load_model
 from ..structure import InputError, MissingFileError, make_whole
 from ..structure.constants import DEFAULT_MAX_MEMORY_MB
-from .cg_input import cg_particle_info, cg_sequence, check_scheme
+from .cg_input import prepare_cg_input
 from .memory_budget import frames_per_call
 from .options import resolve_options
 from .pipeline import BackmapPipeline, batch_text, format_summary
@@ -30,6 +31,10 @@ from .relax.handoff import export_paths, export_system
 __all__ = ["convert_trajectory", "ConversionPlan"]
 
 _PDB_EXTENSIONS = (".pdb", ".pdb.gz", ".ent", ".ent.gz")
+#: Inputs that carry their own topology besides PDB: HDF5 and GROMACS .gro files.
+_SELF_DESCRIBING = (".h5", ".gro")
+#: Frames of the input read first to find the beads' scheme (the statistics cover all of them).
+_SCHEME_FRAMES = 10
 #: Unit cells smaller than this (nm) are placeholders (e.g. the 1 nm box of box-less XTC files), not periodic boxes.
 MIN_BOX_NM = 2.0
 
@@ -49,18 +54,18 @@ def _load_topology(input, topology):
             return md.load_topology(topology), topology
         except Exception as err:  # noqa: BLE001 - mdtraj raises many kinds
             raise InputError(f"cannot read the CG topology {topology!r}: {str(err).splitlines()[0]}") from None
-    if _is_pdb(input):
-        return None, input
-    if input.lower().endswith(".h5"):
+    if _is_pdb(input) or input.lower().endswith(_SELF_DESCRIBING):
         return None, input
     raise InputError(f"{input!r} is a trajectory without a topology; pass the CG topology with -t/--topology "
-                     "(a PDB of the CG particles, e.g. the one written by 'openmm-backmap coarsen')")
+                     "(a PDB or .gro of the CG particles, e.g. the one martinize2 or 'openmm-backmap coarsen' "
+                     "writes)")
 
 
-def _select_particles(top, model):
-    """CG particle indices in ``top`` for ``model``: all atoms, or the C-alphas of an all-atom topology."""
+def _select_particles(top, transferable):
+    """CG particle indices in ``top`` for a model: all atoms, or the C-alphas of an all-atom topology (a Martini
+    topology keeps all: :func:`~openmm_backmap.run.cg_input.martini_beads` picks its beads)."""
     n = top.n_atoms
-    if not model.transferable:
+    if not transferable or any(a.name == "BB" for a in top.atoms):
         return np.arange(n), None
     ca = [a.index for a in top.atoms if a.name == "CA"]
     if len(ca) == n or not ca:
@@ -99,6 +104,26 @@ def _read_frames(input, top, atom_indices, stride, chunk, first_chunk=0):
                          "fine: cut the file before the damage to convert them)") from None
 
 
+def _first_frames(input, top):
+    """(topology, xyz nm (F, N, 3) of the first frames, their unit cell vectors or None) of the input; ``top`` is
+    the CG topology given with it, None for a file that carries its own."""
+    import mdtraj as md
+
+    if top is None:
+        try:
+            top = (md.load_pdb(input, frame=0, standard_names=False).topology if _is_pdb(input)
+                   else md.load_topology(input))
+        except Exception as err:  # noqa: BLE001 - mdtraj raises many kinds
+            raise InputError(f"cannot read {input!r}: {(str(err).splitlines() or [repr(err)])[0]}") from None
+        read_top = None
+    else:
+        read_top = top
+    xyz, _, box = next(_read_frames(input, read_top, None, 1, _SCHEME_FRAMES), (None, None, None))
+    if xyz is None or not len(xyz):
+        raise InputError(f"{input!r} has no frames")
+    return top, xyz, box
+
+
 def _is_periodic(box):
     return box is not None and np.isfinite(box).all() and (np.diagonal(box, axis1=1, axis2=2) >= MIN_BOX_NM).all()
 
@@ -124,12 +149,18 @@ def convert_trajectory(input, output, model=None, topology=None, samples=1, seed
         hard leaves it readable up to its last complete frame (the next run
         replaces it). Appending writes in place.
     model : str, path or Backmapper, optional
-        Default: the shipped C-alpha model.
+        Default: the shipped model of the beads' scheme (``scheme``, else
+        found from the input: :func:`~openmm_backmap.run.cg_input.prepare_cg_input`);
+        with ``progress``, one line on stderr says which.
     topology : str or path, optional
-        CG topology (PDB) for trajectories. For a C-alpha model its residue
-        names give the sequence; for a per-system model its particle count
-        (and, at C-alpha level, its sequence) must match the model. An
-        all-atom topology works with a C-alpha model: its C-alphas are used.
+        CG topology (PDB or .gro) for trajectories. For a transferable model
+        its residue names give the sequence; for a per-system model its
+        particle count (and, at C-alpha level, its sequence) must match the
+        model. An all-atom topology works with a C-alpha model: its C-alphas
+        are used. A Martini topology (martinize2's PDB, a GROMACS .gro) gives
+        the protein's beads; other particles (water, ions, Go-model virtual
+        sites) are left out
+        (:func:`~openmm_backmap.run.cg_input.martini_beads`).
     samples : int
         Structures per CG frame.
     seed : int, optional
@@ -178,8 +209,9 @@ def convert_trajectory(input, output, model=None, topology=None, samples=1, seed
     scheme : str, optional
         What the CG beads are (``'ca'``, ``'com'``, ``'martini3'``,
         ``'martini2'``); default: found from their names and positions
-        (:func:`~openmm_backmap.run.cg_input.check_scheme`). Beads of another
-        scheme than the model's raise ValueError.
+        (:func:`~openmm_backmap.run.cg_input.check_scheme`). Without a model
+        it picks the shipped model; beads of another scheme than a given
+        model's raise ValueError.
     export : {'gromacs', 'amber', 'openmm'}, optional
         With ``minimize``: also write the relaxed structures as a ready-to-run
         all-atom system for that engine, named ``<output stem>_<export>``
@@ -252,27 +284,26 @@ def convert_trajectory(input, output, model=None, topology=None, samples=1, seed
         check_writable(export_top, force=opts.force)
     top, top_source = _load_topology(input, topology)
     check_input_file(input)  # truncated or corrupt files say so before any reader sees them
-    bm = load_model(opts.model, device=opts.device)
-    opts = dataclasses.replace(opts, model=bm)
-
-    if top is None:  # PDB or HDF5 input: the file carries the CG topology
-        import mdtraj as md
-
-        try:
-            first = md.load_pdb(input, frame=0, standard_names=False) if _is_pdb(input) else md.load_frame(input, 0)
-        except Exception as err:  # noqa: BLE001 - mdtraj raises many kinds
-            raise InputError(f"cannot read {input!r}: {str(err).splitlines()[0]}") from None
-        top = first.topology
-    particles, note = _select_particles(top, bm)
+    model = None if opts.model is None else load_model(opts.model, device=opts.device)
+    top, xyz0, box0 = _first_frames(input, top)
+    particles, note = _select_particles(top, model is None or model.transferable)
     if note:
         warnings.warn(note, UserWarning, stacklevel=2)
+    cg = prepare_cg_input(top, xyz0, box0[0] if _is_periodic(box0) else None, particles, model=model, scheme=scheme,
+                          device=opts.device, where=f"{top_source}: ", fix_count=": give a C-alpha topology",
+                          fix_names="; rename them to their parent amino acid in the CG topology (-t/--topology)")
+    if cg.note and progress:
+        print(cg.note, file=sys.stderr)
+    opts = dataclasses.replace(opts, model=cg.model)
     # read no more frames than one model call holds, so the batches (and the samples) follow from the options alone
-    n_residues = len(particles) if bm.transferable else len(bm.sequence)
+    n_residues = len(cg.sequence if cg.model.transferable else cg.model.sequence)
     chunk = min(chunk, frames_per_call(n_residues, opts.samples, opts.max_memory_mb))
-    plan = ConversionPlan(input=input, output=output, options=opts, top=top, top_source=top_source,
-                          read_top=top if topology is not None else None, particles=particles,
-                          atom_indices=None if len(particles) == top.n_atoms else particles, stride=stride,
-                          chunk=chunk, progress=progress, scheme=scheme)
+    read = np.unique(cg.particles)
+    plan = ConversionPlan(input=input, output=output, options=opts, top_source=top_source,
+                          read_top=top if topology is not None else None, particles=cg.particles,
+                          atom_indices=None if len(read) == top.n_atoms else read,
+                          take=None if np.array_equal(read, cg.particles) else np.searchsorted(read, cg.particles),
+                          stride=stride, chunk=chunk, progress=progress, kwargs=cg.pipeline_kwargs(), bonds=cg.bonds)
     if client is None and workers is None and scheduler is None:
         summary = _convert_serial(plan)
     else:
@@ -318,26 +349,31 @@ class ConversionPlan:
 
     Examples
     --------
+    >>> n_particles, kwargs, bonds = plan.pipeline_args()  # doctest: +SKIP
     >>> for xyz, time_ps, box in plan.frames():  # doctest: +SKIP
-    ...     n_particles, kwargs, bonds = plan.pipeline_args(xyz, box)
+    ...     xyz = plan.whole(xyz, box, bonds)
     """
 
     input: str
     output: str
     options: object
-    top: object
     top_source: str
     read_top: object
     particles: np.ndarray
     atom_indices: object
+    take: object
     stride: int
     chunk: int
     progress: bool
-    scheme: str | None = None
+    kwargs: dict
+    bonds: np.ndarray
 
     def frames(self, first_chunk=0):
-        """(xyz nm, time ps or None, box or None) of the input, chunk by chunk, from chunk ``first_chunk`` on."""
-        return _read_frames(self.input, self.read_top, self.atom_indices, self.stride, self.chunk, first_chunk)
+        """(xyz nm, time ps or None, box or None) of the CG particles in the model's order, chunk by chunk, from
+        chunk ``first_chunk`` on."""
+        for xyz, time_ps, box in _read_frames(self.input, self.read_top, self.atom_indices, self.stride, self.chunk,
+                                              first_chunk):
+            yield (xyz if self.take is None else xyz[:, self.take]), time_ps, box
 
     def n_frames(self):
         """Frames to read (after the stride), or None where the format cannot say without reading it all."""
@@ -348,19 +384,9 @@ class ConversionPlan:
         """``xyz`` with molecules made whole again when ``box`` is a real periodic box (not a placeholder)."""
         return make_whole(xyz, box, bonds).astype(np.float32) if _is_periodic(box) else xyz
 
-    def pipeline_args(self, xyz, box):
-        """(CG particles, :class:`BackmapPipeline` keywords, CG bonds) from the first chunk read."""
-        bm = self.options.model
-        info = cg_particle_info(self.top, self.particles, xyz[0] if len(xyz) else None,
-                                box[0] if _is_periodic(box) and len(xyz) else None)
-        check_scheme(info, xyz[:10], bm, self.scheme, f"{self.top_source}: ")
-        sequence = cg_sequence(info, bm, f"{self.top_source}: ", fix_count=": give a C-alpha topology",
-                               fix_names="; rename them to their parent amino acid in the CG topology (-t/--topology)")
-        ca_level = info["one_per_residue"] and sequence is not None
-        kwargs = dict(sequence=sequence, segment_start=info["segment_start"] if bm.transferable else None,
-                      chain_ids=info["chain_ids"] if ca_level else None,
-                      residue_numbers=info["residue_numbers"] if ca_level else None)
-        return len(self.particles), kwargs, info["bonds"]
+    def pipeline_args(self):
+        """(CG particles, :class:`BackmapPipeline` keywords, CG bonds)."""
+        return len(self.particles), self.kwargs, self.bonds
 
     def progress_bar(self, pipe):
         return _progress_bar(self.input, self.stride, batch_text({**pipe.summary(), "chunk": self.chunk}))
@@ -375,7 +401,7 @@ def _convert_serial(plan):
     try:
         for xyz, time_ps, box in plan.frames():
             if pipe is None:
-                n, kwargs, bonds = plan.pipeline_args(xyz, box)
+                n, kwargs, bonds = plan.pipeline_args()
                 pipe = BackmapPipeline(plan.output, n, plan.options, **kwargs, atomic=True)
                 if plan.progress:
                     bar = plan.progress_bar(pipe)

@@ -199,7 +199,7 @@ def _run(client, plan, n_workers):
     xyz0, time0, box0 = next(local, (None, None, None))
     if xyz0 is None:
         raise InputError(f"{plan.input!r} has no frames")
-    n, kwargs, bonds = plan.pipeline_args(xyz0, box0)
+    n, kwargs, bonds = plan.pipeline_args()
     pipe = BackmapPipeline(plan.output, n, plan.options, **kwargs, atomic=True)
     spec = _Spec(plan, pipe, n, kwargs, bonds, worker_reads)
     window = 2 * max(1, n_workers)

@@ -16,6 +16,7 @@ import atexit
 import dataclasses
 import functools
 import queue
+import sys
 import threading
 import warnings
 import weakref
@@ -25,10 +26,9 @@ import openmm.unit as unit
 
 from ..structure.closing import Closeable
 from ..io import check_output_path
-from ..model import load_model
 from ..structure import InputError, make_whole
 from ..structure.constants import DEFAULT_MAX_MEMORY_MB
-from .cg_input import cg_particle_info, cg_sequence, check_scheme
+from .cg_input import prepare_cg_input
 from .options import resolve_options
 from .pipeline import BackmapPipeline
 
@@ -108,11 +108,17 @@ class BackmapReporter(Closeable):
     reportInterval : int
         Steps between reports.
     model : str, path or Backmapper, optional
-        Model file or loaded model (default: the shipped C-alpha model).
+        Model file or loaded model. Default: the shipped model of the beads'
+        scheme (``scheme``, else found from the particles at the first
+        report: :func:`~openmm_backmap.run.cg_input.prepare_cg_input`); one
+        line on stderr says which (``verbose``).
     cgParticles : sequence of int, optional
         Indices of the CG particles, in bead order (default: all particles).
-        Their number must match the model (one per residue for a C-alpha
-        model, ``model.n_beads`` for a per-system model).
+        Their number must match the model (one per residue for a C-alpha or
+        centre-of-mass model, ``model.n_beads`` for a per-system model). For
+        Martini beads the protein's beads are taken from them in the model's
+        order, and water, ions and Go-model virtual sites are left out
+        (:func:`~openmm_backmap.run.cg_input.martini_beads`).
     device : str, optional
         Torch device (default: CUDA if available).
     samples : int
@@ -152,8 +158,9 @@ class BackmapReporter(Closeable):
     scheme : str, optional
         What the CG beads are (``'ca'``, ``'com'``, ``'martini3'``,
         ``'martini2'``); default: found from their names and positions
-        (:func:`~openmm_backmap.run.cg_input.check_scheme`). Beads of another
-        scheme than the model's raise ValueError at the first report.
+        (:func:`~openmm_backmap.run.cg_input.check_scheme`). Without a model
+        it picks the shipped model; beads of another scheme than a given
+        model's raise ValueError at the first report.
     force : bool
         Overwrite an existing output file.
     queueSize : int
@@ -168,6 +175,8 @@ class BackmapReporter(Closeable):
         ``append``, ``deterministic``, ``relaxOptions``, ``onBadFrame``,
         ``keepHydrogens``, ``force`` and ``maxMemory`` at once (then leave those at their
         defaults).
+    verbose : bool
+        Print the line that says which shipped model was picked (stderr).
 
     Attributes
     ----------
@@ -200,7 +209,8 @@ class BackmapReporter(Closeable):
     def __init__(self, file, reportInterval, model=None, cgParticles=None, device=None, samples=1, seed=None,
                  minimize=False, append=False, enforcePeriodicBox=None, batchSize=1, asynchronous=False,
                  deterministic=False, relaxOptions=None, onBadFrame="skip", keepHydrogens=False, sequence=None,
-                 force=False, queueSize=4, maxMemory=DEFAULT_MAX_MEMORY_MB, options=None, scheme=None):
+                 force=False, queueSize=4, maxMemory=DEFAULT_MAX_MEMORY_MB, options=None, scheme=None,
+                 verbose=True):
         self._closed = True  # until fully constructed, so __del__ is safe
         if int(reportInterval) < 1:
             raise InputError(f"reportInterval must be a positive integer, got {reportInterval}")
@@ -218,6 +228,7 @@ class BackmapReporter(Closeable):
         self.asynchronous = bool(asynchronous)
         self.sequence = None if sequence is None else list(sequence)
         self.scheme = scheme
+        self.verbose = bool(verbose)
         self.queueSize = max(1, int(queueSize))
         self.pipeline = None
         self._worker = None
@@ -281,21 +292,16 @@ class BackmapReporter(Closeable):
             raise InputError(f"cgParticles must be indices in 0..{n_total - 1} (the system has {n_total} particles)")
         if len(np.unique(p)) != len(p):
             raise InputError("cgParticles contains duplicate indices")
-        info = cg_particle_info(simulation.topology, p, pos[p], box)
-        self._bonds = info["bonds"]
-        model = load_model(self.options.model, device=self.options.device)
-        check_scheme(info, pos[p], model, self.scheme, sequence=self.sequence)
-        sequence = self.sequence
-        if sequence is None:
-            sequence = cg_sequence(info, model, fix_count=": select them with cgParticles=[...]",
-                                   fix_names="; pass sequence=[...] (three-letter names, one per particle) or select "
-                                             "the protein's particles with cgParticles=[...]")
-        seg = info["segment_start"] if model.transferable else None
-        ca_level = info["one_per_residue"] and sequence is not None and len(sequence) == len(p)
-        self.pipeline = BackmapPipeline(
-            self.file, len(p), dataclasses.replace(self.options, model=model), sequence=sequence, segment_start=seg,
-            chain_ids=info["chain_ids"] if ca_level else None,
-            residue_numbers=info["residue_numbers"] if ca_level else None)
+        cg = prepare_cg_input(simulation.topology, pos, box, p, model=self.options.model, scheme=self.scheme,
+                              sequence=self.sequence, device=self.options.device,
+                              fix_count=": select them with cgParticles=[...]",
+                              fix_names="; pass sequence=[...] (three-letter names, one per particle) or select the "
+                                        "protein's particles with cgParticles=[...]")
+        if cg.note and self.verbose:
+            print(f"BackmapReporter: {cg.note}", file=sys.stderr)
+        self.cgParticles, self._bonds = cg.particles, cg.bonds
+        self.pipeline = BackmapPipeline(self.file, len(cg.particles), dataclasses.replace(self.options, model=cg.model),
+                                        **cg.pipeline_kwargs())
         # a partial batch and an open file need closing even if the script never calls close()
         self._exit_hook = functools.partial(_close_at_exit, weakref.ref(self))
         atexit.register(self._exit_hook)

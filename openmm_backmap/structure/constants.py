@@ -115,3 +115,11 @@ EXPORT_FORMATS = {"gromacs": (".top", ".gro"), "amber": (".prmtop", ".inpcrd"), 
 #: Relaxers of ``minimize`` by ``relax_options['method']`` (``--relax``): the fast batched clash repair (the
 #: default) and the OpenMM force-field minimisation.
 RELAX_METHODS = ("fast", "openmm")
+
+# --- Martini input (run.cg_input) ---
+#: Consecutive Martini BB beads of a chain farther apart than this (nm) are a chain break when the topology has no
+#: BB-BB bonds to tell. BB-BB bonds are 0.35 nm (martinize2 structures: 0.30 ... 0.39 nm) and fluctuate by about
+#: 0.025-0.045 nm in a simulation, so the C-alpha limit (CA_BREAK_NM) would cut intact chains now and then. The
+#: price: one missing residue puts its neighbours' BB 0.44 nm (helix) to 0.7 nm apart, so without bonds a one-residue
+#: gap in a helix passes unnoticed (Trp-cage, martinize2).
+MARTINI_BB_BREAK_NM = 0.5

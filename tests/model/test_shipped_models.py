@@ -40,9 +40,9 @@ def test_shipped_ca_model_is_accurate_on_trpcage(ca2aa, trpcage):
 
 
 def test_default_model_is_the_shipped_one(ca2aa):
-    from openmm_backmap.model import default_model_path
+    from openmm_backmap.model import shipped_model_path
 
-    assert Path(default_model_path()).resolve() == CA2AA.resolve()
+    assert Path(shipped_model_path("ca")).resolve() == CA2AA.resolve()
 
 
 def test_cli_info_prints_metadata(ca2aa, capsys):

@@ -44,10 +44,7 @@ def test_demo_without_matplotlib_skips_only_the_plot(tmp_path, tiny_ca_backmappe
 def test_demo_without_shipped_model_says_so(tmp_path, monkeypatch, capsys):
     import openmm_backmap.model.backmapping as backmapper
 
-    def missing():
-        raise FileNotFoundError("the shipped C-alpha model is missing from the installation; pass --model")
-
-    monkeypatch.setattr(backmapper, "default_model_path", missing)
+    monkeypatch.setattr(backmapper, "_DATA_FOLDER", tmp_path / "no-models")
     with pytest.raises(FileNotFoundError, match="shipped C-alpha model.*--model"):
         run_demo(tmp_path / "d", steps=10)
     assert main(["demo", "--output", str(tmp_path / "d2"), "--steps", "10"]) == 2

@@ -10,8 +10,9 @@ app = pytest.importorskip("openmm.app")
 
 from openmm_backmap.cli import main  # noqa: E402
 from openmm_backmap.mapping import coarsen  # noqa: E402
-from openmm_backmap.run import (SCHEME_MODELS, BackmapReporter, cg_particle_info, check_scheme,  # noqa: E402
-                                coarsen_files, convert_trajectory, model_scheme)
+from openmm_backmap.model import SCHEME_MODELS  # noqa: E402
+from openmm_backmap.run import (BackmapReporter, cg_particle_info, check_scheme, coarsen_files,  # noqa: E402
+                                convert_trajectory, model_scheme)
 from openmm_backmap.structure import InputError, LoadWarning  # noqa: E402
 
 QUIET = dict(progress=False, device="cpu", seed=0)
@@ -30,13 +31,13 @@ def _info(trpcage, level):
 
 
 def test_check_scheme_verdicts_and_override(trpcage, tiny_ca_backmapper):
-    assert model_scheme(tiny_ca_backmapper) == "ca" and SCHEME_MODELS == {"ca": "ca2aa.pt"}
+    assert model_scheme(tiny_ca_backmapper) == "ca" and SCHEME_MODELS["ca"] == "ca2aa.pt"
     info, xyz = _info(trpcage, "ca")
     assert check_scheme(info, xyz, tiny_ca_backmapper) == "ca"
     info, xyz = _info(trpcage, "com")
     with pytest.raises(InputError, match=r"look like residue centre-of-mass beads, but tiny takes C-alpha beads: "
                                          r"consecutive beads deviate .* by \d\.\d\d Å \(median over 19 pairs.*"
-                                         r"no shipped model takes residue centre-of-mass beads yet.*scheme='ca'"):
+                                         r"or none to use the shipped one \(com2aa.pt\).*scheme='ca'"):
         check_scheme(info, xyz, tiny_ca_backmapper, where="x.pdb: ")
     assert check_scheme(info, xyz, tiny_ca_backmapper, scheme="ca") == "ca"  # the user's word wins
     with pytest.raises(InputError, match=r"residue centre-of-mass beads \(scheme='com'\) but tiny takes C-alpha"):
