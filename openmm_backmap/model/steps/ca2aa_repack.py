@@ -59,9 +59,10 @@ def repack_search(allx: Tensor, lik: Tensor, sv: Tensor, ca: Tensor, sweeps: int
     Greedy sweeps: each residue takes the candidate minimising
     ``weight * overlap + likelihood penalty``, where overlap sums
     ``(wall - d)^2`` over its side-chain atoms (slots beyond CB) closer than
-    ``wall`` to any atom of its ``neighbors`` nearest residues; alternate
-    residues move in alternate sweeps so neighbours do not swap into each
-    other. Slots of atoms a residue does not have are NaN in the result.
+    ``wall`` to any atom of its ``neighbors`` nearest residues. Of the
+    residues that would gain, only those gaining more than every neighbour
+    move in one sweep, so neighbours do not swap into each other. Slots of
+    atoms a residue does not have are NaN in the result.
 
     Parameters
     ----------
@@ -89,9 +90,16 @@ def repack_search(allx: Tensor, lik: Tensor, sv: Tensor, ca: Tensor, sweeps: int
     """
     b, r, n_c, max_atoms = allx.shape[0], allx.shape[1], allx.shape[2], allx.shape[3]
     kk = min(neighbors, r - 1)
-    d = torch.cdist(ca, ca) + torch.eye(r, device=ca.device, dtype=ca.dtype).unsqueeze(0) * 1e6
+    # neighbours by the nearer of C-alpha and side-chain centre (the mean of all candidates' atoms beyond CB):
+    # two long side chains (Tyr, Gln) touch with C-alphas 10-12 Å apart, beyond the 16th nearest C-alpha
+    scv = sv[:, :, 5:].unsqueeze(2).unsqueeze(-1).to(allx.dtype)
+    n_sc = scv.sum(dim=(2, 3)) * n_c
+    centre = torch.where(n_sc > 0, (torch.nan_to_num(allx[:, :, :, 5:]) * scv).sum(dim=(2, 3)) / n_sc.clamp_min(1.0),
+                         ca)
+    pts = torch.stack([ca, centre], dim=2).reshape(b, 2 * r, 3)
+    d = torch.cdist(pts, pts).view(b, r, 2, r, 2).amin(dim=4).amin(dim=2)
+    d = d + torch.eye(r, device=ca.device, dtype=ca.dtype).unsqueeze(0) * 1e6
     nb = d.topk(kk, dim=-1, largest=False).indices  # (B, R, kk)
-    idx = torch.arange(r, device=ca.device)
     out: list[Tensor] = []
     for start in range(0, b, chunk):
         stop = min(start + chunk, b)
@@ -110,10 +118,9 @@ def repack_search(allx: Tensor, lik: Tensor, sv: Tensor, ca: Tensor, sweeps: int
         # a residue is re-scored only if it or a neighbour moved since it was last scored (same result)
         stale = torch.ones(m * r, dtype=torch.bool, device=allx.device)
         for sweep in range(sweeps):
-            turn = ((idx + sweep) % 2 == 0).repeat(m)
-            act = ((pen > 0) & turn & stale).nonzero().squeeze(-1)
+            act = ((pen > 0) & stale).nonzero().squeeze(-1)
             if act.numel() == 0:
-                continue
+                break
             stale = stale.index_fill(0, act, False)
             la = lf.index_select(0, act)
             ch = choice.index_select(0, act)
@@ -127,11 +134,18 @@ def repack_search(allx: Tensor, lik: Tensor, sv: Tensor, ca: Tensor, sweeps: int
             score = torch.full_like(la, float("inf"))
             score = score.index_put((pair[:, 0], pair[:, 1]), weight * over + la[pair[:, 0], pair[:, 1]])
             best = score.argmin(dim=-1)
-            gain = score.gather(-1, best.unsqueeze(-1)).squeeze(-1) < now - 1e-4
-            moved = act.masked_select(gain)
+            gain = now - score.gather(-1, best.unsqueeze(-1)).squeeze(-1)
+            # two neighbours moving at once can swap into each other: of the residues that would gain, only
+            # those gaining more than every neighbour move in this sweep (the others are scored again)
+            g = torch.zeros(m * r, device=allx.device, dtype=gain.dtype)
+            g = g.index_copy(0, act, torch.where(gain > 1e-4, gain, torch.zeros_like(gain)))
+            rival = g.index_select(0, nf.reshape(-1)).reshape(m * r, kk).amax(-1).index_select(0, act)
+            win = (gain > 1e-4) & (gain > rival)
+            stale = stale.index_fill(0, act.masked_select((gain > 1e-4) & ~win), True)
+            moved = act.masked_select(win)
             if moved.numel() == 0:
                 continue
-            to = best.masked_select(gain)
+            to = best.masked_select(win)
             choice = choice.index_copy(0, moved, to)
             new_atoms = xf.index_select(0, moved).gather(1, to.view(-1, 1, 1, 1).expand(-1, 1, max_atoms, 3))
             cur = cur.index_copy(0, moved, new_atoms.squeeze(1))
