@@ -48,6 +48,7 @@ from _ca2aa_report import (METRICS, VALIDATION_CURVE_PLOT, bars, load_flowback, 
                            read_training_runs, validation_curve_plot)
 
 FLOWBACK_FILE = "chains/casp/flowback_casp.json"
+SPEED_100_RESIDUES = "idp/PED00153/PED00153e011.pdb.gz"  # its first model: the 100-residue speed case
 SETS = {
     "casp": [("chains/casp/*.pdb.gz", None)],
     "trpcage": [("md/trpcage/trpcage_eval.dcd", "md/trpcage/trpcage.pdb")],
@@ -59,9 +60,10 @@ SETS = {
 }
 
 
-def load_set(root: Path, name: str, max_frames: int):
+def load_set(root: Path, name: str, max_frames: int, sets=SETS):
+    """The structures of eval set ``name`` of ``sets`` (set -> [(file glob, topology)]) as (name, ensemble)."""
     out = []
-    for pattern, top in SETS[name]:
+    for pattern, top in sets[name]:
         for path in sorted(root.glob(pattern)):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", LoadWarning)
@@ -167,18 +169,22 @@ def pooled_kl(refs, gens):
     return kl, ra, ga
 
 
-def speeds(models, ens, batch, repeats, seed=0):
+def speeds(models, ens, batch, repeats, seed=0, beads=None, deterministic=False):
     """Frames/s of each model: the median over ``repeats`` timed calls, the models' calls interleaved so that
-    a change in the machine's load (a shared CPU) hits the model and its baseline alike."""
-    x = np.repeat(ens.ca_xyz[:1], batch, axis=0)
-    for bm in models:
+    a change in the machine's load (a shared CPU) hits the model and its baseline alike. ``beads``: each model's
+    input frame, (N, 3) nm (default: the first frame's C-alphas for every model)."""
+    beads = [ens.ca_xyz[0]] * len(models) if beads is None else beads
+    xs = [np.repeat(np.asarray(b)[None], batch, axis=0) for b in beads]
+    for bm, x in zip(models, xs):
         for i in range(3):  # warm-up (TorchScript optimises a graph over its first calls)
-            bm.backmap(x, sequence=ens.sequence, segment_start=ens.segment_start, seed=seed + i)
+            bm.backmap(x, sequence=ens.sequence, segment_start=ens.segment_start, seed=seed + i,
+                       deterministic=deterministic)
     seconds = np.zeros((repeats, len(models)))
     for i in range(repeats):
-        for k, bm in enumerate(models):
+        for k, (bm, x) in enumerate(zip(models, xs)):
             t0 = time.perf_counter()
-            bm.backmap(x, sequence=ens.sequence, segment_start=ens.segment_start, seed=seed + i)
+            bm.backmap(x, sequence=ens.sequence, segment_start=ens.segment_start, seed=seed + i,
+                       deterministic=deterministic)
             seconds[i, k] = time.perf_counter() - t0
     return batch / np.median(seconds, axis=0)
 
@@ -188,7 +194,7 @@ def measure_speed(bm, base, root: Path, args) -> dict:
     and vs the baseline model ``base`` (None: no baseline)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", LoadWarning)
-        cases = {"100_residues": load_ensemble(root / "idp/PED00153/PED00153e011.pdb.gz", frames=slice(0, 1)),
+        cases = {"100_residues": load_ensemble(root / SPEED_100_RESIDUES, frames=slice(0, 1)),
                  "adk_214_residues": load_ensemble(root / "md/adk/adk.pdb")}
     out = {}
     for label, ens in cases.items():
