@@ -7,9 +7,14 @@ step, e.g. the side-chain repacking) and records the reason and the largest devi
 
     python examples/reexport_model.py models/ca2aa.pt -o models/ca2aa.pt
     python examples/reexport_model.py models/ca2aa.pt -o models/ca2aa.pt --changed "repacking neighbours by side-chain centre"
+    python examples/reexport_model.py models/com2aa.pt -o models/com2aa.pt --set cis_below_angstrom=3.0 --changed "fewer cis"
+
+``--set KEY=VALUE`` changes an inference setting of the step's config (kept in the metadata).
 """
 
 import argparse
+import dataclasses
+import json
 
 import numpy as np
 import torch
@@ -27,6 +32,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("model")
     ap.add_argument("-o", "--output", required=True)
+    ap.add_argument("--set", metavar="KEY=VALUE", action="append", default=[],
+                    help="change an inference setting of the step's config (JSON value), e.g. cis_below_angstrom=3.0")
     ap.add_argument("--changed", metavar="REASON", default=None,
                     help="accept an output that differs from the old file's, for this reason (kept in the metadata)")
     args = ap.parse_args(argv)
@@ -35,7 +42,14 @@ def main(argv=None):
         raise SystemExit(f"{args.model} is not a one-step transferable model")
     kind = old.metadata["steps"][0].get("kind", old.kind)
     old_step = getattr(old.module.steps, "0")
-    step = get_step_class(kind).from_exported(old_step, old.metadata["steps"][0]["config"]).eval()
+    config = dict(old.metadata["steps"][0]["config"])
+    known = {f.name for f in dataclasses.fields(get_step_class(kind).make_config(config))}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        if key not in known:
+            raise SystemExit(f"--set {item}: the step's config has no key {key!r}")
+        config[key] = json.loads(value)
+    step = get_step_class(kind).from_exported(old_step, config).eval()
     gen = torch.Generator().manual_seed(0)
     types = torch.randint(0, 20, (40,), generator=gen)
     n = old.n_beads_for([AMINO_ACIDS[t] for t in types.tolist()])
@@ -52,10 +66,11 @@ def main(argv=None):
     if worst > TOLERANCE_NM and not args.changed:
         raise SystemExit(f"outputs differ by up to {worst:.3g} nm; pass --changed REASON if that is intended")
     meta = {k: v for k, v in old.metadata.items() if k not in AUTO_KEYS and not k.startswith("_")}
+    meta["steps"] = [dict(meta["steps"][0], config=config)]
     note = f"weights of {old.metadata.get('created')}, re-scripted with openmm-backmap {__version__}"
     if worst > TOLERANCE_NM:
         note += f"; output changed (up to {np.round(worst, 4)} nm on a random input): {args.changed}"
-    meta["reexported"] = note
+    meta["reexported"] = f"{old.metadata['reexported']}; then {note}" if old.metadata.get("reexported") else note
     save_model(KStepModel([step]), args.output, meta)
     print(f"wrote {args.output}")
 
