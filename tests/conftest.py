@@ -195,3 +195,17 @@ def side_chains_onto_neighbours():
         return x, xp
 
     return make
+
+
+@pytest.fixture(scope="session")
+def random_rotation():
+    """``make(seed)``: a random proper rotation matrix (3, 3), float32, for equivariance tests."""
+    import torch
+
+    def make(seed):
+        q, _ = torch.linalg.qr(torch.randn(3, 3, generator=torch.Generator().manual_seed(seed)))
+        if torch.det(q) < 0:
+            q[:, 0] = -q[:, 0]
+        return q
+
+    return make

@@ -39,13 +39,6 @@ def _args(ens):
     return torch.tensor(ens.residue_types), torch.tensor(ens.segment_start)
 
 
-def _rotation(seed):
-    q, _ = torch.linalg.qr(torch.randn(3, 3, generator=torch.Generator().manual_seed(seed)))
-    if torch.det(q) < 0:
-        q[:, 0] = -q[:, 0]
-    return q
-
-
 def test_registry_and_bead_tables_follow_the_mappings():
     assert get_step_class("bead2aa") is Bead2AA
     for scheme in ("com", "martini3", "martini2"):
@@ -67,12 +60,12 @@ def test_beads_from_atoms_equal_the_mapping(step, trpcage):
     assert torch.allclose(beads[0][have], flat[0][have], atol=1e-5)
 
 
-def test_output_has_exact_chemistry_and_is_equivariant(step, trpcage):
+def test_output_has_exact_chemistry_and_is_equivariant(step, trpcage, random_rotation):
     types, seg = _args(trpcage)
     x = _beads(step, trpcage).unsqueeze(0)
     with torch.no_grad():
         out = step(x, types, seg, 3, 0.0)
-        rot, shift = _rotation(1), torch.tensor([0.7, -1.2, 2.0])
+        rot, shift = random_rotation(1), torch.tensor([0.7, -1.2, 2.0])
         out_rt = step(x @ rot.T + shift, types, seg, 3, 0.0)
     assert out.shape == (1, trpcage.n_atoms, 3)
     assert torch.allclose(out @ rot.T + shift, out_rt, atol=2e-4)

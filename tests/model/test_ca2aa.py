@@ -24,13 +24,6 @@ def _inputs(ens):
     return (torch.tensor(ens.ca_xyz), torch.tensor(ens.residue_types), torch.tensor(ens.segment_start))
 
 
-def _random_rotation(seed):
-    q, _ = torch.linalg.qr(torch.randn(3, 3, generator=torch.Generator().manual_seed(seed)))
-    if torch.det(q) < 0:
-        q[:, 0] = -q[:, 0]
-    return q
-
-
 def test_registry_knows_the_step():
     assert get_step_class("ca2aa") is CA2AA
     assert "ca2aa" in STEP_KINDS
@@ -85,9 +78,9 @@ def test_chirality_is_l(step, trpcage):
 
 
 @pytest.mark.parametrize("temperature", [0.0, 1.0])
-def test_equivariance_under_rotation_and_translation(step, trpcage, temperature):
+def test_equivariance_under_rotation_and_translation(step, trpcage, temperature, random_rotation):
     ca, types, seg = _inputs(trpcage)
-    rot = _random_rotation(1)
+    rot = random_rotation(1)
     shift = torch.tensor([1.0, -2.0, 0.5])
     out = step(ca, types, seg, 11, temperature)
     out_rot = step(ca @ rot.T + shift, types, seg, 11, temperature)

@@ -40,21 +40,12 @@ def _step(system, target, seed=0):
     return step
 
 
-def _rotation(seed):
-    q = torch.as_tensor(np.random.default_rng(seed).normal(size=4), dtype=torch.float64)
-    a, b, c, d = (q / q.norm()).tolist()
-    return torch.tensor([[a * a + b * b - c * c - d * d, 2 * (b * c - a * d), 2 * (b * d + a * c)],
-                         [2 * (b * c + a * d), a * a - b * b + c * c - d * d, 2 * (c * d - a * b)],
-                         [2 * (b * d - a * c), 2 * (c * d + a * b), a * a - b * b - c * c + d * d]],
-                        dtype=torch.float32)
-
-
 @pytest.mark.parametrize("target", ["ca", "aa"])
 @pytest.mark.parametrize("temperature", [0.0, 1.0])
-def test_equivariance(system, target, temperature):
+def test_equivariance(system, target, temperature, random_rotation):
     step = _step(system, target)
     beads = system[2][:2]
-    rot, shift = _rotation(3), torch.tensor([0.7, -1.2, 2.5])
+    rot, shift = random_rotation(3), torch.tensor([0.7, -1.2, 2.5])
     with torch.no_grad():
         out = step(beads, EMPTY_T, EMPTY_S, 11, temperature)
         out_rt = step(beads @ rot.T + shift, EMPTY_T, EMPTY_S, 11, temperature)
