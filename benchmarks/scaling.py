@@ -186,8 +186,9 @@ def write_conversion_report(result: dict, path: str = REPORT):
     lines = ["# Conversion throughput: serial vs local Dask workers", "",
              f"`python benchmarks/scaling.py --what conversion --frames {result['frames']} --chunk {result['chunk']}`: "
              f"adenylate kinase C-alpha trace ({result['residues']} residues), models/ca2aa.pt, no relaxation, "
-             f"median of {result['repeats']} interleaved run(s). {result['cpu_count']} cores, shared with a "
-             f"background training job (load average {result['load_average']:.1f} at the end).", "",
+             f"median of {result['repeats']} interleaved run(s). {result['cpu_count']} cores; load average "
+             f"{result['load_average']:.1f} at the end (the run itself included). The serial run uses torch's "
+             "threads (all cores); every Dask worker is single-threaded.", "",
              "| run | wall s (incl. cluster start) | frames/s | frames/s after start | ratio | ratio after start |",
              "|---|---|---|---|---|---|"]
     for name, r in result["runs"].items():
