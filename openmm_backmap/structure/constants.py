@@ -37,6 +37,15 @@ BONDI_RADII_NM = {"H": 0.12, "C": 0.17, "N": 0.155, "O": 0.152, "S": 0.18, "P": 
 OXT_BOND_NM = 0.125
 #: SG-SG distance below which two cysteines are treated as a disulfide (nm).
 DISULFIDE_NM = 0.25
+#: Two cysteines whose CB atoms are closer than this (nm) are a disulfide even where the backmapped SG atoms are
+#: not (the CG beads carry no SG, and each side chain is placed on its own): CB-CB is 0.35-0.42 nm in the
+#: disulfides of the CASP targets and 2EQQ, the backmapped CBs included.
+DISULFIDE_CB_NM = 0.43
+#: ... unless either cysteine has a third one with CB closer than this (nm): three or four cysteines that close
+#: hold a metal (zinc fingers: CB-CB 0.39-0.49 nm in TBM-hard_T0898), not a disulfide.
+METAL_SITE_CB_NM = 0.50
+#: Ideal disulfide SG-SG bond length (nm).
+DISULFIDE_BOND_NM = 0.204
 #: C-alpha pairs closer than this (Å) get a cis peptide unit.
 CIS_CA_DISTANCE_ANGSTROM = 3.3
 

@@ -144,3 +144,25 @@ def test_convert_minimize_uses_the_fast_relaxer(tmp_path, trpcage, tiny_ca_backm
     assert s["frames_written"] == 2 and s["relax_failures"] == 0
     assert s["clash_percent"]["after"] == 0.0
     assert s["relax_seconds_per_frame"] < 5.0
+
+
+def test_backmapped_disulfide_is_closed(shared_data):
+    """2EQQ's Cys6-Cys18 disulfide: the C-alpha model puts the SG atoms 0.44 nm apart, the relaxer closes it."""
+    import warnings
+    from pathlib import Path
+
+    from openmm_backmap.io import LoadWarning, load_ensemble
+    from openmm_backmap.model import load_model
+
+    model = Path(__file__).resolve().parents[2] / "models" / "ca2aa.pt"
+    if shared_data is None or not model.exists():
+        pytest.skip("needs ../shared/data and models/ca2aa.pt")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LoadWarning)
+        ens = load_ensemble(shared_data / "eval" / "nmr" / "2EQQ.pdb.gz", frames=slice(0, 1))
+    out = load_model(model, device="cpu").backmap(ens.ca_xyz, ens.sequence, ens.segment_start, deterministic=True)
+    sg = [ens.layout.index(r, "SG") for r in (6, 18)]
+    assert ens.sequence[6] == ens.sequence[18] == "CYS"
+    assert np.linalg.norm(out.xyz[0, sg[0]] - out.xyz[0, sg[1]]) > 0.3
+    relaxed = np.asarray(FastRelaxer(out.topology).relax(out.xyz[0]).xyz).reshape(-1, ens.n_atoms, 3)[0]
+    assert abs(np.linalg.norm(relaxed[sg[0]] - relaxed[sg[1]]) - 0.204) < 0.01
