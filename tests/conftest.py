@@ -209,3 +209,16 @@ def random_rotation():
         return q
 
     return make
+
+
+@pytest.fixture(scope="session")
+def tiny_training(tests_data):
+    """A tiny ``kind: ca2aa`` training config (dict, shared: copy before changing it): 8 training frames of
+    ``tests/data/trpcage_train10.pdb.gz``, 6 steps; the training tests write it to YAML."""
+    return {
+        "kind": "ca2aa", "name": "tiny", "seed": 1, "run_dir": "run", "output": "run/model.pt",
+        "model": {"hidden": 16, "layers": 1, "neighbors": 8, "mixture": 2, "rbf": 8, "edge_dim": 16},
+        "task": {"ca_noise": 0.05, "val_frames": 2},
+        "data": {"root": str(tests_data), "files": ["trpcage_train10.pdb.gz"], "validation_fraction": 0.2},
+        "optim": {"max_steps": 6, "validate_every": 3, "batch_residues": 60, "threads": 1},
+    }

@@ -15,33 +15,25 @@ from openmm_backmap.train.distributed import SINGLE_PROCESS, DistContext, rank_g
 needs_dist = pytest.mark.skipif(not (torch.distributed.is_available() and torch.distributed.is_gloo_available()),
                                 reason="torch.distributed with gloo is not available")
 
-#: the tiny run of test_train.py: 8 training frames of one file, shared by 2 ranks as 2 blocks of 4 frames
-TINY = {
-    "kind": "ca2aa", "name": "tiny", "seed": 1, "run_dir": "run", "output": "run/model.pt",
-    "model": {"hidden": 16, "layers": 1, "neighbors": 8, "mixture": 2, "rbf": 8, "edge_dim": 16},
-    "task": {"ca_noise": 0.05, "val_frames": 2},
-    "data": {"root": "DATA", "files": ["trpcage_train10.pdb.gz"], "validation_fraction": 0.2},
-    "optim": {"max_steps": 6, "validate_every": 3, "batch_residues": 60, "threads": 1},
-}
 
-
-def _write_config(folder, tests_data):
+def _write_config(folder, tiny_training):
+    """The tiny run of the training tests (8 training frames of one file: 2 ranks get 2 blocks of 4 frames)."""
     path = folder / "tiny.yaml"
-    path.write_text(yaml.safe_dump(dict(TINY, data=dict(TINY["data"], root=str(tests_data)))))
+    path.write_text(yaml.safe_dump(tiny_training))
     return path
 
 
 @pytest.fixture
-def tiny_config(tmp_path, tests_data):
-    return _write_config(tmp_path, tests_data)
+def tiny_config(tmp_path, tiny_training):
+    return _write_config(tmp_path, tiny_training)
 
 
 @pytest.fixture(scope="module")
-def two_process_run(tmp_path_factory, tests_data):
+def two_process_run(tmp_path_factory, tiny_training):
     """A 6-step 2-process run through the CLI (``--nproc 2``), every rank's weight digest after every step."""
     from openmm_backmap.cli import main
 
-    config = _write_config(tmp_path_factory.mktemp("ddp"), tests_data)
+    config = _write_config(tmp_path_factory.mktemp("ddp"), tiny_training)
     assert main(["train", str(config), "--nproc", "2", "--set", "optim.check_sync_every=1"]) == 0
     return config.parent / "run"
 
@@ -68,7 +60,7 @@ def test_fewer_files_than_ranks_are_split_into_frame_blocks_or_refused():
         shard_items(["one.pdb"], [1.0], [1], 0, 2)
 
 
-def test_tasks_keep_their_rank_shard(trpcage, noisy_copies):
+def test_tasks_keep_their_rank_shard(trpcage, noisy_copies, tiny_training):
     """ca2aa: whole files and clusters per rank, weights renormalised; cgvae: whole files of the one system."""
     from openmm_backmap.train.ca2aa_task import CA2AATask
     from openmm_backmap.train.cgvae_task import CGVAETask
@@ -76,7 +68,7 @@ def test_tasks_keep_their_rank_shard(trpcage, noisy_copies):
 
     files = [noisy_copies(trpcage, n, 0.01, s) for s, n in enumerate([4, 3, 1, 1])]
     groups = ["a.dcd", "b.dcd", "corpus cluster 7", "corpus cluster 7"]
-    cfg = from_dict(RunConfig, {"kind": "ca2aa", "model": TINY["model"], "seed": 0})
+    cfg = from_dict(RunConfig, {"kind": "ca2aa", "model": tiny_training["model"], "seed": 0})
     tasks = [CA2AATask(cfg, files, files[:1], {"train_weights": [1, 1, 0.5, 0.5], "train_groups": groups})
              for _ in range(2)]
     for rank, task in enumerate(tasks):

@@ -9,21 +9,11 @@ import yaml
 from openmm_backmap.train import load_config, train_model as train
 from openmm_backmap.train.config import RunConfig, from_dict
 
-TINY = {
-    "kind": "ca2aa", "name": "tiny", "seed": 1, "run_dir": "run", "output": "run/model.pt",
-    "model": {"hidden": 16, "layers": 1, "neighbors": 8, "mixture": 2, "rbf": 8, "edge_dim": 16},
-    "task": {"ca_noise": 0.05, "val_frames": 2},
-    "data": {"root": "DATA", "files": ["trpcage_train10.pdb.gz"], "validation_fraction": 0.2},
-    "optim": {"max_steps": 6, "validate_every": 3, "batch_residues": 60, "threads": 1},
-}
-
 
 @pytest.fixture
-def tiny_config(tmp_path, tests_data):
-    cfg = dict(TINY)
-    cfg["data"] = dict(TINY["data"], root=str(tests_data))
+def tiny_config(tmp_path, tiny_training):
     path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(cfg))
+    path.write_text(yaml.safe_dump(tiny_training))
     return path
 
 
