@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
+from functools import lru_cache
 from importlib import resources
 
 import numpy as np
@@ -106,7 +107,8 @@ class Backmapper:
         """CG particles a transferable model takes for ``sequence`` (one per residue, or the scheme's beads)."""
         if self.scheme in (None, "ca"):
             return len(sequence)
-        return scheme_mapping(self.scheme, sequence).n_beads
+        counts = _beads_per_residue(self.scheme)
+        return sum(counts[canonical_residue_name(str(s)) or s] for s in sequence)
 
     @property
     def segment_start(self):
@@ -261,6 +263,12 @@ class Backmapper:
     def __repr__(self):
         return (f"Backmapper(kind={self.kind!r}, transferable={self.transferable}, beads={self.n_beads or 'any'}, "
                 f"device={self.device})")
+
+
+@lru_cache(maxsize=None)
+def _beads_per_residue(scheme) -> dict:
+    """Beads of every amino acid in ``scheme`` (counted once: the count is checked on every backmapping call)."""
+    return {res: scheme_mapping(scheme, [res]).n_beads for res in AMINO_ACIDS}
 
 
 def default_device() -> str:

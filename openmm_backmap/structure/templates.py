@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 import numpy as np
 from .errors import InputError, LoadWarning
@@ -311,8 +311,9 @@ class AtomLayout:
     def n_atoms(self) -> int:
         return len(self.atom_names)
 
-    @property
+    @cached_property
     def elements(self) -> tuple:
+        """Element symbol of every atom (computed once: callers index it atom by atom)."""
         return tuple(a[0] for a in self.atom_names)
 
     def index(self, residue: int, atom: str) -> int:
