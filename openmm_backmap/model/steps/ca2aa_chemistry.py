@@ -1,0 +1,271 @@
+"""Chemistry that the C-alpha step's per-residue angle heads cannot see: peptide planes, proline phi, disulfides.
+
+The heads of :class:`~openmm_backmap.model.steps.ca2aa.CA2AA` predict each angle
+of each residue, so two constraints that join atoms of different residues can
+be broken by an otherwise likely sample:
+
+* **Proline phi.** The pyrrolidine ring ties phi to about -65 degrees, but phi
+  of residue ``i`` is set by the peptide plane before it (the rotation
+  ``theta`` of plane ``i-1``). A wrong plane (seen at some cis or
+  ambiguous X-Pro pairs) gives phi near +120 degrees, and the preceding
+  carbonyl lands in the ring. :func:`proline_theta` re-picks that plane.
+* **Disulfides.** The two SG atoms of a disulfide are placed by two
+  independent chi1 angles, so the S-S bond comes out 2.3-4 Å instead of
+  2.04 Å. :func:`close_disulfides` turns the two chi1 together.
+
+Written by hand: both are small searches inside the exported TorchScript model,
+which no library provides. All lengths in Å, angles in radians.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from ..geometry import bond_angle, dihedral, place_atom
+from .ca2aa_network import vm_mixture_nll
+
+__all__ = ["peptide_atoms", "plane_phi", "proline_theta", "close_disulfides"]
+
+#: candidate angles per full turn in the searches (5 degrees apart)
+GRID = 72
+
+
+def peptide_atoms(unit_trans: Tensor, unit_cis: Tensor, cis_distance: float, ca: Tensor, ca_next: Tensor,
+                  frames: Tensor, theta: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """C, O and the next N of the peptide planes between ``ca`` and ``ca_next`` (..., 3), Å.
+
+    The ideal unit (``unit_trans``, or ``unit_cis`` for pairs closer than
+    ``cis_distance``; rows C, O, N, next CA in the pair's local frame, in
+    its xy plane) is fitted to the pair's distance by bending its angles
+    (:func:`_hinge`), turned by ``theta`` (...) about the C-alpha axis and
+    rotated back to the global frame by ``frames`` (..., 3, 3).
+
+    Examples
+    --------
+    >>> from openmm_backmap.model.steps.ca2aa_templates import peptide_unit
+    >>> trans = torch.tensor(peptide_unit(False), dtype=torch.float32)
+    >>> cis = torch.tensor(peptide_unit(True), dtype=torch.float32)
+    >>> ca, nxt = torch.zeros(1, 3), torch.tensor([[3.8, 0.0, 0.0]])
+    >>> c, o, n = peptide_atoms(trans, cis, 3.3, ca, nxt, torch.eye(3).unsqueeze(0), torch.zeros(1))
+    >>> round(float(torch.linalg.vector_norm(c - ca)), 2)  # the CA-C bond
+    1.52
+    """
+    dist = torch.linalg.vector_norm(ca_next - ca, dim=-1)
+    unit = torch.where((dist < cis_distance).unsqueeze(-1).unsqueeze(-1), unit_cis, unit_trans)  # (..., 4, 3)
+    c, o, n = _hinge(unit, dist)
+    cos, sin = torch.cos(theta), torch.sin(theta)
+    loc = torch.stack([_turn_x(c, cos, sin), _turn_x(o, cos, sin), _turn_x(n, cos, sin)], dim=-2)
+    glob = torch.einsum("...ji,...kj->...ki", frames, loc)
+    return ca + glob[..., 0, :], ca + glob[..., 1, :], ca + glob[..., 2, :]
+
+
+def _hinge(unit: Tensor, dist: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """C, O and N (..., 2) of a planar peptide unit (..., 4, 3) whose C-alphas are ``dist`` (...) apart, Å.
+
+    Experimental C-alpha distances stray from the ideal unit's (3.80 Å trans). The three bonds between the
+    C-alphas keep their lengths, and the deviation goes into the bond angles: C and O turn about the first
+    C-alpha and N about the second, in the plane, by the smallest turns (Gauss-Newton, at most 0.5 rad each)
+    that restore the C-N bond. Beyond that (a C-alpha pair no peptide can span) the C-N bond takes the rest.
+    """
+    ideal = unit[..., 3, 0]
+    c, o = unit[..., 0, :2], unit[..., 1, :2]
+    ca2 = torch.stack([dist, torch.zeros_like(dist)], dim=-1)
+    n = unit[..., 2, :2] - unit[..., 3, :2]  # N relative to the second C-alpha
+    length = torch.linalg.vector_norm(unit[..., 0, :2] - unit[..., 2, :2], dim=-1)
+    turn_c = torch.zeros_like(dist)
+    turn_n = torch.zeros_like(dist)
+    for _ in range(6):
+        c_t, n_t = _rotate2(c, turn_c), _rotate2(n, turn_n)
+        v = c_t - (ca2 + n_t)
+        norm = torch.linalg.vector_norm(v, dim=-1).clamp_min(1e-6)
+        u = v / norm.unsqueeze(-1)
+        err = norm - length
+        jc = u[..., 1] * c_t[..., 0] - u[..., 0] * c_t[..., 1]  # d|v|/d turn_c: u . (-y, x)
+        jn = -(u[..., 1] * n_t[..., 0] - u[..., 0] * n_t[..., 1])
+        step = err / (jc * jc + jn * jn + 1e-6)
+        turn_c = (turn_c - jc * step).clamp(-0.5, 0.5)
+        turn_n = (turn_n - jn * step).clamp(-0.5, 0.5)
+    same = (dist - ideal).abs() < 1e-4  # the ideal unit as it is (no float drift from the iterations)
+    turn_c = torch.where(same, torch.zeros_like(turn_c), turn_c)
+    turn_n = torch.where(same, torch.zeros_like(turn_n), turn_n)
+    return _rotate2(c, turn_c), _rotate2(o, turn_c), ca2 + _rotate2(n, turn_n)
+
+
+def _turn_x(p: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """3-D points (..., 3) from points (..., 2) of the xy plane turned about x by the angle of ``cos, sin``."""
+    return torch.stack([p[..., 0], p[..., 1] * cos, p[..., 1] * sin], dim=-1)
+
+
+def _rotate2(p: Tensor, angle: Tensor) -> Tensor:
+    """2-D points ``p`` (..., 2) turned by ``angle`` (...) about the origin."""
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    return torch.stack([p[..., 0] * cos - p[..., 1] * sin, p[..., 0] * sin + p[..., 1] * cos], dim=-1)
+
+
+def angle_grid(n: int, like: Tensor) -> Tensor:
+    """``n`` angles evenly spaced over a turn, from -pi (radians, the dtype and device of ``like``)."""
+    return torch.arange(n, device=like.device, dtype=like.dtype) * (2.0 * math.pi / n) - math.pi
+
+
+def plane_phi(unit_trans: Tensor, unit_cis: Tensor, cis_distance: float, ca_prev: Tensor, ca: Tensor,
+              frames_prev: Tensor, c: Tensor, n_grid: int) -> Tensor:
+    """phi (P, n_grid) of residues at ``ca`` (P, 3) with C atom ``c`` (P, 3), for each of ``n_grid`` rotations
+    (:func:`angle_grid`) of the peptide plane from ``ca_prev`` (P, 3; its frames ``frames_prev`` (P, 3, 3)).
+
+    Examples
+    --------
+    >>> from openmm_backmap.model.steps.ca2aa_templates import peptide_unit
+    >>> trans = torch.tensor(peptide_unit(False), dtype=torch.float32)
+    >>> phi = plane_phi(trans, trans, 3.3, torch.zeros(1, 3), torch.tensor([[3.8, 0.0, 0.0]]),
+    ...                 torch.eye(3).unsqueeze(0), torch.tensor([[4.5, 1.4, 0.0]]), GRID)
+    >>> phi.shape, bool((phi.max() - phi.min()) > 3.0)  # the plane's rotation sweeps phi over most of a turn
+    (torch.Size([1, 72]), True)
+    """
+    g = n_grid
+    grid = angle_grid(g, ca).expand(ca.shape[0], -1)
+    c_g, _o, n_g = peptide_atoms(unit_trans, unit_cis, cis_distance, ca_prev.unsqueeze(1).expand(-1, g, -1),
+                                 ca.unsqueeze(1).expand(-1, g, -1), frames_prev.unsqueeze(1).expand(-1, g, -1, -1),
+                                 grid)
+    return dihedral(c_g, n_g, ca.unsqueeze(1), c.unsqueeze(1))
+
+
+def proline_theta(phi: Tensor, candidates_phi: Tensor, logp: Tensor, mu: Tensor, kappa: Tensor,
+                  phi_target: float, phi_lo: float, phi_hi: float, phi_kappa: float) -> tuple[Tensor, Tensor]:
+    """Pick the plane rotation before each proline that gives it a phi its ring can close.
+
+    Only prolines whose current ``phi`` (P,) lies outside ``(phi_lo, phi_hi)``
+    change. Their plane gets the candidate of the :data:`GRID` rotations
+    ``2 pi g / GRID - pi`` that maximises the theta head's log-density (the
+    mixture ``logp, mu, kappa``, (P, K)) plus a von Mises prior on phi
+    (centre ``phi_target``, concentration ``phi_kappa``); ``candidates_phi``
+    (P, GRID) is the proline's phi with each candidate.
+
+    Returns
+    -------
+    theta : Tensor, (P,)
+        The chosen rotation (only meaningful where ``change``).
+    change : Tensor of bool, (P,)
+
+    Examples
+    --------
+    >>> grid = angle_grid(GRID, torch.zeros(1))
+    >>> flat = torch.zeros(1, 1)  # one uniform component: the phi prior decides
+    >>> th, change = proline_theta(torch.tensor([2.0]), (grid - 1.0).unsqueeze(0), flat, flat, flat + 1e-6,
+    ...                            -1.0, -2.09, -0.52, 10.0)
+    >>> bool(change[0]), abs(float(th[0])) < 1e-6  # phi = theta - 1 is -1.0 (the prior's centre) at theta = 0
+    (True, True)
+    """
+    change = (phi < phi_lo) | (phi > phi_hi)
+    grid = angle_grid(candidates_phi.shape[1], phi)
+    loglik = -vm_mixture_nll(logp.unsqueeze(1), mu.unsqueeze(1), kappa.unsqueeze(1), grid.unsqueeze(0))
+    score = loglik + phi_kappa * torch.cos(candidates_phi - phi_target)
+    return grid[score.argmax(dim=1)], change
+
+
+def close_disulfides(x: Tensor, types: Tensor, cys_type: int, zm: Tensor, bond: Tensor, angle: Tensor,
+                     offset: Tensor, sg_cut: float, cb_cut: float, crowd_cut: float, ss_bond: float,
+                     ss_angle: float, n_grid: int) -> Tensor:
+    """Turn the chi1 of both cysteines of each disulfide so that SG-SG is a bond.
+
+    A disulfide is found as in :func:`openmm_backmap.structure.disulfide_bonds`:
+    SG closer than ``sg_cut``, or CB closer than ``cb_cut`` with no third
+    cysteine's CB within ``crowd_cut`` of either (a metal site); each cysteine
+    pairs with its nearest such partner, mutually. The two chi1 angles are
+    searched on a grid of ``n_grid`` values, then on a finer one around the best pair, for the SG-SG
+    distance ``ss_bond``, CB-SG-SG angles ``ss_angle``, a CB-SG-SG-CB torsion of +-90 degrees and staggered
+    chi1; of equally good pairs, the one nearest the sampled SG atoms wins.
+
+    Parameters
+    ----------
+    x : Tensor, (B, R, 14, 3)
+        Residue slots, Å (N, CA, C, O, CB, SG for cysteine).
+    types : Tensor, (B, R)
+        Residue types (the same sequence in every frame).
+    cys_type : int
+    zm, bond, angle, offset : Tensor
+        The step's Z-matrix tables for cysteine's SG slot: reference atom
+        slots (3,), bond length, angle and torsion offset (scalars).
+    sg_cut, cb_cut, crowd_cut, ss_bond : float
+        Å.
+    ss_angle : float
+        Radians.
+    n_grid : int
+        Grid points per turn (:data:`GRID`).
+
+    Returns
+    -------
+    Tensor, (B, R, 14, 3)
+        ``x`` with the SG atoms of the disulfides moved.
+
+    Examples
+    --------
+    >>> x = torch.zeros(1, 1, 14, 3)
+    >>> close_disulfides(x, torch.zeros(1, 1, dtype=torch.long), 1, torch.tensor([0, 1, 4]), torch.tensor(1.8),
+    ...                  torch.tensor(1.97), torch.tensor(0.0), 2.5, 4.3, 5.0, 2.04, 1.82, GRID).shape
+    torch.Size([1, 1, 14, 3])
+    """
+    cys = (types[0] == cys_type).nonzero().squeeze(-1)
+    if cys.numel() < 2:
+        return x
+    b = x.shape[0]
+    c = cys.numel()
+    cb = x[:, cys, 4]
+    sg = x[:, cys, 5]
+    eye = torch.eye(c, device=x.device, dtype=torch.bool).unsqueeze(0)
+    big = torch.full_like(cb[:, :, 0], 1e6).unsqueeze(-1)
+    d_cb = torch.where(eye, big, torch.cdist(cb, cb))
+    d_sg = torch.where(eye, big, torch.cdist(sg, sg))
+    crowded = (d_cb < crowd_cut).sum(-1) > 1
+    ok = (d_sg < sg_cut) | ((d_cb < cb_cut) & ~crowded.unsqueeze(-1) & ~crowded.unsqueeze(-2))
+    masked = torch.where(ok, d_cb, big)
+    best = masked.min(dim=-1)
+    partner = best.indices
+    own = torch.arange(c, device=x.device).unsqueeze(0).expand(b, -1)
+    pair = (best.values < 1e5) & (partner.gather(1, partner) == own) & (own < partner)
+    if not bool(pair.any()):
+        return x
+    fb, ci = pair.nonzero().unbind(1)
+    ri = cys.index_select(0, ci)
+    rj = cys.index_select(0, partner[fb, ci])
+    out = x.clone()
+    step = 2.0 * math.pi / n_grid
+    coarse = angle_grid(n_grid, x)
+    fine = torch.linspace(-step, step, 21, device=x.device, dtype=x.dtype)
+    chi_i = coarse.unsqueeze(0).expand(ri.numel(), -1)
+    chi_j = chi_i
+    for _ in range(2):  # the coarse grid, then a finer one around its best pair
+        sg_i = _sg_candidates(x, fb, ri, chi_i, zm, bond, angle, offset)
+        sg_j = _sg_candidates(x, fb, rj, chi_j, zm, bond, angle, offset)
+        cb_i = x[fb, ri, 4].unsqueeze(1).unsqueeze(1)
+        cb_j = x[fb, rj, 4].unsqueeze(1).unsqueeze(1)
+        si, sj = sg_i.unsqueeze(2), sg_j.unsqueeze(1)  # (P, Gi, 1, 3), (P, 1, Gj, 3)
+        d = torch.linalg.vector_norm(si - sj, dim=-1)
+        chi3 = dihedral(cb_i, si, sj, cb_j).abs()
+        # bond length, CB-SG-SG angles, the S-S torsion (+-90 degrees) and staggered chi1 (-60, 60, 180), then a
+        # weak pull toward the sampled SG positions (Å^2), which picks between otherwise equal solutions
+        stagger = 2.0 * (1.0 + torch.cos(3.0 * (chi_i + offset))).unsqueeze(2) \
+            + 2.0 * (1.0 + torch.cos(3.0 * (chi_j + offset))).unsqueeze(1)
+        score = ((d - ss_bond) / 0.05) ** 2 + ((bond_angle(cb_i, si, sj) - ss_angle) / 0.17) ** 2 \
+            + ((bond_angle(cb_j, sj, si) - ss_angle) / 0.17) ** 2 + ((chi3 - 0.5 * math.pi) / 0.35) ** 2 + stagger \
+            + 0.1 * ((si - x[fb, ri, 5].unsqueeze(1).unsqueeze(1)) ** 2).sum(-1) \
+            + 0.1 * ((sj - x[fb, rj, 5].unsqueeze(1).unsqueeze(1)) ** 2).sum(-1)
+        k = score.flatten(1).argmin(dim=1)
+        gi = torch.div(k, chi_j.shape[1], rounding_mode="floor")
+        gj = k - gi * chi_j.shape[1]
+        out[fb, ri, 5] = sg_i[torch.arange(ri.numel(), device=x.device), gi]
+        out[fb, rj, 5] = sg_j[torch.arange(rj.numel(), device=x.device), gj]
+        chi_i = chi_i.gather(1, gi.unsqueeze(1)) + fine.unsqueeze(0)
+        chi_j = chi_j.gather(1, gj.unsqueeze(1)) + fine.unsqueeze(0)
+    return out
+
+
+def _sg_candidates(x: Tensor, fb: Tensor, res: Tensor, chi: Tensor, zm: Tensor, bond: Tensor, angle: Tensor,
+                   offset: Tensor) -> Tensor:
+    """SG positions (P, G, 3) of cysteines ``(fb, res)`` for chi1 values ``chi`` (P, G)."""
+    a = x[fb, res, int(zm[0])].unsqueeze(1).expand(-1, chi.shape[1], -1)
+    b_ = x[fb, res, int(zm[1])].unsqueeze(1).expand(-1, chi.shape[1], -1)
+    c_ = x[fb, res, int(zm[2])].unsqueeze(1).expand(-1, chi.shape[1], -1)
+    return place_atom(a, b_, c_, bond.expand_as(chi), angle.expand_as(chi), chi + offset)
