@@ -8,7 +8,8 @@ from ``_ca2aa_report``.
 from __future__ import annotations
 
 import numpy as np
-from _ca2aa_report import BOND_OK_BAR_PERCENT, CASP_TARGET_CLASH_BAR_PERCENT, METRICS, _fmt, _line, _mean, _names
+from _ca2aa_report import (BOND_OK_BAR_PERCENT, CASP_TARGET_CLASH_BAR_PERCENT, METRICS, _fmt, _line, _mean, _names,
+                           bond_fault_note, failed_bonds_section)
 
 # the bars of issue 11 (deterministic output, before minimisation)
 COM_MEAN_RMSD_BAR_ANGSTROM = 1.6
@@ -46,9 +47,11 @@ def _accuracy_bars(report, section, key, label, rmsd_bar) -> list:
     checks = (("bond_ok_percent", lambda v: v >= BOND_OK_BAR_PERCENT, min, "min"),
               ("clash_percent", lambda v: v <= CASP_TARGET_CLASH_BAR_PERCENT, max, "max"))
     for text, (metric, ok, worst, word) in zip(texts[1:], checks):
-        bad = [f"{n} ({m[metric]:.2f} %)" for n, m in done.items() if not ok(m[metric])]
+        bad = [n for n, m in done.items() if not ok(m[metric])]
+        note = bond_fault_note({n: m.get("bond_ok_failures") for n, m in done.items()}, bad) \
+            if metric == "bond_ok_percent" else ""
         value = (f"{word} {worst(m[metric] for m in done.values()):.2f} %" if done else "no target") \
-            + f"; offenders: {_few(bad)}{subset}{fail}"
+            + f"; offenders: {_few([f'{n} ({done[n][metric]:.2f} %)' for n in bad])}{note}{subset}{fail}"
         out.append(_line(text, status(not bad), value))
     return out
 
@@ -227,4 +230,8 @@ def markdown(report) -> str:
         lines += _detection_section(report)
     if report.get("speed"):
         lines += _speed_section(report)
+    for section, key, label in (("com", "com_model", " of the centre-of-mass model"),
+                                ("martini3", "martini3_model", " of the Martini 3 model")):
+        lines += failed_bonds_section({r["name"]: r[key].get("bond_ok_failures")
+                                       for r in report.get(section, {}).get("targets", []) if key in r}, label)
     return "\n".join(lines + [""])

@@ -38,8 +38,8 @@ from openmm_backmap.model.backmapping import load_model
 from openmm_backmap.structure.ensemble import ProteinEnsemble
 from openmm_backmap.io import LoadWarning, load_ensemble
 from openmm_backmap.structure.segments import torn_frames
-from openmm_backmap.evaluation import (backbone_dihedrals_deg, chi_dihedrals_deg, evaluate, kl_divergence,
-                                       ramachandran_plot)
+from openmm_backmap.evaluation import (backbone_dihedrals_deg, bond_ok_failures, chi_dihedrals_deg, evaluate,
+                                       kl_divergence, ramachandran_plot)
 from openmm_backmap.structure import InputError, MissingFileError
 from openmm_backmap.structure.templates import TEMPLATES
 
@@ -240,6 +240,8 @@ def run_set(name, bm, base, cache, root: Path, out: Path, args) -> dict:
         gen_sto.append((ref, g_sto))
         entry = {"name": sname, "residues": ref.n_residues, "frames": ref.n_frames,
                  "deterministic": {m: r_det[m]["mean"] for m in METRICS}}
+        if ref.n_frames == 1:  # single structures (CASP): which bonds bond_ok fails, and which are the reference's
+            entry["bond_ok_failures"] = bond_ok_failures(ref.sequence, ref.xyz[0], det.xyz[0], ref.segment_start)
         if base is not None and args.baseline_accuracy:
             old = base.backmap(ref.ca_xyz, sequence=ref.sequence, segment_start=ref.segment_start,
                                deterministic=True)

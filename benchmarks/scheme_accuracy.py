@@ -43,7 +43,7 @@ import mdtraj as md
 import numpy as np
 import torch
 
-from openmm_backmap.evaluation import evaluate
+from openmm_backmap.evaluation import bond_ok_failures, evaluate
 from openmm_backmap.io import LoadWarning, load_ensemble
 from openmm_backmap.mapping import bead_residues, consecutive_deviation, detect_scheme, scheme_mapping
 from openmm_backmap.model import load_model
@@ -64,10 +64,12 @@ TRAINING_FACTS = ("steps", "stop_reason", "train_time_s", "best_step", "best_met
 
 
 def deterministic_metrics(bm, ref, beads, label):
-    """The evaluation metrics (means over frames) of ``bm``'s deterministic output from ``beads`` (F, N, 3) nm."""
+    """The evaluation metrics (means over frames) of ``bm``'s deterministic output from ``beads`` (F, N, 3) nm,
+    and the bonds that ``bond_ok`` fails in the first frame (:func:`~openmm_backmap.evaluation.bond_ok_failures`)."""
     out = bm.backmap(beads, sequence=ref.sequence, segment_start=ref.segment_start, deterministic=True)
     r = evaluate(ref, generated(ref, out.xyz, label), name=label)
-    return {m: r[m]["mean"] for m in METRICS}
+    return {**{m: r[m]["mean"] for m in METRICS},
+            "bond_ok_failures": bond_ok_failures(ref.sequence, ref.xyz[0], out.xyz[0], ref.segment_start)}
 
 
 def com_beads(ens):

@@ -134,3 +134,16 @@ def test_flowback_fields_mapped(tmp_path):
     path.write_text(json.dumps({"T1": {"rmsd": 1.4}}))
     with pytest.raises(InputError, match="lacks field"):
         rep.load_flowback(path)
+
+
+def test_failed_bonds_are_counted_and_listed(report):
+    ref_fault = {"atoms": ["ILE4:O", "VAL9:O"], "ref_angstrom": 1.67, "gen_angstrom": 4.4,
+                 "reference_fault": "not a covalent bond"}
+    ours = {"atoms": ["CYS2:SG", "CYS8:SG"], "ref_angstrom": 2.03, "gen_angstrom": 2.6, "reference_fault": None}
+    report["sets"]["casp"]["structures"][2]["bond_ok_failures"] = [ref_fault, ours]
+    status, value = _status(rep.bars(report))["bond_ok >= 99.9 % on every CASP target"]
+    assert status == "MISS"  # the bar is the metric's, reference faults or not
+    assert "2 failed bonds on these targets, 1 of them the reference's (1 not a covalent bond)" in value
+    text = rep.markdown(report)
+    assert "| T3 | ILE4:O - VAL9:O | 1.67 | 4.40 | not a covalent bond |" in text
+    assert "| T3 | CYS2:SG - CYS8:SG | 2.03 | 2.60 | none: the model is wrong |" in text

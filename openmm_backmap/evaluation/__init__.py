@@ -12,7 +12,7 @@ Uses ``structure`` and ``io`` only; nothing here depends on a model.
 * :mod:`.reports`: :func:`evaluate` of whole ensembles or files, as a table or JSON.
 """
 
-from .bonds import bond_graph
+from .bonds import bond_graph, bond_ok_failures
 from .metrics import bond_ok, clash, clash_topology, clashing_residues, ged, pair_frames, rmsd, rmsd_sym, \
     symmetry_corrected
 from .quality import frame_quality
@@ -20,6 +20,6 @@ from .plots import ramachandran_plot, structure_plot
 from .reports import evaluate, evaluate_files, format_table
 from .torsions import backbone_dihedrals_deg, chi_dihedrals_deg, dihedral_deg, kl_divergence
 
-__all__ = ["pair_frames", "rmsd", "rmsd_sym", "symmetry_corrected", "bond_graph", "ged", "clash", "clash_topology",
+__all__ = ["pair_frames", "rmsd", "rmsd_sym", "symmetry_corrected", "bond_graph", "bond_ok_failures", "ged", "clash", "clash_topology",
            "clashing_residues", "bond_ok", "dihedral_deg", "backbone_dihedrals_deg", "chi_dihedrals_deg",
            "kl_divergence", "frame_quality", "ramachandran_plot", "structure_plot", "evaluate", "evaluate_files", "format_table"]

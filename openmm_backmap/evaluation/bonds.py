@@ -15,10 +15,10 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial import cKDTree
 
-from ..structure import InputError
-from ..structure.constants import ANGSTROM_PER_NM, BOND_TOLERANCE, COVALENT_RADII_ANGSTROM
+from ..structure import InputError, atom_layout, disulfide_bonds
+from ..structure.constants import ANGSTROM_PER_NM, BOND_OK_TOLERANCE, BOND_TOLERANCE, COVALENT_RADII_ANGSTROM
 
-__all__ = ["bond_graph"]
+__all__ = ["bond_graph", "bond_ok_failures"]
 
 
 def radii_nm(elements) -> np.ndarray:
@@ -121,3 +121,78 @@ class GraphFrames:
     def gen_keys(self, j):
         """Bonds (:func:`pair_keys`) of generated frame j between its valid atoms."""
         return pair_keys(_bond_graph(self.gen[j], self.radii, self.valid[j]), self.n)
+
+
+def bond_ok_failures(sequence, ref_xyz, gen_xyz, segment_start=None, tolerance=BOND_OK_TOLERANCE) -> list[dict]:
+    """The reference bonds that :func:`~.metrics.bond_ok` counts as failed in one frame, and which are the reference's.
+
+    ``bond_ok`` takes its bonds from the reference's distances, so a reference with a squashed peptide or two
+    atoms pressed together fails a generator whose chemistry is exact. Each failed bond is classed:
+
+    * ``"not a covalent bond"``: the pair is neither a bond of the residue templates, a peptide bond nor a
+      disulfide (:func:`~openmm_backmap.structure.disulfide_bonds`), e.g. two carbonyl O atoms 1.67 Å apart;
+    * ``"distorted in the reference"``: a covalent bond whose reference length is more than ``tolerance`` from
+      the median of the same bond (same atom names, peptide or not) in this reference;
+    * ``None``: a sound reference bond that the generated frame got wrong.
+
+    Parameters
+    ----------
+    sequence : sequence of str
+        Canonical residue names.
+    ref_xyz, gen_xyz : array, (A, 3), nm
+        One reference and one generated frame in canonical atom order.
+    segment_start : array of bool, optional
+        Chain starts and breaks (no peptide bond before them).
+    tolerance : float
+
+    Returns
+    -------
+    list of dict
+        One per failed bond: ``atoms`` (two ``"RES12:NAME"`` labels, residues counted from 0),
+        ``ref_angstrom``, ``gen_angstrom`` and ``reference_fault`` (one of the classes above, or None).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from openmm_backmap.structure import atom_layout
+    >>> lay = atom_layout(["GLY", "GLY"])
+    >>> ref = np.zeros((lay.n_atoms, 3)) + np.arange(lay.n_atoms)[:, None] * 0.5  # atoms far apart ...
+    >>> ref[lay.index(0, "O")] = ref[lay.index(1, "O")] + [0.16, 0, 0]  # ... but two O 1.6 Å apart
+    >>> gen = ref.copy(); gen[lay.index(0, "O")] += [1.0, 0, 0]
+    >>> [f["reference_fault"] for f in bond_ok_failures(["GLY", "GLY"], ref, gen)]
+    ['not a covalent bond']
+    """
+    lay = atom_layout(sequence)
+    ref_xyz = np.asarray(ref_xyz, dtype=np.float64)
+    gen_xyz = np.asarray(gen_xyz, dtype=np.float64)
+    both = np.isfinite(ref_xyz).all(1) & np.isfinite(gen_xyz).all(1)
+    pairs = bond_graph(ref_xyz, lay.elements, mask=both)
+    d_ref = np.linalg.norm(ref_xyz[pairs[:, 0]] - ref_xyz[pairs[:, 1]], axis=1)
+    d_gen = np.linalg.norm(gen_xyz[pairs[:, 0]] - gen_xyz[pairs[:, 1]], axis=1)
+    failed = np.abs(d_gen - d_ref) > tolerance * d_ref
+    if not failed.any():
+        return []
+    covalent = np.concatenate([lay.bonds(segment_start), disulfide_bonds(sequence, ref_xyz)])
+    res, names = np.asarray(lay.atom_residue), lay.atom_names
+
+    def kind(i, j):
+        return tuple(sorted((names[i], names[j]))) + (bool(res[i] == res[j]),)
+
+    lengths = {}
+    for i, j in covalent:
+        if both[i] and both[j]:
+            lengths.setdefault(kind(i, j), []).append(np.linalg.norm(ref_xyz[i] - ref_xyz[j]))
+    median = {k: float(np.median(v)) for k, v in lengths.items()}
+    known = set(pair_keys(covalent, lay.n_atoms).tolist())
+    out = []
+    for (i, j), r, g in zip(pairs[failed], d_ref[failed], d_gen[failed]):
+        if int(min(i, j) * lay.n_atoms + max(i, j)) not in known:
+            fault = "not a covalent bond"
+        elif abs(r - median[kind(i, j)]) > tolerance * median[kind(i, j)]:
+            fault = "distorted in the reference"
+        else:
+            fault = None
+        out.append({"atoms": [f"{sequence[res[a]]}{res[a]}:{names[a]}" for a in (i, j)],
+                    "ref_angstrom": round(float(r) * ANGSTROM_PER_NM, 3),
+                    "gen_angstrom": round(float(g) * ANGSTROM_PER_NM, 3), "reference_fault": fault})
+    return out
