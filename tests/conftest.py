@@ -137,6 +137,8 @@ def tiny_ca_backmapper(tiny_ca_model):
 @pytest.fixture(scope="session")
 def tiny_persystem_model(tmp_path_factory, trpcage):
     """Path of a tiny per-system model for Trp-cage: 20 C-alpha beads, the sequence embedded."""
+    import dataclasses
+
     import torch
 
     from openmm_backmap.model import KStepModel, save_model
@@ -144,11 +146,12 @@ def tiny_persystem_model(tmp_path_factory, trpcage):
 
     torch.manual_seed(1)
     path = tmp_path_factory.mktemp("models") / "tiny_trpcage.pt"
-    step = CA2AA(CA2AAConfig(hidden=16, layers=1, neighbors=8), geometry=_test_geometry())
+    config = CA2AAConfig(hidden=16, layers=1, neighbors=8)
+    step = CA2AA(config, geometry=_test_geometry())
     module = KStepModel([step], torch.as_tensor(trpcage.residue_types), torch.as_tensor(trpcage.segment_start),
                         n_beads=trpcage.n_residues)
     save_model(module, str(path), {"kind": "kstep", "transferable": False, "name": "tiny-trpcage",
-                                   "steps": [{"kind": "ca2aa"}], "sequence": list(trpcage.sequence),
+                                   "steps": [{"kind": "ca2aa", "config": dataclasses.asdict(config)}], "sequence": list(trpcage.sequence),
                                    "segment_start": trpcage.segment_start.tolist(), "n_beads": trpcage.n_residues})
     return path
 
