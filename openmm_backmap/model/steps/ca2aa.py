@@ -5,7 +5,8 @@ coordinates that C-alpha positions leave free, and builds all heavy atoms from
 them with template geometry (NeRF):
 
 * the rotation ``theta`` of each peptide plane (C, O, N of the next residue)
-  about its C-alpha/C-alpha axis (a rigid ideal trans or cis unit),
+  about its C-alpha/C-alpha axis (an ideal trans or cis unit, bent at its
+  angles to fit the pair's distance),
 * the N-terminal ``psi`` and the C-terminal ``phi`` and O torsion of every
   segment end,
 * the side-chain torsions chi1..chi4, autoregressively (chi_k conditioned on
@@ -14,10 +15,12 @@ them with template geometry (NeRF):
 Each angle has a mixture of von Mises densities whose parameters come from an
 invariant graph-attention network over the C-alpha kNN graph, with all
 geometry expressed in local residue frames. The output is therefore
-E(3)-equivariant for proper rotations and translations, bond lengths and
-angles are exact by construction (ged ~ 0), and chirality is fixed (L
-amino acids, CB from ideal tetrahedral geometry, THR/ILE branches from the
-templates). ``temperature=0`` gives the deterministic mode (the mean of the
+E(3)-equivariant for proper rotations and translations, bond lengths are
+exact by construction (ged ~ 0), as are the angles except the two peptide
+angles that absorb a C-alpha pair's distance from the ideal, and chirality is
+fixed (L amino acids, CB from ideal tetrahedral geometry, THR/ILE branches
+from the templates). Proline phi and disulfides, which join residues, are
+enforced after sampling (:mod:`.ca2aa_chemistry`). ``temperature=0`` gives the deterministic mode (the mean of the
 most probable component); ``temperature=1`` samples.
 
 Inputs and outputs of :meth:`CA2AA.forward` are in nm; the network works in Å.
