@@ -8,7 +8,7 @@ import torch
 
 from openmm_backmap.model.geometry import bond_angle, dihedral, place_atom
 from openmm_backmap.model.steps import CA2AA, CA2AAConfig
-from openmm_backmap.model.steps.ca2aa_chemistry import peptide_atoms
+from openmm_backmap.model.steps.ca2aa_chemistry import HINGE_ANGSTROM, peptide_atoms
 from openmm_backmap.model.steps.ca2aa_templates import peptide_unit
 from openmm_backmap.structure import AMINO_ACIDS, atom_layout
 from openmm_backmap.structure.constants import PROLINE_PHI_RANGE_DEG
@@ -111,21 +111,27 @@ def test_scripted_step_keeps_the_fixes(step, trpcage):
         np.testing.assert_allclose(scripted(ca, t, seg, 4, 1.0).numpy(), step(ca, t, seg, 4, 1.0).numpy(), atol=1e-4)
 
 
-@pytest.mark.parametrize("offset", [-0.25, -0.1, 0.0, 0.1, 0.25])
-def test_peptide_unit_bends_its_angles_not_its_bonds(offset):
-    """C-alpha pairs off the ideal 3.80 Å keep exact CA-C, C-N and N-CA bonds; the angles take the difference."""
+@pytest.mark.parametrize("offset", [-0.3, -0.08, 0.0, 0.08, 0.3])
+def test_peptide_unit_bends_its_angles_then_its_bonds(offset):
+    """C-alpha pairs up to HINGE_ANGSTROM off the ideal 3.80 Å keep exact CA-C, C-N and N-CA bonds and the angles
+    take the difference; beyond it, the unit is stretched along its axis (the bonds share the rest)."""
     trans = torch.tensor(peptide_unit(False), dtype=torch.float32)
     cis = torch.tensor(peptide_unit(True), dtype=torch.float32)
     ca, nxt = torch.zeros(1, 3), torch.tensor([[float(trans[3, 0]) + offset, 0.0, 0.0]])
-    c, o, n = peptide_atoms(trans, cis, 3.3, ca, nxt, torch.eye(3).unsqueeze(0), torch.tensor([0.4]))
+    c, o, n = peptide_atoms(trans, cis, 3.3, HINGE_ANGSTROM, ca, nxt, torch.eye(3).unsqueeze(0), torch.tensor([0.4]))
     ideal = [float(torch.linalg.vector_norm(trans[0] - a)) for a in (torch.zeros(3), trans[2])]
     ideal.append(float(torch.linalg.vector_norm(trans[3] - trans[2])))
     got = [float(torch.linalg.vector_norm(c - ca)), float(torch.linalg.vector_norm(n - c)),
            float(torch.linalg.vector_norm(nxt - n))]
-    np.testing.assert_allclose(got, ideal, atol=2e-3)
+    if abs(offset) <= HINGE_ANGSTROM:
+        np.testing.assert_allclose(got, ideal, atol=2e-3)
+    else:
+        np.testing.assert_allclose(got, ideal, rtol=0.06)
+        assert (np.array(got) - ideal).sum() * offset > 0  # stretched or squeezed, never both
     ca_c_n = math.degrees(float(bond_angle(ca, c, n)))
     ideal_angle = math.degrees(float(bond_angle(torch.zeros(3), trans[0], trans[2])))
     if offset == 0.0:
         assert ca_c_n == pytest.approx(ideal_angle, abs=1e-3)
     else:  # longer pairs open the angles, shorter ones close them
         assert (ca_c_n - ideal_angle) * offset > 0
+        assert abs(ca_c_n - ideal_angle) < 10.0

@@ -41,7 +41,7 @@ from ...structure.constants import (ANGSTROM_PER_NM, CIS_CA_DISTANCE_ANGSTROM, D
                                     DISULFIDE_CB_NM, DISULFIDE_NM, METAL_SITE_CB_NM, PROLINE_PHI_DEG,
                                     PROLINE_PHI_RANGE_DEG)
 from ..geometry import dihedral, local_frames, place_atom, wrap_angle
-from .ca2aa_chemistry import GRID, close_disulfides, peptide_atoms, plane_phi, proline_theta
+from .ca2aa_chemistry import GRID, HINGE_ANGSTROM, close_disulfides, peptide_atoms, plane_phi, proline_theta
 from .ca2aa_network import AngleHead, AttentionLayer, sample_von_mises, vm_mixture_nll
 from .ca2aa_repack import repack_search
 from .ca2aa_templates import (BACKBONE_ANGLE_DEG, BACKBONE_BOND_ANGSTROM, MAX_ATOMS, N_TYPES, default_geometry,
@@ -169,6 +169,7 @@ class CA2AA(nn.Module):
                         METAL_SITE_CB_NM * ANGSTROM_PER_NM, DISULFIDE_BOND_NM * ANGSTROM_PER_NM)
         self.ss_angle = math.radians(DISULFIDE_ANGLE_DEG)
         self.angle_grid = GRID
+        self.hinge = HINGE_ANGSTROM
         self.pro_cd_n = float(geometry.get("pro_cd_n", 1.473))
         bond, angle = BACKBONE_BOND_ANGSTROM, BACKBONE_ANGLE_DEG
         self.bond_n_ca, self.bond_ca_c, self.bond_c_o = bond["N-CA"], bond["CA-C"], bond["C-O"]
@@ -311,8 +312,8 @@ class CA2AA(nn.Module):
         idx = torch.arange(r, device=dev).unsqueeze(0).expand(b, -1)
         nxt = (idx + 1).clamp(max=r - 1)
         prv = (idx - 1).clamp(min=0)
-        c_pep, o_pep, n_next = peptide_atoms(self.unit_trans, self.unit_cis, self.cis_ca_distance, ca,
-                                             _take(ca, nxt), frames, bb[..., 0])
+        c_pep, o_pep, n_next = peptide_atoms(self.unit_trans, self.unit_cis, self.cis_ca_distance, self.hinge,
+                                             ca, _take(ca, nxt), frames, bb[..., 0])
 
         # N: from the previous peptide plane, or placed by psi at N-termini
         n_from_prev = _take(n_next, prv)
@@ -456,8 +457,8 @@ class CA2AA(nn.Module):
         target, lo, hi = self.pro_phi
         if not bool(((phi < lo) | (phi > hi)).any()):
             return bb
-        phi_g = plane_phi(self.unit_trans, self.unit_cis, self.cis_ca_distance, ca[fb, p], ca[fb, i], frames[fb, p],
-                          c_i, self.angle_grid)
+        phi_g = plane_phi(self.unit_trans, self.unit_cis, self.cis_ca_distance, self.hinge, ca[fb, p], ca[fb, i],
+                          frames[fb, p], c_i, self.angle_grid)
         logp, mu, kappa = phi, phi, phi
         for k, head in enumerate(self.bb_heads):
             if k == 0:  # the theta head

@@ -31,16 +31,19 @@ __all__ = ["peptide_atoms", "plane_phi", "proline_theta", "close_disulfides"]
 
 #: candidate angles per full turn in the searches (5 degrees apart)
 GRID = 72
+#: the most (Å) by which a peptide unit's bond angles absorb its C-alphas' distance from the ideal; the bonds
+#: share the rest (:func:`_hinge`)
+HINGE_ANGSTROM = 0.1
 
 
-def peptide_atoms(unit_trans: Tensor, unit_cis: Tensor, cis_distance: float, ca: Tensor, ca_next: Tensor,
-                  frames: Tensor, theta: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+def peptide_atoms(unit_trans: Tensor, unit_cis: Tensor, cis_distance: float, hinge: float, ca: Tensor,
+                  ca_next: Tensor, frames: Tensor, theta: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """C, O and the next N of the peptide planes between ``ca`` and ``ca_next`` (..., 3), Å.
 
     The ideal unit (``unit_trans``, or ``unit_cis`` for pairs closer than
     ``cis_distance``; rows C, O, N, next CA in the pair's local frame, in
-    its xy plane) is fitted to the pair's distance by bending its angles
-    (:func:`_hinge`), turned by ``theta`` (...) about the C-alpha axis and
+    its xy plane) is fitted to the pair's distance by bending its angles for
+    up to ``hinge`` Å and stretching its bonds for the rest (:func:`_hinge`), turned by ``theta`` (...) about the C-alpha axis and
     rotated back to the global frame by ``frames`` (..., 3, 3).
 
     Examples
@@ -49,30 +52,33 @@ def peptide_atoms(unit_trans: Tensor, unit_cis: Tensor, cis_distance: float, ca:
     >>> trans = torch.tensor(peptide_unit(False), dtype=torch.float32)
     >>> cis = torch.tensor(peptide_unit(True), dtype=torch.float32)
     >>> ca, nxt = torch.zeros(1, 3), torch.tensor([[3.8, 0.0, 0.0]])
-    >>> c, o, n = peptide_atoms(trans, cis, 3.3, ca, nxt, torch.eye(3).unsqueeze(0), torch.zeros(1))
+    >>> c, o, n = peptide_atoms(trans, cis, 3.3, HINGE_ANGSTROM, ca, nxt, torch.eye(3).unsqueeze(0), torch.zeros(1))
     >>> round(float(torch.linalg.vector_norm(c - ca)), 2)  # the CA-C bond
     1.52
     """
     dist = torch.linalg.vector_norm(ca_next - ca, dim=-1)
     unit = torch.where((dist < cis_distance).unsqueeze(-1).unsqueeze(-1), unit_cis, unit_trans)  # (..., 4, 3)
-    c, o, n = _hinge(unit, dist)
+    c, o, n = _hinge(unit, dist, hinge)
     cos, sin = torch.cos(theta), torch.sin(theta)
     loc = torch.stack([_turn_x(c, cos, sin), _turn_x(o, cos, sin), _turn_x(n, cos, sin)], dim=-2)
     glob = torch.einsum("...ji,...kj->...ki", frames, loc)
     return ca + glob[..., 0, :], ca + glob[..., 1, :], ca + glob[..., 2, :]
 
 
-def _hinge(unit: Tensor, dist: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+def _hinge(unit: Tensor, dist: Tensor, hinge: float) -> tuple[Tensor, Tensor, Tensor]:
     """C, O and N (..., 2) of a planar peptide unit (..., 4, 3) whose C-alphas are ``dist`` (...) apart, Å.
 
-    Experimental C-alpha distances stray from the ideal unit's (3.80 Å trans). The three bonds between the
-    C-alphas keep their lengths, and the deviation goes into the bond angles: C and O turn about the first
-    C-alpha and N about the second, in the plane, by the smallest turns (Gauss-Newton, at most 0.5 rad each)
-    that restore the C-N bond. Beyond that (a C-alpha pair no peptide can span) the C-N bond takes the rest.
+    Experimental C-alpha distances stray from the ideal unit's (3.80 Å trans) by a few hundredths of an Å, and
+    the three bonds between the C-alphas keep their lengths: up to ``hinge`` Å (:data:`HINGE_ANGSTROM`) of it goes
+    into the bond angles. C and O turn about the first C-alpha and N about the second, in the plane, by the
+    smallest turns that restore the C-N bond (Gauss-Newton; 0.1 Å is about 6 degrees on CA-C-N and C-N-CA).
+    The rest of a larger difference (a generated C-alpha trace) is shared by the three bonds: the bent unit is
+    stretched along its axis, as all of it was before.
     """
     ideal = unit[..., 3, 0]
     c, o = unit[..., 0, :2], unit[..., 1, :2]
-    ca2 = torch.stack([dist, torch.zeros_like(dist)], dim=-1)
+    bent = torch.minimum(torch.maximum(dist, ideal - hinge), ideal + hinge)
+    ca2 = torch.stack([bent, torch.zeros_like(dist)], dim=-1)
     n = unit[..., 2, :2] - unit[..., 3, :2]  # N relative to the second C-alpha
     length = torch.linalg.vector_norm(unit[..., 0, :2] - unit[..., 2, :2], dim=-1)
     turn_c = torch.zeros_like(dist)
@@ -91,7 +97,8 @@ def _hinge(unit: Tensor, dist: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     same = (dist - ideal).abs() < 1e-4  # the ideal unit as it is (no float drift from the iterations)
     turn_c = torch.where(same, torch.zeros_like(turn_c), turn_c)
     turn_n = torch.where(same, torch.zeros_like(turn_n), turn_n)
-    return _rotate2(c, turn_c), _rotate2(o, turn_c), ca2 + _rotate2(n, turn_n)
+    stretch = torch.stack([dist / bent, torch.ones_like(dist)], dim=-1)
+    return _rotate2(c, turn_c) * stretch, _rotate2(o, turn_c) * stretch, (ca2 + _rotate2(n, turn_n)) * stretch
 
 
 def _turn_x(p: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
@@ -110,8 +117,8 @@ def angle_grid(n: int, like: Tensor) -> Tensor:
     return torch.arange(n, device=like.device, dtype=like.dtype) * (2.0 * math.pi / n) - math.pi
 
 
-def plane_phi(unit_trans: Tensor, unit_cis: Tensor, cis_distance: float, ca_prev: Tensor, ca: Tensor,
-              frames_prev: Tensor, c: Tensor, n_grid: int) -> Tensor:
+def plane_phi(unit_trans: Tensor, unit_cis: Tensor, cis_distance: float, hinge: float, ca_prev: Tensor,
+              ca: Tensor, frames_prev: Tensor, c: Tensor, n_grid: int) -> Tensor:
     """phi (P, n_grid) of residues at ``ca`` (P, 3) with C atom ``c`` (P, 3), for each of ``n_grid`` rotations
     (:func:`angle_grid`) of the peptide plane from ``ca_prev`` (P, 3; its frames ``frames_prev`` (P, 3, 3)).
 
@@ -119,14 +126,14 @@ def plane_phi(unit_trans: Tensor, unit_cis: Tensor, cis_distance: float, ca_prev
     --------
     >>> from openmm_backmap.model.steps.ca2aa_templates import peptide_unit
     >>> trans = torch.tensor(peptide_unit(False), dtype=torch.float32)
-    >>> phi = plane_phi(trans, trans, 3.3, torch.zeros(1, 3), torch.tensor([[3.8, 0.0, 0.0]]),
+    >>> phi = plane_phi(trans, trans, 3.3, HINGE_ANGSTROM, torch.zeros(1, 3), torch.tensor([[3.8, 0.0, 0.0]]),
     ...                 torch.eye(3).unsqueeze(0), torch.tensor([[4.5, 1.4, 0.0]]), GRID)
     >>> phi.shape, bool((phi.max() - phi.min()) > 3.0)  # the plane's rotation sweeps phi over most of a turn
     (torch.Size([1, 72]), True)
     """
     g = n_grid
     grid = angle_grid(g, ca).expand(ca.shape[0], -1)
-    c_g, _o, n_g = peptide_atoms(unit_trans, unit_cis, cis_distance, ca_prev.unsqueeze(1).expand(-1, g, -1),
+    c_g, _o, n_g = peptide_atoms(unit_trans, unit_cis, cis_distance, hinge, ca_prev.unsqueeze(1).expand(-1, g, -1),
                                  ca.unsqueeze(1).expand(-1, g, -1), frames_prev.unsqueeze(1).expand(-1, g, -1, -1),
                                  grid)
     return dihedral(c_g, n_g, ca.unsqueeze(1), c.unsqueeze(1))
