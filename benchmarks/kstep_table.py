@@ -26,6 +26,7 @@ Usage::
         [--time-limit-min 25]
     python benchmarks/kstep_table.py --quick   # plumbing check: tiny models, a few steps
     python benchmarks/kstep_table.py --merge part_a.json part_b.json   # rows run in parallel processes
+    python benchmarks/kstep_table.py --evaluate models/adk-ucg12.pt OLD.pt --system adk   # no training
 
 ``--finetune-min M`` adds a third model per row: the 2-step model whose
 C-alpha step is the transferable model fine-tuned for M minutes on the
@@ -337,7 +338,13 @@ def main(argv=None):
     ap.add_argument("--merge", nargs="+", metavar="PART.json",
                     help="only combine the rows of result files written by separate runs (e.g. --rows in parallel "
                          "processes with their own --out) into --out, and stop")
+    ap.add_argument("--evaluate", nargs="+", metavar="MODEL.pt",
+                    help="only evaluate these k-step model files (no training) on the eval frames of --system, "
+                         "print the metrics and write them to --out (.json), and stop")
+    ap.add_argument("--system", default="adk", choices=sorted(EVAL), help="the eval set of --evaluate")
     args = ap.parse_args(argv)
+    if args.evaluate:
+        return evaluate_files(args)
     if args.merge:
         out = Path(args.out or REPO / "docs" / "benchmarks" / "kstep_table")
         result = merge_results([json.loads(Path(p).read_text()) for p in args.merge])
@@ -427,6 +434,22 @@ def main(argv=None):
         result["rows"][row] = entry
         _write(out, result)  # after every row: partial results survive interruptions
     log(f"wrote {out}.json and {out}.md")
+    return result
+
+
+def evaluate_files(args) -> dict:
+    """``--evaluate``: :func:`evaluate_model` of each file on the eval frames of ``--system``, seed 0."""
+    import torch
+
+    torch.set_num_threads(args.threads)
+    ref = eval_ensemble(args.system, Path(args.data).resolve(), args.eval_frames)
+    result = {"system": args.system, "eval_frames": int(ref.n_frames), "samples": args.samples,
+              "created": time.strftime("%Y-%m-%d %H:%M"), "threads": args.threads, "models": {}}
+    for path in args.evaluate:
+        result["models"][path] = evaluate_model(path, ref, seed=0, samples=args.samples)
+        print(path, {k: round(v, 4) for k, v in result["models"][path]["det"].items()}, flush=True)
+    if args.out:
+        Path(f"{args.out}.json").write_text(json.dumps(result, indent=1, default=float))
     return result
 
 
