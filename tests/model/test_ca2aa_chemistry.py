@@ -111,7 +111,7 @@ def test_scripted_step_keeps_the_fixes(step, trpcage):
         np.testing.assert_allclose(scripted(ca, t, seg, 4, 1.0).numpy(), step(ca, t, seg, 4, 1.0).numpy(), atol=1e-4)
 
 
-@pytest.mark.parametrize("offset", [-0.3, -0.08, 0.0, 0.08, 0.3])
+@pytest.mark.parametrize("offset", [-0.4, -0.15, 0.0, 0.15, 0.4])
 def test_peptide_unit_bends_its_angles_then_its_bonds(offset):
     """C-alpha pairs up to HINGE_ANGSTROM off the ideal 3.80 Å keep exact CA-C, C-N and N-CA bonds and the angles
     take the difference; beyond it, the unit is stretched along its axis (the bonds share the rest)."""
@@ -134,4 +134,4 @@ def test_peptide_unit_bends_its_angles_then_its_bonds(offset):
         assert ca_c_n == pytest.approx(ideal_angle, abs=1e-3)
     else:  # longer pairs open the angles, shorter ones close them
         assert (ca_c_n - ideal_angle) * offset > 0
-        assert abs(ca_c_n - ideal_angle) < 10.0
+        assert abs(ca_c_n - ideal_angle) < 18.0

@@ -33,7 +33,7 @@ __all__ = ["peptide_atoms", "plane_phi", "proline_theta", "close_disulfides"]
 GRID = 72
 #: the most (Å) by which a peptide unit's bond angles absorb its C-alphas' distance from the ideal; the bonds
 #: share the rest (:func:`_hinge`)
-HINGE_ANGSTROM = 0.1
+HINGE_ANGSTROM = 0.2
 
 
 def peptide_atoms(unit_trans: Tensor, unit_cis: Tensor, cis_distance: float, hinge: float, ca: Tensor,
@@ -71,7 +71,8 @@ def _hinge(unit: Tensor, dist: Tensor, hinge: float) -> tuple[Tensor, Tensor, Te
     Experimental C-alpha distances stray from the ideal unit's (3.80 Å trans) by a few hundredths of an Å, and
     the three bonds between the C-alphas keep their lengths: up to ``hinge`` Å (:data:`HINGE_ANGSTROM`) of it goes
     into the bond angles. C and O turn about the first C-alpha and N about the second, in the plane, by the
-    smallest turns that restore the C-N bond (Gauss-Newton; 0.1 Å is about 6 degrees on CA-C-N and C-N-CA).
+    smallest turns that restore the C-N bond (Gauss-Newton; 0.1 Å is about 6 degrees on CA-C-N and C-N-CA,
+    0.2 Å about 12).
     The rest of a larger difference (a generated C-alpha trace) is shared by the three bonds: the bent unit is
     stretched along its axis, as all of it was before.
     """
