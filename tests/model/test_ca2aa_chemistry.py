@@ -135,3 +135,28 @@ def test_peptide_unit_bends_its_angles_then_its_bonds(offset):
     else:  # longer pairs open the angles, shorter ones close them
         assert (ca_c_n - ideal_angle) * offset > 0
         assert abs(ca_c_n - ideal_angle) < 18.0
+
+
+def test_carbonyl_pressed_into_a_residue_gets_another_plane(trpcage):
+    """An untrained step's planes are random: some O atoms land inside other residues; the fix moves them out."""
+    torch.manual_seed(2)
+    free = CA2AA(CA2AAConfig(hidden=16, layers=1, neighbors=4, carbonyls=False, repack_sweeps=0)).eval()
+    fixed = CA2AA(CA2AAConfig(hidden=16, layers=1, neighbors=4, repack_sweeps=0)).eval()
+    fixed.load_state_dict(free.state_dict())
+    ca, t, seg = (torch.tensor(trpcage.ca_xyz), torch.tensor(trpcage.residue_types),
+                  torch.tensor(trpcage.segment_start))
+    lay = trpcage.layout
+    o = np.array([lay.index(r, "O") for r in range(trpcage.n_residues)])
+
+    def pressed(step):
+        n = 0
+        for seed in range(6):
+            with torch.no_grad():
+                xyz = step(ca, t, seg, seed, 1.0)[0].numpy() * 10.0
+            d = np.linalg.norm(xyz[o][:, None] - xyz[None], axis=-1)
+            far = np.abs(np.arange(trpcage.n_residues)[:, None] - np.asarray(lay.atom_residue)[None]) > 1
+            n += int(((d < 2.2) & far).any(1).sum())
+        return n
+
+    before, after = pressed(free), pressed(fixed)
+    assert before >= 2 and after < before

@@ -41,7 +41,8 @@ from ...structure.constants import (ANGSTROM_PER_NM, CIS_CA_DISTANCE_ANGSTROM, D
                                     DISULFIDE_CB_NM, DISULFIDE_NM, METAL_SITE_CB_NM, PROLINE_PHI_DEG,
                                     PROLINE_PHI_RANGE_DEG)
 from ..geometry import dihedral, local_frames, place_atom, wrap_angle
-from .ca2aa_chemistry import GRID, HINGE_ANGSTROM, close_disulfides, peptide_atoms, plane_phi, proline_theta
+from .ca2aa_chemistry import (GRID, HINGE_ANGSTROM, carbonyl_planes, close_disulfides, peptide_atoms, plane_phi,
+                              proline_theta)
 from .ca2aa_network import AngleHead, AttentionLayer, sample_von_mises, vm_mixture_nll
 from .ca2aa_repack import repack_search
 from .ca2aa_templates import (BACKBONE_ANGLE_DEG, BACKBONE_BOND_ANGSTROM, MAX_ATOMS, N_TYPES, default_geometry,
@@ -78,6 +79,9 @@ class CA2AAConfig:
     proline_phi : bool
         Re-pick the peptide plane before a proline whose phi its ring cannot
         close (:func:`~.ca2aa_chemistry.proline_theta`).
+    carbonyls : bool
+        Re-pick the peptide plane of a residue whose O is pressed into
+        another residue (:meth:`CA2AA.fix_carbonyls`).
     disulfides : bool
         Close disulfides by turning both cysteines' chi1 together
         (:func:`~.ca2aa_chemistry.close_disulfides`).
@@ -96,6 +100,7 @@ class CA2AAConfig:
     repack_sweeps: int = 6
     repack_neighbors: int = 16
     proline_phi: bool = True
+    carbonyls: bool = True
     disulfides: bool = True
     dropout: float = 0.0
 
@@ -162,6 +167,7 @@ class CA2AA(nn.Module):
         self.cys_type = AMINO_ACIDS.index("CYS")
         self.proline_phi = cfg.proline_phi
         self.disulfides = cfg.disulfides
+        self.carbonyls = cfg.carbonyls
         lo, hi = PROLINE_PHI_RANGE_DEG
         self.pro_phi = (math.radians(PROLINE_PHI_DEG), math.radians(lo), math.radians(hi))
         self.pro_phi_kappa = 1.0 / math.radians(15.0) ** 2  # von Mises prior on proline phi, about +-15 degrees
@@ -437,10 +443,32 @@ class CA2AA(nn.Module):
         x = self.build(ca, types, valid, frames, has_next, has_prev, bb, chi)
         if self.repack_sweeps > 0 and r > 2:
             x = self.repack(x, ctx, chi, ca, types)
+        if self.carbonyls and r > 3:
+            new_bb = self.fix_carbonyls(h, x, ca, types, frames, has_next, bb)
+            if not torch.equal(new_bb, bb):  # rebuild with the re-picked planes
+                x = self.build(ca, types, valid, frames, has_next, has_prev, new_bb, chi)
+                if self.repack_sweeps > 0:
+                    x = self.repack(x, ctx, chi, ca, types)
         if self.disulfides:
             x = self.close_disulfides(x, types)
         keep = self.slot_valid[residue_types].reshape(-1).nonzero().squeeze(-1)
         return x.reshape(b, r * self.max_atoms, 3).index_select(1, keep) / self.angstrom_per_nm
+
+    def theta_mixture(self, h: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The theta head's mixture (log weights, means, concentrations) for residue features ``h``."""
+        out = (h, h, h)
+        for k, head in enumerate(self.bb_heads):
+            if k == 0:  # TorchScript cannot index a ModuleList by a variable
+                out = head(h)
+        return out
+
+    def fix_carbonyls(self, h: Tensor, x: Tensor, ca: Tensor, types: Tensor, frames: Tensor, has_next: Tensor,
+                      bb: Tensor) -> Tensor:
+        """``bb`` with the plane of every carbonyl pressed into another residue re-picked
+        (:func:`~.ca2aa_chemistry.carbonyl_planes`); planes before a proline are :meth:`fix_proline_phi`'s."""
+        logp, mu, kappa = self.theta_mixture(h)
+        return carbonyl_planes(x, ca, frames, types == self.pro_type, has_next, bb, logp, mu, kappa,
+                               self.unit_trans, self.unit_cis, self.cis_ca_distance, self.hinge)
 
     def fix_proline_phi(self, h: Tensor, ca: Tensor, types: Tensor, valid: Tensor, frames: Tensor,
                         has_next: Tensor, has_prev: Tensor, bb: Tensor) -> Tensor:
@@ -452,17 +480,13 @@ class CA2AA(nn.Module):
         x = self.build_backbone(ca, types, valid, frames, has_next, has_prev, bb)
         fb, i = site.nonzero().unbind(1)
         p = i - 1
-        c_i = x[fb, i, 2]
-        phi = dihedral(x[fb, p, 2], x[fb, i, 0], ca[fb, i], c_i)
+        phi = dihedral(x[fb, p, 2], x[fb, i, 0], ca[fb, i], x[fb, i, 2])
         target, lo, hi = self.pro_phi
         if not bool(((phi < lo) | (phi > hi)).any()):
             return bb
         phi_g = plane_phi(self.unit_trans, self.unit_cis, self.cis_ca_distance, self.hinge, ca[fb, p], ca[fb, i],
-                          frames[fb, p], c_i, self.angle_grid)
-        logp, mu, kappa = phi, phi, phi
-        for k, head in enumerate(self.bb_heads):
-            if k == 0:  # the theta head
-                logp, mu, kappa = head(h[fb, p])
+                          frames[fb, p], x[fb, i, 2], self.angle_grid)
+        logp, mu, kappa = self.theta_mixture(h[fb, p])
         theta, change = proline_theta(phi, phi_g, logp, mu, kappa, target, lo, hi, self.pro_phi_kappa)
         out = bb.clone()
         out[fb, p, 0] = torch.where(change, theta, bb[fb, p, 0])

@@ -27,7 +27,7 @@ from torch import Tensor
 from ..geometry import bond_angle, dihedral, place_atom
 from .ca2aa_network import vm_mixture_nll
 
-__all__ = ["peptide_atoms", "plane_phi", "proline_theta", "close_disulfides"]
+__all__ = ["peptide_atoms", "plane_phi", "proline_theta", "carbonyl_planes", "close_disulfides", "overlap"]
 
 #: candidate angles per full turn in the searches (5 degrees apart)
 GRID = 72
@@ -173,6 +173,57 @@ def proline_theta(phi: Tensor, candidates_phi: Tensor, logp: Tensor, mu: Tensor,
     return grid[score.argmax(dim=1)], change
 
 
+def carbonyl_planes(x: Tensor, ca: Tensor, frames: Tensor, is_pro: Tensor, has_next: Tensor, bb: Tensor,
+                    logp: Tensor, mu: Tensor, kappa: Tensor, unit_trans: Tensor, unit_cis: Tensor, cis_distance: float,
+                    hinge: float) -> Tensor:
+    """Backbone angles ``bb`` (B, R, 4) with the peptide plane re-picked where its O is pressed into another residue.
+
+    A residue whose O is closer than 2.2 Å to an atom of a residue two or more away (among its 16 nearest
+    C-alphas; ``x`` (B, R, 14, 3), Å, the built slots) gets, of its current plane and the theta head's component
+    means (``logp, mu, kappa`` (B, R, K)), the one minimising :func:`overlap` of its O within 2.6 Å plus the
+    negative log-density. Planes before a proline (``is_pro`` of the next residue) set the proline's phi and are
+    left alone. The caller rebuilds the atoms when the result differs.
+
+    Examples
+    --------
+    >>> from openmm_backmap.model.steps.ca2aa_templates import peptide_unit
+    >>> unit = torch.tensor(peptide_unit(False), dtype=torch.float32)
+    >>> x = torch.randn(1, 4, 14, 3) * 30.0  # atoms far apart: no carbonyl pressed into anything
+    >>> bb = torch.zeros(1, 4, 4)
+    >>> out = carbonyl_planes(x, x[:, :, 1], torch.eye(3).expand(1, 4, 3, 3), torch.zeros(1, 4, dtype=torch.bool),
+    ...                       torch.ones(1, 4, dtype=torch.bool), bb, torch.zeros(1, 4, 2), torch.zeros(1, 4, 2),
+    ...                       torch.ones(1, 4, 2), unit, unit, 3.3, HINGE_ANGSTROM)
+    >>> bool(torch.equal(out, bb))
+    True
+    """
+    b, r, s = x.shape[0], x.shape[1], x.shape[2]
+    kk = min(16, r - 1)
+    d_ca = torch.cdist(ca, ca) + torch.eye(r, device=ca.device, dtype=ca.dtype).unsqueeze(0) * 1e6
+    nb = d_ca.topk(kk, dim=-1, largest=False).indices  # (B, R, kk)
+    own = torch.arange(r, device=ca.device).view(1, r, 1)
+    far = (nb - own).abs() > 1  # bonded neighbours' atoms sit 2.2-2.4 Å from O
+    flat = (nb + (torch.arange(b, device=ca.device) * r).view(b, 1, 1)).reshape(-1)
+    near = x.reshape(b * r, s, 3).index_select(0, flat).view(b, r, kk, s, 3)
+    near = torch.where(far.unsqueeze(-1).unsqueeze(-1), near, torch.full_like(near, 1e4)).view(b, r, kk * s, 3)
+    d_o = torch.linalg.vector_norm(torch.nan_to_num(near, nan=1e4) - x[:, :, 3].unsqueeze(2), dim=-1)
+    before_pro = torch.cat([is_pro[:, 1:], is_pro[:, :1]], dim=1)
+    site = ((d_o < 2.2).any(-1) & has_next & ~before_pro).nonzero()
+    if site.shape[0] == 0:
+        return bb
+    fb, i = site[:, 0], site[:, 1]
+    cand = torch.cat([bb[fb, i, 0].unsqueeze(1), mu[fb, i]], dim=1)  # the current plane, then the component means
+    n_c = cand.shape[1]
+    nxt = (i + 1).clamp(max=r - 1)
+    _c, o, _n = peptide_atoms(unit_trans, unit_cis, cis_distance, hinge, ca[fb, i].unsqueeze(1).expand(-1, n_c, -1),
+                              ca[fb, nxt].unsqueeze(1).expand(-1, n_c, -1),
+                              frames[fb, i].unsqueeze(1).expand(-1, n_c, -1, -1), cand)
+    nll = vm_mixture_nll(logp[fb, i].unsqueeze(1), mu[fb, i].unsqueeze(1), kappa[fb, i].unsqueeze(1), cand)
+    best = (overlap(o, near[fb, i], 2.6) + nll).argmin(dim=1)
+    out = bb.clone()
+    out[fb, i, 0] = cand.gather(1, best.unsqueeze(1)).squeeze(1)
+    return out
+
+
 def close_disulfides(x: Tensor, types: Tensor, cys_type: int, zm: Tensor, bond: Tensor, angle: Tensor,
                      offset: Tensor, sg_cut: float, cb_cut: float, crowd_cut: float, ss_bond: float,
                      ss_angle: float, n_grid: int) -> Tensor:
@@ -183,8 +234,8 @@ def close_disulfides(x: Tensor, types: Tensor, cys_type: int, zm: Tensor, bond: 
     cysteine's CB within ``crowd_cut`` of either (a metal site); each cysteine
     pairs with its nearest such partner, mutually. The two chi1 angles are
     searched on a grid of ``n_grid`` values, then on a finer one around the best pair, for the SG-SG
-    distance ``ss_bond``, CB-SG-SG angles ``ss_angle``, a CB-SG-SG-CB torsion of +-90 degrees and staggered
-    chi1; of equally good pairs, the one nearest the sampled SG atoms wins.
+    distance ``ss_bond``, CB-SG-SG angles ``ss_angle``, a CB-SG-SG-CB torsion of +-90 degrees, staggered chi1 and
+    no SG closer than 3 Å to other atoms; of equally good pairs, the one nearest the sampled SG atoms wins.
 
     Parameters
     ----------
@@ -239,6 +290,8 @@ def close_disulfides(x: Tensor, types: Tensor, cys_type: int, zm: Tensor, bond: 
     ri = cys.index_select(0, ci)
     rj = cys.index_select(0, partner[fb, ci])
     out = x.clone()
+    near_i = _surroundings(x, fb, ri, rj)
+    near_j = _surroundings(x, fb, rj, ri)
     step = 2.0 * math.pi / n_grid
     coarse = angle_grid(n_grid, x)
     fine = torch.linspace(-step, step, 21, device=x.device, dtype=x.dtype)
@@ -259,7 +312,8 @@ def close_disulfides(x: Tensor, types: Tensor, cys_type: int, zm: Tensor, bond: 
         score = ((d - ss_bond) / 0.05) ** 2 + ((bond_angle(cb_i, si, sj) - ss_angle) / 0.17) ** 2 \
             + ((bond_angle(cb_j, sj, si) - ss_angle) / 0.17) ** 2 + ((chi3 - 0.5 * math.pi) / 0.35) ** 2 + stagger \
             + 0.1 * ((si - x[fb, ri, 5].unsqueeze(1).unsqueeze(1)) ** 2).sum(-1) \
-            + 0.1 * ((sj - x[fb, rj, 5].unsqueeze(1).unsqueeze(1)) ** 2).sum(-1)
+            + 0.1 * ((sj - x[fb, rj, 5].unsqueeze(1).unsqueeze(1)) ** 2).sum(-1) \
+            + overlap(sg_i, near_i, 3.0).unsqueeze(2) + overlap(sg_j, near_j, 3.0).unsqueeze(1)
         k = score.flatten(1).argmin(dim=1)
         gi = torch.div(k, chi_j.shape[1], rounding_mode="floor")
         gj = k - gi * chi_j.shape[1]
@@ -268,6 +322,35 @@ def close_disulfides(x: Tensor, types: Tensor, cys_type: int, zm: Tensor, bond: 
         chi_i = chi_i.gather(1, gi.unsqueeze(1)) + fine.unsqueeze(0)
         chi_j = chi_j.gather(1, gj.unsqueeze(1)) + fine.unsqueeze(0)
     return out
+
+
+def _surroundings(x: Tensor, fb: Tensor, res: Tensor, partner: Tensor) -> Tensor:
+    """The 48 atoms (P, 48, 3) nearest the CB of cysteines ``(fb, res)``, other than their own and their
+    partner's (missing atoms are far away): all that an SG 1.8 Å from the CB can touch in a packed protein.
+    The constants are literals because TorchScript cannot read module globals."""
+    b, r = x.shape[0], x.shape[1]
+    atoms = x.index_select(0, fb).reshape(fb.numel(), r * x.shape[2], 3)
+    owner = torch.arange(r, device=x.device).repeat_interleave(x.shape[2]).unsqueeze(0)
+    mine = (owner == res.unsqueeze(1)) | (owner == partner.unsqueeze(1))
+    far = torch.full_like(atoms, 1e4)
+    atoms = torch.where(mine.unsqueeze(-1) | ~torch.isfinite(atoms), far, atoms)
+    d = torch.linalg.vector_norm(atoms - x[fb, res, 4].unsqueeze(1), dim=-1)
+    k = min(48, d.shape[1])
+    idx = d.topk(k, dim=1, largest=False).indices
+    return atoms.gather(1, idx.unsqueeze(-1).expand(-1, -1, 3))
+
+
+def overlap(points: Tensor, near: Tensor, wall: float) -> Tensor:
+    """Penalty (P, G) of candidate atoms ``points`` (P, G, 3) closer than ``wall`` to atoms ``near`` (P, K, 3):
+    ``10 sum (wall - d)^2``, as the side-chain repacking weighs overlaps (non-finite atoms never overlap).
+
+    Examples
+    --------
+    >>> round(float(overlap(torch.zeros(1, 1, 3), torch.tensor([[[2.0, 0.0, 0.0]]]), 3.0)), 1)
+    10.0
+    """
+    d = torch.cdist(points, torch.nan_to_num(near, nan=1e4))
+    return 10.0 * ((wall - d).clamp_min(0.0) ** 2).sum(-1)
 
 
 def _sg_candidates(x: Tensor, fb: Tensor, res: Tensor, chi: Tensor, zm: Tensor, bond: Tensor, angle: Tensor,
