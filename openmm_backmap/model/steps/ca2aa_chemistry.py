@@ -1,14 +1,19 @@
-"""Chemistry that the C-alpha step's per-residue angle heads cannot see: peptide planes, proline phi, disulfides.
+"""Chemistry that the C-alpha step's per-residue angle heads cannot see: peptide units, proline phi, carbonyls,
+disulfides.
 
 The heads of :class:`~openmm_backmap.model.steps.ca2aa.CA2AA` predict each angle
-of each residue, so two constraints that join atoms of different residues can
-be broken by an otherwise likely sample:
+of each residue, so constraints that join atoms of different residues can be
+broken by an otherwise likely sample:
 
+* **Peptide units.** :func:`peptide_atoms` fits the ideal unit to a C-alpha
+  pair's distance by bending its angles first (:func:`_hinge`).
 * **Proline phi.** The pyrrolidine ring ties phi to about -65 degrees, but phi
   of residue ``i`` is set by the peptide plane before it (the rotation
   ``theta`` of plane ``i-1``). A wrong plane (seen at some cis or
   ambiguous X-Pro pairs) gives phi near +120 degrees, and the preceding
   carbonyl lands in the ring. :func:`proline_theta` re-picks that plane.
+* **Carbonyls.** A plane's O can land inside a residue far along the chain;
+  :func:`carbonyl_planes` re-picks that plane.
 * **Disulfides.** The two SG atoms of a disulfide are placed by two
   independent chi1 angles, so the S-S bond comes out 2.3-4 Å instead of
   2.04 Å. :func:`close_disulfides` turns the two chi1 together.
