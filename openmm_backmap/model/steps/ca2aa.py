@@ -20,8 +20,9 @@ exact by construction (ged ~ 0), as are the angles except the two peptide
 angles that absorb a C-alpha pair's distance from the ideal, and chirality is
 fixed (L amino acids, CB from ideal tetrahedral geometry, THR/ILE branches
 from the templates). Proline phi, carbonyl contacts and disulfides, which
-join residues, are enforced after sampling (:mod:`.ca2aa_chemistry`). ``temperature=0`` gives the deterministic mode (the mean of the
-most probable component); ``temperature=1`` samples.
+join residues, are enforced after sampling (:mod:`.ca2aa_chemistry`).
+``temperature=0`` gives the deterministic mode (the mean of the most probable
+component); ``temperature=1`` samples.
 
 Inputs and outputs of :meth:`CA2AA.forward` are in nm; the network works in Å.
 """
