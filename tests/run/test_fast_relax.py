@@ -147,12 +147,16 @@ def test_convert_minimize_uses_the_fast_relaxer(tmp_path, trpcage, tiny_ca_backm
 
 
 def test_backmapped_disulfide_is_closed(shared_data):
-    """2EQQ's Cys6-Cys18 disulfide: the C-alpha model puts the SG atoms 0.44 nm apart, the relaxer closes it."""
+    """2EQQ's Cys6-Cys18 disulfide: the shipped C-alpha model closes it; with that rule off its SG atoms are 0.44 nm
+    apart, and the relaxer closes them."""
     import warnings
     from pathlib import Path
 
+    import torch
+
     from openmm_backmap.io import LoadWarning, load_ensemble
     from openmm_backmap.model import load_model
+    from openmm_backmap.model.steps import CA2AA
 
     model = Path(__file__).resolve().parents[2] / "models" / "ca2aa.pt"
     if shared_data is None or not model.exists():
@@ -160,9 +164,16 @@ def test_backmapped_disulfide_is_closed(shared_data):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", LoadWarning)
         ens = load_ensemble(shared_data / "eval" / "nmr" / "2EQQ.pdb.gz", frames=slice(0, 1))
-    out = load_model(model, device="cpu").backmap(ens.ca_xyz, ens.sequence, ens.segment_start, deterministic=True)
+    bm = load_model(model, device="cpu")
+    out = bm.backmap(ens.ca_xyz, ens.sequence, ens.segment_start, deterministic=True)
     sg = [ens.layout.index(r, "SG") for r in (6, 18)]
     assert ens.sequence[6] == ens.sequence[18] == "CYS"
-    assert np.linalg.norm(out.xyz[0, sg[0]] - out.xyz[0, sg[1]]) > 0.3
-    relaxed = np.asarray(FastRelaxer(out.topology).relax(out.xyz[0]).xyz).reshape(-1, ens.n_atoms, 3)[0]
+    assert abs(np.linalg.norm(out.xyz[0, sg[0]] - out.xyz[0, sg[1]]) - 0.204) < 0.01
+    config = dict(bm.metadata["steps"][0]["config"], disulfides=False)
+    step = CA2AA.from_exported(getattr(bm.module.steps, "0"), config).eval()
+    with torch.no_grad():
+        xyz = step(torch.tensor(ens.ca_xyz), torch.tensor(ens.residue_types), torch.tensor(ens.segment_start), 0,
+                   0.0).numpy()[0]
+    assert np.linalg.norm(xyz[sg[0]] - xyz[sg[1]]) > 0.3
+    relaxed = np.asarray(FastRelaxer(out.topology).relax(xyz).xyz).reshape(-1, ens.n_atoms, 3)[0]
     assert abs(np.linalg.norm(relaxed[sg[0]] - relaxed[sg[1]]) - 0.204) < 0.01
