@@ -155,7 +155,7 @@ def test_carbonyl_pressed_into_a_residue_gets_another_plane(trpcage):
                 xyz = step(ca, t, seg, seed, 1.0)[0].numpy() * 10.0
             d = np.linalg.norm(xyz[o][:, None] - xyz[None], axis=-1)
             far = np.abs(np.arange(trpcage.n_residues)[:, None] - np.asarray(lay.atom_residue)[None]) > 1
-            n += int(((d < 2.2) & far).any(1).sum())
+            n += int(((d < 1.5) & far).any(1).sum())
         return n
 
     before, after = pressed(free), pressed(fixed)

@@ -446,14 +446,26 @@ class CA2AA(nn.Module):
             x = self.repack(x, ctx, chi, ca, types)
         if self.carbonyls and r > 3:
             new_bb = self.fix_carbonyls(h, x, ca, types, frames, has_next, bb)
-            if not torch.equal(new_bb, bb):  # rebuild with the re-picked planes
-                x = self.build(ca, types, valid, frames, has_next, has_prev, new_bb, chi)
-                if self.repack_sweeps > 0:
-                    x = self.repack(x, ctx, chi, ca, types)
+            redo = (new_bb != bb).flatten(1).any(1).nonzero().squeeze(-1)
+            if redo.numel() > 0:  # rebuild (and repack) the frames with re-picked planes
+                x = x.index_copy(0, redo, self.build_frames(redo, ca, types, valid, frames, has_next, has_prev,
+                                                             new_bb, chi, ctx))
         if self.disulfides:
             x = self.close_disulfides(x, types)
         keep = self.slot_valid[residue_types].reshape(-1).nonzero().squeeze(-1)
         return x.reshape(b, r * self.max_atoms, 3).index_select(1, keep) / self.angstrom_per_nm
+
+    def build_frames(self, idx: Tensor, ca: Tensor, types: Tensor, valid: Tensor, frames: Tensor, has_next: Tensor,
+                     has_prev: Tensor, bb: Tensor, chi: Tensor, ctx: list[Tensor]) -> Tensor:
+        """Slots (len(idx), R, 14, 3) of frames ``idx`` built from ``bb`` and ``chi``, and repacked."""
+        sub = [c.index_select(0, idx) for c in ctx]
+        ca_i, types_i = ca.index_select(0, idx), types.index_select(0, idx)
+        chi_i = chi.index_select(0, idx)
+        x = self.build(ca_i, types_i, valid.index_select(0, idx), frames.index_select(0, idx),
+                       has_next.index_select(0, idx), has_prev.index_select(0, idx), bb.index_select(0, idx), chi_i)
+        if self.repack_sweeps > 0:
+            x = self.repack(x, sub, chi_i, ca_i, types_i)
+        return x
 
     def theta_mixture(self, h: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """The theta head's mixture (log weights, means, concentrations) for residue features ``h``."""
