@@ -12,8 +12,8 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["dihedral", "bond_angle", "place_atom", "local_frames", "ideal_cb", "hash_uniform", "hash_normal",
-           "wrap_angle"]
+__all__ = ["dihedral", "bond_angle", "place_atom", "take_residues", "local_frames", "ideal_cb", "hash_uniform",
+           "hash_normal", "wrap_angle"]
 
 
 def wrap_angle(x: Tensor) -> Tensor:
@@ -48,6 +48,18 @@ def bond_angle(p0: Tensor, p1: Tensor, p2: Tensor) -> Tensor:
     b = p2 - p1
     cos = (a * b).sum(-1) / (torch.linalg.vector_norm(a, dim=-1) * torch.linalg.vector_norm(b, dim=-1)).clamp_min(1e-8)
     return torch.acos(cos.clamp(-1.0, 1.0))
+
+
+def take_residues(x: Tensor, i: Tensor) -> Tensor:
+    """Gather per-residue vectors: ``x`` (B, R, 3), residue indices ``i`` (B, R) -> (B, R, 3).
+
+    Examples
+    --------
+    >>> x = torch.arange(6.0).view(1, 2, 3)
+    >>> take_residues(x, torch.tensor([[1, 1]])).tolist()
+    [[[3.0, 4.0, 5.0], [3.0, 4.0, 5.0]]]
+    """
+    return x.gather(1, i.unsqueeze(-1).expand(-1, -1, 3))
 
 
 def place_atom(a: Tensor, b: Tensor, c: Tensor, bond: Tensor, angle: Tensor, torsion: Tensor) -> Tensor:

@@ -41,11 +41,12 @@ from ...structure import AMINO_ACIDS
 from ...structure.constants import (ANGSTROM_PER_NM, CIS_CA_DISTANCE_ANGSTROM, DISULFIDE_ANGLE_DEG, DISULFIDE_BOND_NM,
                                     DISULFIDE_CB_NM, DISULFIDE_NM, METAL_SITE_CB_NM, PROLINE_PHI_DEG,
                                     PROLINE_PHI_RANGE_DEG)
-from ..geometry import dihedral, local_frames, place_atom, wrap_angle
+from ..geometry import dihedral, local_frames, place_atom, take_residues, wrap_angle
 from .ca2aa_chemistry import (GRID, HINGE_ANGSTROM, carbonyl_planes, close_disulfides, peptide_atoms, plane_phi,
                               proline_theta)
 from .ca2aa_network import AngleHead, AttentionLayer, sample_von_mises, vm_mixture_nll
 from .ca2aa_repack import repack_search
+from .ca2aa_targets import reference_angles
 from .ca2aa_templates import (BACKBONE_ANGLE_DEG, BACKBONE_BOND_ANGSTROM, MAX_ATOMS, N_TYPES, default_geometry,
                               peptide_unit, residue_tables)
 from .registry import register_step
@@ -105,11 +106,6 @@ class CA2AAConfig:
     disulfides: bool = True
     dropout: float = 0.0
 
-
-
-def _take(x: Tensor, i: Tensor) -> Tensor:
-    """Gather per-residue vectors: ``x`` (B, R, 3), ``i`` (B, R) -> (B, R, 3)."""
-    return x.gather(1, i.unsqueeze(-1).expand(-1, -1, 3))
 
 
 
@@ -259,7 +255,7 @@ class CA2AA(nn.Module):
                             torch.where(has_next & has_next2, nxt2,
                                         torch.where(has_prev & has_prev2, prv2,
                                                     torch.where(near1 == toward, near2, near1))))
-        frames = local_frames(ca, _take(ca, toward), _take(ca, plane))
+        frames = local_frames(ca, take_residues(ca, toward), take_residues(ca, plane))
         # a lone residue has no direction at all: fall back to a fixed frame (a plane point on the
         # e1 axis, as in a 2-residue chain, is handled by local_frames)
         eye = torch.eye(3, device=dev, dtype=ca.dtype).expand(b, r, 3, 3)
@@ -320,11 +316,11 @@ class CA2AA(nn.Module):
         nxt = (idx + 1).clamp(max=r - 1)
         prv = (idx - 1).clamp(min=0)
         c_pep, o_pep, n_next = peptide_atoms(self.unit_trans, self.unit_cis, self.cis_ca_distance, self.hinge,
-                                             ca, _take(ca, nxt), frames, bb[..., 0])
+                                             ca, take_residues(ca, nxt), frames, bb[..., 0])
 
         # N: from the previous peptide plane, or placed by psi at N-termini
-        n_from_prev = _take(n_next, prv)
-        c_prev = _take(c_pep, prv)
+        n_from_prev = take_residues(n_next, prv)
+        c_prev = take_residues(c_pep, prv)
         ones = torch.ones_like(bb[..., 0])
         n_term = place_atom(n_next, c_pep, ca, ones * self.bond_n_ca, ones * self.angle_n_ca_c, bb[..., 1])
         iso_n = ca + frames[:, :, 1] * self.bond_n_ca
@@ -573,52 +569,11 @@ class CA2AA(nn.Module):
 
     # ------------------------------------------------------------------ training
     @torch.jit.unused
-    def targets(self, xyz: Tensor, mask: Tensor, types: Tensor, valid: Tensor, seg_start: Tensor) -> dict:
-        """Angles of a reference structure (residue slots, Å) and where they are defined."""
-        ca = xyz[:, :, 1]
-        frames, _, _, _, has_next, has_prev = self._graph(ca, types, valid, seg_start)
-        b, r = types.shape
-        idx = torch.arange(r, device=xyz.device).unsqueeze(0).expand(b, -1)
-        nxt = (idx + 1).clamp(max=r - 1)
-        g = _take
-        n, c, o = xyz[:, :, 0], xyz[:, :, 2], xyz[:, :, 3]
-        ca_next = g(ca, nxt)
-        n_next = g(n, nxt)
-        cis = (torch.linalg.vector_norm(ca_next - ca, dim=-1) < self.cis_ca_distance).unsqueeze(-1).unsqueeze(-1)
-        unit = torch.where(cis, self.unit_cis, self.unit_trans)
-        pts = torch.stack([c - ca, o - ca, n_next - ca_next], dim=2)
-        loc = torch.einsum("brij,brkj->brki", frames, pts)
-        loc = torch.cat([loc[:, :, :2], (loc[:, :, 2] + unit[:, :, 3]).unsqueeze(2)], dim=2)
-        y0 = unit[:, :, :3, 1]
-        theta = torch.atan2((y0 * loc[..., 2]).sum(-1), (y0 * loc[..., 1]).sum(-1))
-        m = mask
-        m_next = m.gather(1, nxt.unsqueeze(-1).expand(-1, -1, MAX_ATOMS))
-        ok_theta = has_next & m[..., 1] & m[..., 2] & m[..., 3] & m_next[..., 0]
-        psi_n = dihedral(n, ca, c, n_next)
-        ok_psi = has_next & ~has_prev & m[..., 0] & m[..., 2] & m_next[..., 0]
-        prv = (idx - 1).clamp(min=0)
-        c_prev = g(c, prv)
-        phi_c = dihedral(c_prev, n, ca, c)
-        m_prev = m.gather(1, prv.unsqueeze(-1).expand(-1, -1, MAX_ATOMS))
-        ok_phi = has_prev & ~has_next & m[..., 0] & m[..., 2] & m_prev[..., 2]
-        om = dihedral(n, ca, c, o)
-        ok_om = has_prev & ~has_next & m[..., 0] & m[..., 2] & m[..., 3]
-        cd = self.chi_def[types]  # (B, R, 4, 4)
-        pos = [xyz.gather(2, cd[..., j].unsqueeze(-1).expand(-1, -1, -1, 3)) for j in range(4)]
-        chi = dihedral(pos[0], pos[1], pos[2], pos[3])
-        mk = [m.gather(2, cd[..., j]) for j in range(4)]
-        ok_chi = self.chi_valid[types] & mk[0] & mk[1] & mk[2] & mk[3] & valid.unsqueeze(-1)
-        bb = torch.stack([theta, psi_n, phi_c, om], dim=-1)
-        ok_bb = torch.stack([ok_theta, ok_psi, ok_phi, ok_om], dim=-1)
-        return {"bb": torch.nan_to_num(bb), "ok_bb": ok_bb, "chi": torch.nan_to_num(chi), "ok_chi": ok_chi,
-                "frames": frames, "has_next": has_next, "has_prev": has_prev}
-
-    @torch.jit.unused
     def loss(self, xyz: Tensor, mask: Tensor, types: Tensor, valid: Tensor, seg_start: Tensor,
              ca_noise: float = 0.0, beads: Optional[Tensor] = None) -> tuple[Tensor, dict]:
         """Mean NLL (nats per angle) of the reference angles; ``xyz`` residue slots in Å (``beads`` as in
         :meth:`encode`)."""
-        t = self.targets(xyz, mask, types, valid, seg_start)
+        t = reference_angles(self, xyz, mask, types, valid, seg_start)
         ca = xyz[:, :, 1]
         if ca_noise > 0:
             ca = ca + ca_noise * torch.randn_like(ca)
@@ -648,6 +603,6 @@ class CA2AA(nn.Module):
     @torch.jit.unused
     def rebuild(self, xyz: Tensor, mask: Tensor, types: Tensor, valid: Tensor, seg_start: Tensor) -> Tensor:
         """Rebuild residue slots from the reference angles (checks geometry; Å)."""
-        t = self.targets(xyz, mask, types, valid, seg_start)
+        t = reference_angles(self, xyz, mask, types, valid, seg_start)
         return self.build(xyz[:, :, 1], types, valid, t["frames"], t["has_next"], t["has_prev"], t["bb"], t["chi"])
 
