@@ -43,7 +43,7 @@ from ...structure.constants import (ANGSTROM_PER_NM, CIS_CA_DISTANCE_ANGSTROM, D
                                     PROLINE_PHI_RANGE_DEG)
 from ..geometry import dihedral, local_frames, place_atom, take_residues, wrap_angle
 from .ca2aa_chemistry import (GRID, HINGE_ANGSTROM, carbonyl_planes, close_disulfides, peptide_atoms, plane_phi,
-                              proline_theta)
+                              pressed_carbonyls, proline_theta)
 from .ca2aa_network import AngleHead, AttentionLayer, sample_von_mises, vm_mixture_nll
 from .ca2aa_repack import repack_search
 from .ca2aa_targets import reference_angles
@@ -435,9 +435,13 @@ class CA2AA(nn.Module):
         h, frames, has_next, has_prev = self.encode(ca, types, valid, seg, beads)
         ctx = self.chi_context(h)
         bb, chi = self.sample_angles(h, ctx, seed, temperature)
+        x = self.build_backbone(ca, types, valid, frames, has_next, has_prev, bb)
         if self.proline_phi:
-            bb = self.fix_proline_phi(h, ca, types, valid, frames, has_next, has_prev, bb)
-        x = self.build(ca, types, valid, frames, has_next, has_prev, bb, chi)
+            new_bb = self.fix_proline_phi(h, x, ca, types, frames, has_next, has_prev, bb)
+            if not torch.equal(new_bb, bb):
+                bb = new_bb
+                x = self.build_backbone(ca, types, valid, frames, has_next, has_prev, bb)
+        x = self.build_side_chains(x, types, chi)
         if self.repack_sweeps > 0 and r > 2:
             x = self.repack(x, ctx, chi, ca, types)
         if self.carbonyls and r > 3:
@@ -474,19 +478,23 @@ class CA2AA(nn.Module):
     def fix_carbonyls(self, h: Tensor, x: Tensor, ca: Tensor, types: Tensor, frames: Tensor, has_next: Tensor,
                       bb: Tensor) -> Tensor:
         """``bb`` with the plane of every carbonyl pressed into another residue re-picked
-        (:func:`~.ca2aa_chemistry.carbonyl_planes`); planes before a proline are :meth:`fix_proline_phi`'s."""
-        logp, mu, kappa = self.theta_mixture(h)
-        return carbonyl_planes(x, ca, frames, types == self.pro_type, has_next, bb, logp, mu, kappa,
-                               self.unit_trans, self.unit_cis, self.cis_ca_distance, self.hinge)
+        (:func:`~.ca2aa_chemistry.pressed_carbonyls`, :func:`~.ca2aa_chemistry.carbonyl_planes`); planes before
+        a proline are :meth:`fix_proline_phi`'s."""
+        site, near = pressed_carbonyls(x, ca, types == self.pro_type, has_next)
+        if site.shape[0] == 0:
+            return bb
+        fb, i = site[:, 0], site[:, 1]
+        logp, mu, kappa = self.theta_mixture(h[fb, i])  # the theta head, at those residues only
+        return carbonyl_planes(fb, i, near, ca, frames, bb, logp, mu, kappa, self.unit_trans, self.unit_cis,
+                               self.cis_ca_distance, self.hinge)
 
-    def fix_proline_phi(self, h: Tensor, ca: Tensor, types: Tensor, valid: Tensor, frames: Tensor,
-                        has_next: Tensor, has_prev: Tensor, bb: Tensor) -> Tensor:
-        """``bb`` with the plane before each proline re-picked where the proline's phi is impossible
-        (:func:`~.ca2aa_chemistry.proline_theta`)."""
+    def fix_proline_phi(self, h: Tensor, x: Tensor, ca: Tensor, types: Tensor, frames: Tensor, has_next: Tensor,
+                        has_prev: Tensor, bb: Tensor) -> Tensor:
+        """``bb`` with the plane before each proline re-picked where the proline's phi in the backbone ``x``
+        (B, R, 14, 3), Å, is impossible (:func:`~.ca2aa_chemistry.proline_theta`)."""
         site = (types == self.pro_type) & has_prev & has_next
         if not bool(site.any()):
             return bb
-        x = self.build_backbone(ca, types, valid, frames, has_next, has_prev, bb)
         fb, i = site.nonzero().unbind(1)
         p = i - 1
         phi = dihedral(x[fb, p, 2], x[fb, i, 0], ca[fb, i], x[fb, i, 2])

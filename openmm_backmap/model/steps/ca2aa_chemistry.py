@@ -13,7 +13,7 @@ broken by an otherwise likely sample:
   ambiguous X-Pro pairs) gives phi near +120 degrees, and the preceding
   carbonyl lands in the ring. :func:`proline_theta` re-picks that plane.
 * **Carbonyls.** A plane's O can land inside a residue far along the chain;
-  :func:`carbonyl_planes` re-picks that plane.
+  :func:`pressed_carbonyls` finds them and :func:`carbonyl_planes` re-picks their planes.
 * **Disulfides.** The two SG atoms of a disulfide are placed by two
   independent chi1 angles, so the S-S bond comes out 2.3-4 Å instead of
   2.04 Å. :func:`close_disulfides` turns the two chi1 together.
@@ -32,7 +32,8 @@ from torch import Tensor
 from ..geometry import bond_angle, dihedral, place_atom
 from .ca2aa_network import vm_mixture_nll
 
-__all__ = ["peptide_atoms", "plane_phi", "proline_theta", "carbonyl_planes", "close_disulfides", "overlap"]
+__all__ = ["peptide_atoms", "plane_phi", "proline_theta", "pressed_carbonyls", "carbonyl_planes", "close_disulfides",
+           "overlap"]
 
 #: candidate angles per full turn in the searches (5 degrees apart)
 GRID = 72
@@ -178,30 +179,28 @@ def proline_theta(phi: Tensor, candidates_phi: Tensor, logp: Tensor, mu: Tensor,
     return grid[score.argmax(dim=1)], change
 
 
-def carbonyl_planes(x: Tensor, ca: Tensor, frames: Tensor, is_pro: Tensor, has_next: Tensor, bb: Tensor,
-                    logp: Tensor, mu: Tensor, kappa: Tensor, unit_trans: Tensor, unit_cis: Tensor, cis_distance: float,
-                    hinge: float) -> Tensor:
-    """Backbone angles ``bb`` (B, R, 4) with the peptide plane re-picked where its O is pressed into another residue.
+def pressed_carbonyls(x: Tensor, ca: Tensor, is_pro: Tensor, has_next: Tensor) -> tuple[Tensor, Tensor]:
+    """Residues whose O overlaps an atom of a residue two or more away, and the atoms around each O.
 
-    A residue whose O overlaps an atom of a residue two or more away (closer than 1.5 Å, near the 1.2 Å of a
-    clash; among its 16 nearest C-alphas; ``x`` (B, R, 14, 3), Å, the built slots) gets, of its current plane and the theta head's component
-    means (``logp, mu, kappa`` (B, R, K)), the one minimising :func:`overlap` of its O within 2.6 Å plus the
-    negative log-density. Planes before a proline (``is_pro`` of the next residue) set the proline's phi and are
-    left alone. The caller rebuilds the atoms when the result differs. Tight contacts (1.5-2.2 Å: 0.9 % of
-    the residues of the CASP targets) are left to minimisation: re-building for them would repack almost every
-    frame a second time.
+    An overlap is closer than 1.5 Å (near the 1.2 Å of a clash), among the atoms of the 16 residues with the
+    nearest C-alphas; ``x`` (B, R, 14, 3), Å, holds the built slots. Planes before a proline (``is_pro`` of the
+    next residue) set the proline's phi and are left out. Tight contacts (1.5-2.2 Å: 0.9 % of the residues of
+    the CASP targets) are left to minimisation: re-building for them would repack almost every frame twice.
+
+    Returns
+    -------
+    site : Tensor of int, (P, 2)
+        (frame, residue) of each pressed carbonyl.
+    near : Tensor, (B, R, K, 3)
+        The atoms each residue's O was checked against (bonded neighbours and missing atoms far away).
 
     Examples
     --------
-    >>> from openmm_backmap.model.steps.ca2aa_templates import peptide_unit
-    >>> unit = torch.tensor(peptide_unit(False), dtype=torch.float32)
-    >>> x = torch.randn(1, 4, 14, 3) * 30.0  # atoms far apart: no carbonyl pressed into anything
-    >>> bb = torch.zeros(1, 4, 4)
-    >>> out = carbonyl_planes(x, x[:, :, 1], torch.eye(3).expand(1, 4, 3, 3), torch.zeros(1, 4, dtype=torch.bool),
-    ...                       torch.ones(1, 4, dtype=torch.bool), bb, torch.zeros(1, 4, 2), torch.zeros(1, 4, 2),
-    ...                       torch.ones(1, 4, 2), unit, unit, 3.3, HINGE_ANGSTROM)
-    >>> bool(torch.equal(out, bb))
-    True
+    >>> x = torch.randn(1, 4, 14, 3) * 30.0  # atoms far apart: nothing pressed
+    >>> site, near = pressed_carbonyls(x, x[:, :, 1], torch.zeros(1, 4, dtype=torch.bool),
+    ...                                torch.ones(1, 4, dtype=torch.bool))
+    >>> site.shape[0]
+    0
     """
     b, r, s = x.shape[0], x.shape[1], x.shape[2]
     kk = min(16, r - 1)
@@ -214,17 +213,40 @@ def carbonyl_planes(x: Tensor, ca: Tensor, frames: Tensor, is_pro: Tensor, has_n
     near = torch.where(far.unsqueeze(-1).unsqueeze(-1), near, torch.full_like(near, 1e4)).view(b, r, kk * s, 3)
     d_o = torch.linalg.vector_norm(torch.nan_to_num(near, nan=1e4) - x[:, :, 3].unsqueeze(2), dim=-1)
     before_pro = torch.cat([is_pro[:, 1:], is_pro[:, :1]], dim=1)
-    site = ((d_o < 1.5).any(-1) & has_next & ~before_pro).nonzero()
-    if site.shape[0] == 0:
-        return bb
-    fb, i = site[:, 0], site[:, 1]
-    cand = torch.cat([bb[fb, i, 0].unsqueeze(1), mu[fb, i]], dim=1)  # the current plane, then the component means
+    return ((d_o < 1.5).any(-1) & has_next & ~before_pro).nonzero(), near
+
+
+def carbonyl_planes(fb: Tensor, i: Tensor, near: Tensor, ca: Tensor, frames: Tensor, bb: Tensor, logp: Tensor,
+                    mu: Tensor, kappa: Tensor, unit_trans: Tensor, unit_cis: Tensor, cis_distance: float,
+                    hinge: float) -> Tensor:
+    """Backbone angles ``bb`` (B, R, 4) with the peptide planes of residues ``(fb, i)`` re-picked.
+
+    Each plane becomes, of its current value and the theta head's component means (``logp, mu, kappa``
+    (P, K), at those residues), the one minimising :func:`overlap` of its O with ``near`` (from
+    :func:`pressed_carbonyls`) within 2.6 Å plus the negative log-density. The caller rebuilds the atoms when
+    the result differs.
+
+    Examples
+    --------
+    >>> from openmm_backmap.model.steps.ca2aa_templates import peptide_unit
+    >>> unit = torch.tensor(peptide_unit(False), dtype=torch.float32)
+    >>> ca = torch.tensor([[[0.0, 0, 0], [3.8, 0, 0]]])
+    >>> near = torch.full((1, 2, 1, 3), 1e4)  # nothing nearby: the likelier plane wins
+    >>> bb = torch.zeros(1, 2, 4)
+    >>> out = carbonyl_planes(torch.tensor([0]), torch.tensor([0]), near, ca, torch.eye(3).expand(1, 2, 3, 3), bb,
+    ...                       torch.log(torch.tensor([[0.9, 0.1]])), torch.tensor([[1.0, -2.0]]),
+    ...                       torch.tensor([[50.0, 50.0]]), unit, unit, 3.3, HINGE_ANGSTROM)
+    >>> round(float(out[0, 0, 0]), 2)
+    1.0
+    """
+    r = ca.shape[1]
+    cand = torch.cat([bb[fb, i, 0].unsqueeze(1), mu], dim=1)  # the current plane, then the component means
     n_c = cand.shape[1]
     nxt = (i + 1).clamp(max=r - 1)
     _c, o, _n = peptide_atoms(unit_trans, unit_cis, cis_distance, hinge, ca[fb, i].unsqueeze(1).expand(-1, n_c, -1),
                               ca[fb, nxt].unsqueeze(1).expand(-1, n_c, -1),
                               frames[fb, i].unsqueeze(1).expand(-1, n_c, -1, -1), cand)
-    nll = vm_mixture_nll(logp[fb, i].unsqueeze(1), mu[fb, i].unsqueeze(1), kappa[fb, i].unsqueeze(1), cand)
+    nll = vm_mixture_nll(logp.unsqueeze(1), mu.unsqueeze(1), kappa.unsqueeze(1), cand)
     best = (overlap(o, near[fb, i], 2.6) + nll).argmin(dim=1)
     out = bb.clone()
     out[fb, i, 0] = cand.gather(1, best.unsqueeze(1)).squeeze(1)
