@@ -199,3 +199,6 @@ def test_overlap_penalty_matches_brute_force(step):
     expected = ((step.repack_wall - d).clamp_min(0.0) ** 2).sum(dim=(-1, -2))
     assert expected.sum() > 0
     assert torch.allclose(overlap_penalty(sc, neigh, step.repack_wall), expected, atol=1e-5)
+    # far from the origin (a large system): the squared distances lose digits to |a|^2 + |b|^2 but stay usable
+    shift = torch.tensor([60.0, -45.0, 70.0])
+    assert torch.allclose(overlap_penalty(sc + shift, neigh + shift, step.repack_wall), expected, atol=2e-3)

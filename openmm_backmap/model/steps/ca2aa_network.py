@@ -121,25 +121,31 @@ class AttentionLayer(nn.Module):
 
     def forward(self, h: Tensor, nb: Tensor, edge: Tensor, nb_mask: Tensor) -> Tensor:
         """Attention of each residue over its neighbours ``nb`` (B, R, k), keys and values shifted by
-        ``e(edge)``. ``e`` is linear, so its key part enters the scores as ``(W_k^T q) . edge`` and its
-        value part as ``W_v (sum_j att_j edge_j) + b_v``: no (B, R, k, 2h) edge tensor is formed. (Its key
-        bias adds the same ``q . b_k`` to every neighbour's score and cancels in the softmax.)"""
+        ``e(edge)``.
+
+        Keys and values are linear in the neighbour's normalised features ``x_j`` and in the edge, so
+        both enter through the query side: the score is ``(W_k^T q) . x_j + (W_ek^T q) . edge`` and the
+        message ``W_v (sum_j att_j x_j) + W_ev (sum_j att_j edge_j) + b_v + b_ev``. Only ``x_j``
+        (B*R, k, h) is gathered; no per-edge key, value or edge projection is formed. (The key biases
+        add the same ``q . b`` to every neighbour's score and cancel in the softmax; the value biases
+        pass through because the weights sum to one.)"""
         b, r, kk = nb.shape
         nh = self.heads
         x = self.ln1(h)
-        dh = x.shape[-1] // nh
+        d = x.shape[-1]
+        dh = d // nh
         q = self.q(x).view(b * r, nh, dh)
         flat_nb = (nb + (torch.arange(b, device=nb.device) * r).view(b, 1, 1)).reshape(-1)
-        kv = self.kv(x).reshape(b * r, 2 * nh * dh).index_select(0, flat_nb).view(b * r, kk, 2, nh, dh)
-        k = kv[:, :, 0].permute(0, 2, 3, 1)  # (BR, heads, dh, k)
-        v = kv[:, :, 1].transpose(1, 2)  # (BR, heads, k, dh)
-        w = self.e.weight.view(2, nh, dh, -1)
+        xj = x.reshape(b * r, d).index_select(0, flat_nb).view(b * r, kk, d)
+        wkv = self.kv.weight.view(2, nh, dh, d)
+        we = self.e.weight.view(2, nh, dh, -1)
         ed = edge.reshape(b * r, kk, -1)
-        qe = torch.einsum("nhc,hcd->nhd", q, w[0])  # (BR, heads, d_edge)
-        score = torch.matmul(q.unsqueeze(2), k).squeeze(2) + torch.matmul(qe, ed.transpose(1, 2))
+        qx = torch.einsum("nhc,hcd->nhd", q, wkv[0])  # (BR, heads, h)
+        qe = torch.einsum("nhc,hcd->nhd", q, we[0])  # (BR, heads, d_edge)
+        score = torch.bmm(qx, xj.transpose(1, 2)) + torch.bmm(qe, ed.transpose(1, 2))  # (BR, heads, k)
         att = (score / math.sqrt(dh)).masked_fill(~nb_mask.reshape(b * r, 1, kk), -1e9).softmax(dim=-1)
-        msg = torch.matmul(att.unsqueeze(2), v).squeeze(2)  # (BR, heads, dh)
-        msg = msg + torch.einsum("nhd,hcd->nhc", torch.matmul(att, ed), w[1]) + self.e.bias.view(2, nh, dh)[1]
+        msg = (torch.einsum("nhd,hcd->nhc", torch.bmm(att, xj), wkv[1])
+               + torch.einsum("nhd,hcd->nhc", torch.bmm(att, ed), we[1])
+               + self.kv.bias.view(2, nh, dh)[1] + self.e.bias.view(2, nh, dh)[1])
         h = h + self.drop(self.o(msg.reshape(b, r, nh * dh)))
         return h + self.drop(self.ff(self.ln2(h)))
-

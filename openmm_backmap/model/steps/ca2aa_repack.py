@@ -45,9 +45,13 @@ def overlap_penalty(sc: Tensor, neigh: Tensor, wall: float) -> Tensor:
     tensor([[2.2500]])
     """
     n, c, k, q = sc.shape[0], sc.shape[1], sc.shape[2], neigh.shape[1]
-    dist = torch.cdist(sc.reshape(n, c * k, 3), neigh).reshape(-1)
-    close = (dist < wall).nonzero().squeeze(-1)
-    pen = (wall - dist.index_select(0, close)) ** 2
+    a = sc.reshape(n, c * k, 3)
+    # squared distances as cdist forms them (|a|^2 + |b|^2 - 2 a.b), but the square root is taken only of the
+    # few pairs inside the wall: cdist's root of every pair was a third of the repacking time
+    d2 = torch.baddbmm((a * a).sum(-1, keepdim=True) + (neigh * neigh).sum(-1).unsqueeze(1), a,
+                       neigh.transpose(1, 2), alpha=-2.0).reshape(-1)
+    close = (d2 < wall * wall).nonzero().squeeze(-1)
+    pen = (wall - d2.index_select(0, close).clamp_min(0.0).sqrt()) ** 2
     out = torch.zeros(n * c, device=sc.device, dtype=sc.dtype)
     return out.index_add_(0, torch.div(close, k * q, rounding_mode="floor"), pen).view(n, c)
 
