@@ -154,8 +154,9 @@ def failed_bonds_section(failures_by_target, label="") -> list:
              "Every reference bond that `bond_ok` counts as failed in the deterministic output. `bond_ok` takes its "
              "bonds from the reference's distances (`d < 1.3 (r_i + r_j)`), so pairs the reference presses "
              "together count as bonds. *not a covalent bond*: no template, peptide or disulfide bond joins the pair; "
-             "*distorted in the reference*: a covalent bond more than 10 % from the median of the same bond in that "
-             "structure (`openmm_backmap.evaluation.bond_ok_failures`).", "",
+             "*distorted in the reference*: a covalent bond whose reference length is the outlier, more than 5 % from "
+             "the median of the same bond in that structure and further from it than the generated length "
+             "(`openmm_backmap.evaluation.bond_ok_failures`).", "",
              "| target | atoms | reference Å | generated Å | reference fault |", "|---|---|---|---|---|"]
     lines += [f"| {n} | {' - '.join(f['atoms'])} | {f['ref_angstrom']:.2f} | {f['gen_angstrom']:.2f} | "
               f"{f['reference_fault'] or 'none: the model is wrong'} |" for n, f in rows]

@@ -37,10 +37,15 @@ def test_bond_ok_failures_tell_reference_faults_from_generator_errors(trpcage):
     # ... and the generator stretches one sound bond (CA-CB of residue 8) by 30 %
     ca8, cb8 = lay.index(8, "CA"), lay.index(8, "CB")
     gen[cb8] = gen[ca8] + (gen[cb8] - gen[ca8]) * 1.3
+    # ... and the reference shortens a CB-CG bond by 9.5 % (fails bond_ok, 10.5 % off; the outlier is told by
+    # which of the two lies further from the structure's median) that the generator builds at its length
+    cb5, cg5 = lay.index(5, "CB"), lay.index(5, "CG")
+    ref[cg5] = ref[cb5] + (ref[cg5] - ref[cb5]) * 0.905
     fails = bond_ok_failures(seq, ref, gen, seg)
     by_atoms = {tuple(f["atoms"]): f["reference_fault"] for f in fails}
     assert by_atoms[(f"{seq[3]}3:C", f"{seq[4]}4:N")] == "distorted in the reference"
     assert by_atoms[(f"{seq[8]}8:CA", f"{seq[8]}8:CB")] is None
+    assert by_atoms[(f"{seq[5]}5:CB", f"{seq[5]}5:CG")] == "distorted in the reference"
     # the count agrees with bond_ok's
     n_bonds = len(bond_graph(ref, lay.elements))
     assert bond_ok(ref, gen, lay.elements) == pytest.approx(100.0 * (1 - len(fails) / n_bonds))
