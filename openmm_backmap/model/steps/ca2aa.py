@@ -45,7 +45,7 @@ from ..geometry import dihedral, local_frames, place_atom, take_residues, wrap_a
 from .ca2aa_chemistry import (GRID, HINGE_ANGSTROM, carbonyl_planes, close_disulfides, peptide_atoms, plane_phi,
                               pressed_carbonyls, proline_theta)
 from .ca2aa_network import AngleHead, AttentionLayer, sample_von_mises, vm_mixture_nll
-from .ca2aa_repack import repack_search
+from .ca2aa_repack import SideChainRepacking
 from .ca2aa_targets import reference_angles
 from .ca2aa_templates import (BACKBONE_ANGLE_DEG, BACKBONE_BOND_ANGSTROM, MAX_ATOMS, N_TYPES, default_geometry,
                               peptide_unit, residue_tables)
@@ -110,7 +110,7 @@ class CA2AAConfig:
 
 
 @register_step("ca2aa")
-class CA2AA(nn.Module):
+class CA2AA(SideChainRepacking):
     """Transferable C-alpha -> heavy-atom generative step.
 
     Parameters
@@ -159,7 +159,9 @@ class CA2AA(nn.Module):
         self.repack_k = cfg.repack_neighbors
         self.repack_wall = 2.5  # Å: side-chain atoms closer than this to another residue's atoms are penalised
         self.repack_weight = 10.0  # penalty units per Å^2 of overlap, against 1 per nat of likelihood
-        self.repack_chunk = 16  # frames per chunk (bounds memory)
+        # encoding and repacking run on chunks of frames of about this many residues: memory is bounded, and on
+        # a CPU a chunk's tensors stay in cache (1.2x faster than whole batches at 100 residues x 64 frames)
+        self.chunk_residues = (1024, 65536)  # (CPU, CUDA)
         self.pro_type = AMINO_ACIDS.index("PRO")
         self.cys_type = AMINO_ACIDS.index("CYS")
         self.proline_phi = cfg.proline_phi
@@ -291,6 +293,25 @@ class CA2AA(nn.Module):
         for layer in self.layers:
             h = layer(h, nb, e, nb_mask)
         return self.ln(h), frames, has_next, has_prev
+
+    def encode_chunks(self, ca: Tensor, types: Tensor, valid: Tensor, seg_start: Tensor,
+                      beads: Optional[Tensor] = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """:meth:`encode`, :meth:`chunk_frames` frames at a time (the frames are independent)."""
+        n = self.chunk_frames(ca)
+        if n >= ca.shape[0]:
+            return self.encode(ca, types, valid, seg_start, beads)
+        parts: list[tuple[Tensor, Tensor, Tensor, Tensor]] = []
+        for i in range(0, ca.shape[0], n):
+            part = None if beads is None else beads[i:i + n]
+            parts.append(self.encode(ca[i:i + n], types[i:i + n], valid[i:i + n], seg_start[i:i + n], part))
+        return (torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]), torch.cat([p[2] for p in parts]),
+                torch.cat([p[3] for p in parts]))
+
+    def chunk_frames(self, ca: Tensor) -> int:
+        """Frames per chunk of encoding and repacking for C-alphas ``ca`` (B, R, 3): about
+        ``chunk_residues`` residues, at least one frame."""
+        budget = self.chunk_residues[1] if ca.is_cuda else self.chunk_residues[0]
+        return max(1, budget // max(1, ca.shape[1]))
 
     def bead_features(self, beads: Tensor, ca: Tensor, types: Tensor, frames: Tensor) -> Tensor:
         """Node features from the beads of each residue: none for C-alpha input (a step conditioned on
@@ -432,7 +453,7 @@ class CA2AA(nn.Module):
         types = residue_types.unsqueeze(0).expand(b, -1)
         seg = segment_start.unsqueeze(0).expand(b, -1)
         valid = torch.ones_like(seg)
-        h, frames, has_next, has_prev = self.encode(ca, types, valid, seg, beads)
+        h, frames, has_next, has_prev = self.encode_chunks(ca, types, valid, seg, beads)
         ctx = self.chi_context(h)
         bb, chi = self.sample_angles(h, ctx, seed, temperature)
         x = self.build_backbone(ca, types, valid, frames, has_next, has_prev, bb)
@@ -517,63 +538,6 @@ class CA2AA(nn.Module):
         return close_disulfides(x, types, c, self.zm[c, 5], self.zm_bond[c, 5], self.zm_angle[c, 5],
                                 self.zm_offset[c, 5], sg_cut, cb_cut, crowd_cut, ss_bond, self.ss_angle,
                                 self.angle_grid)
-
-    # ------------------------------------------------------------------ repacking
-    def _chi(self, index: int, ctx: list[Tensor], prev: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Evaluate chi head ``index`` (TorchScript cannot call a ModuleList entry by a variable index)."""
-        out = (prev, prev, prev)
-        for i, head in enumerate(self.chi_heads):
-            if i == index:
-                out = head.conditional(ctx[i], prev)
-        return out
-
-    def candidate_chis(self, ctx: list[Tensor], chi: Tensor) -> tuple[list[Tensor], Tensor]:
-        """Side-chain candidates: the sampled chis, then every pair of chi1 and chi2 mixture
-        component modes, completed autoregressively with the most probable chi3 and chi4. Returns the
-        candidates and a likelihood penalty (nats below the most probable components) of shape (C, B, R).
-
-        ``ctx`` comes from :meth:`chi_context`; head evaluations are shared between candidates: chi1
-        once, chi2 once per chi1 mode.
-        """
-        cands = [chi]
-        pens = [torch.zeros_like(chi[..., 0])]
-        zeros = torch.zeros(chi.shape[0], chi.shape[1], 8, device=chi.device, dtype=chi.dtype)
-        logp1, mu1, _k1 = self._chi(0, ctx, zeros)
-        best1 = logp1.max(dim=-1).values
-        for k1 in range(self.mixture):
-            c1 = mu1[..., k1]
-            prev1 = torch.cat([torch.stack([torch.cos(c1), torch.sin(c1)], dim=-1), zeros[..., 2:]], dim=-1)
-            logp2, mu2, _k2 = self._chi(1, ctx, prev1)
-            best2 = logp2.max(dim=-1).values
-            for k2 in range(self.mixture):
-                c2 = mu2[..., k2]
-                prev2 = torch.cat([prev1[..., :2], torch.cos(c2).unsqueeze(-1), torch.sin(c2).unsqueeze(-1),
-                                   zeros[..., 4:]], dim=-1)
-                logp3, mu3, _k3 = self._chi(2, ctx, prev2)
-                c3 = mu3.gather(-1, logp3.argmax(dim=-1, keepdim=True)).squeeze(-1)
-                prev3 = torch.cat([prev2[..., :4], torch.cos(c3).unsqueeze(-1), torch.sin(c3).unsqueeze(-1),
-                                   zeros[..., 6:]], dim=-1)
-                logp4, mu4, _k4 = self._chi(3, ctx, prev3)
-                c4 = mu4.gather(-1, logp4.argmax(dim=-1, keepdim=True)).squeeze(-1)
-                cands.append(torch.stack([c1, c2, c3, c4], dim=-1))
-                pens.append(best1 - logp1[..., k1] + best2 - logp2[..., k2])
-        return cands, torch.stack(pens, 0)
-
-    def repack(self, x: Tensor, ctx: list[Tensor], chi: Tensor, ca: Tensor, types: Tensor) -> Tensor:
-        """Swap clashing side chains for other likely rotamers (residue slots, Å).
-
-        The candidates are those of :meth:`candidate_chis`; the search is
-        :func:`~openmm_backmap.model.steps.ca2aa_repack.repack_search`. Slots
-        of atoms a residue does not have are NaN in the result.
-        """
-        cands, lik = self.candidate_chis(ctx, chi)
-        b, r = types.shape
-        # the backbone is shared: all alternative side chains are built in one batched call
-        n_alt = len(cands) - 1
-        alt = self.build_side_chains(x.repeat(n_alt, 1, 1, 1), types.repeat(n_alt, 1), torch.cat(cands[1:], 0))
-        allx = torch.cat([x.unsqueeze(0), alt.reshape(n_alt, b, r, self.max_atoms, 3)], 0).permute(1, 2, 0, 3, 4)
-        return repack_search(allx, lik.permute(1, 2, 0), self.slot_valid[types], ca, self.repack_sweeps,
-                             self.repack_k, self.repack_wall, self.repack_weight, self.repack_chunk)
 
     # ------------------------------------------------------------------ training
     @torch.jit.unused

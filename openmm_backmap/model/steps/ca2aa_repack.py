@@ -3,15 +3,87 @@
 The step samples every side chain on its own, so two neighbours can overlap.
 The search here swaps a clashing side chain for another likely candidate;
 the candidates and their likelihood penalties come from the step's chi heads
-(:meth:`~openmm_backmap.model.steps.ca2aa.CA2AA.candidate_chis`).
+(:meth:`SideChainRepacking.candidate_chis`).
 """
 
 from __future__ import annotations
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-__all__ = ["repack_search", "overlap_penalty", "neighbour_atoms"]
+__all__ = ["SideChainRepacking", "repack_search", "overlap_penalty", "neighbour_atoms"]
+
+
+class SideChainRepacking(nn.Module):
+    """The repacking methods of :class:`~openmm_backmap.model.steps.ca2aa.CA2AA` (its base class).
+
+    They use the step's chi heads (``chi_heads``, ``mixture``), its side-chain builder
+    (``build_side_chains``, ``max_atoms``, ``slot_valid``), its search settings (``repack_sweeps``,
+    ``repack_k``, ``repack_wall``, ``repack_weight``) and its chunking (``chunk_frames``); TorchScript
+    compiles them with the step.
+    """
+
+    def _chi(self, index: int, ctx: list[Tensor], prev: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Evaluate chi head ``index`` (TorchScript cannot call a ModuleList entry by a variable index)."""
+        out = (prev, prev, prev)
+        for i, head in enumerate(self.chi_heads):
+            if i == index:
+                out = head.conditional(ctx[i], prev)
+        return out
+
+    def candidate_chis(self, ctx: list[Tensor], chi: Tensor) -> tuple[list[Tensor], Tensor]:
+        """Side-chain candidates: the sampled chis, then every pair of chi1 and chi2 mixture
+        component modes, completed autoregressively with the most probable chi3 and chi4. Returns the
+        candidates and a likelihood penalty (nats below the most probable components) of shape (C, B, R).
+
+        ``ctx`` comes from ``chi_context``; head evaluations are shared between candidates: chi1
+        once, chi2 once per chi1 mode.
+        """
+        cands = [chi]
+        pens = [torch.zeros_like(chi[..., 0])]
+        zeros = torch.zeros(chi.shape[0], chi.shape[1], 8, device=chi.device, dtype=chi.dtype)
+        logp1, mu1, _k1 = self._chi(0, ctx, zeros)
+        best1 = logp1.max(dim=-1).values
+        for k1 in range(self.mixture):
+            c1 = mu1[..., k1]
+            prev1 = torch.cat([torch.stack([torch.cos(c1), torch.sin(c1)], dim=-1), zeros[..., 2:]], dim=-1)
+            logp2, mu2, _k2 = self._chi(1, ctx, prev1)
+            best2 = logp2.max(dim=-1).values
+            for k2 in range(self.mixture):
+                c2 = mu2[..., k2]
+                prev2 = torch.cat([prev1[..., :2], torch.cos(c2).unsqueeze(-1), torch.sin(c2).unsqueeze(-1),
+                                   zeros[..., 4:]], dim=-1)
+                logp3, mu3, _k3 = self._chi(2, ctx, prev2)
+                c3 = mu3.gather(-1, logp3.argmax(dim=-1, keepdim=True)).squeeze(-1)
+                prev3 = torch.cat([prev2[..., :4], torch.cos(c3).unsqueeze(-1), torch.sin(c3).unsqueeze(-1),
+                                   zeros[..., 6:]], dim=-1)
+                logp4, mu4, _k4 = self._chi(3, ctx, prev3)
+                c4 = mu4.gather(-1, logp4.argmax(dim=-1, keepdim=True)).squeeze(-1)
+                cands.append(torch.stack([c1, c2, c3, c4], dim=-1))
+                pens.append(best1 - logp1[..., k1] + best2 - logp2[..., k2])
+        return cands, torch.stack(pens, 0)
+
+    def repack(self, x: Tensor, ctx: list[Tensor], chi: Tensor, ca: Tensor, types: Tensor) -> Tensor:
+        """Swap clashing side chains for other likely rotamers (residue slots, Å).
+
+        The candidates are those of :meth:`candidate_chis`; the search is :func:`repack_search`. Both run
+        on chunks of frames (``chunk_frames``), which bounds the memory of the candidates. Slots of atoms
+        a residue does not have are NaN in the result.
+        """
+        b, r = types.shape
+        n = self.chunk_frames(ca)
+        out: list[Tensor] = []
+        for i in range(0, b, n):
+            x_i, chi_i, ca_i, types_i = x[i:i + n], chi[i:i + n], ca[i:i + n], types[i:i + n]
+            m = x_i.shape[0]
+            cands, lik = self.candidate_chis([c[i:i + n] for c in ctx], chi_i)
+            # the backbone is shared: all alternative side chains are built in one batched call
+            n_alt = len(cands) - 1
+            alt = self.build_side_chains(x_i.repeat(n_alt, 1, 1, 1), types_i.repeat(n_alt, 1), torch.cat(cands[1:], 0))
+            allx = torch.cat([x_i.unsqueeze(0), alt.reshape(n_alt, m, r, self.max_atoms, 3)], 0)
+            out.append(repack_search(allx.permute(1, 2, 0, 3, 4), lik.permute(1, 2, 0), self.slot_valid[types_i],
+                                     ca_i, self.repack_sweeps, self.repack_k, self.repack_wall, self.repack_weight))
+        return torch.cat(out, 0)
 
 
 def neighbour_atoms(cur: Tensor, nf: Tensor, rows: Tensor) -> Tensor:
@@ -57,7 +129,7 @@ def overlap_penalty(sc: Tensor, neigh: Tensor, wall: float) -> Tensor:
 
 
 def repack_search(allx: Tensor, lik: Tensor, sv: Tensor, ca: Tensor, sweeps: int, neighbors: int, wall: float,
-                  weight: float, chunk: int) -> Tensor:
+                  weight: float) -> Tensor:
     """Pick one side-chain candidate per residue; return the residue slots (B, R, slots, 3).
 
     Greedy sweeps: each residue takes the candidate minimising
@@ -81,14 +153,12 @@ def repack_search(allx: Tensor, lik: Tensor, sv: Tensor, ca: Tensor, sweeps: int
     sweeps, neighbors : int
     wall, weight : float
         Overlap distance (unit of the coordinates) and weight per squared unit of overlap.
-    chunk : int
-        Frames searched at once (bounds memory).
 
     Examples
     --------
     >>> allx = torch.randn(1, 3, 2, 6, 3) * 3.0
     >>> out = repack_search(allx, torch.zeros(1, 3, 2), torch.ones(1, 3, 6, dtype=torch.bool), allx[:, :, 0, 1],
-    ...                     sweeps=2, neighbors=2, wall=2.5, weight=10.0, chunk=16)
+    ...                     sweeps=2, neighbors=2, wall=2.5, weight=10.0)
     >>> out.shape
     torch.Size([1, 3, 6, 3])
     """
@@ -104,60 +174,55 @@ def repack_search(allx: Tensor, lik: Tensor, sv: Tensor, ca: Tensor, sweeps: int
     d = torch.cdist(pts, pts).view(b, r, 2, r, 2).amin(dim=4).amin(dim=2)
     d = d + torch.eye(r, device=ca.device, dtype=ca.dtype).unsqueeze(0) * 1e6
     nb = d.topk(kk, dim=-1, largest=False).indices  # (B, R, kk)
-    out: list[Tensor] = []
-    for start in range(0, b, chunk):
-        stop = min(start + chunk, b)
-        m = stop - start
-        xf = allx[start:stop].reshape(m * r, n_c, max_atoms, 3)
-        # neighbour lists as flat residue indices of this chunk
-        nf = (nb[start:stop] + (torch.arange(m, device=allx.device) * r).view(m, 1, 1)).reshape(m * r, kk)
-        sf = sv[start:stop].reshape(m * r, 1, max_atoms, 1)
-        xf = torch.where(sf, xf, torch.full_like(xf, float("nan")))  # missing atoms never overlap
-        lf = lik[start:stop].reshape(m * r, n_c)
-        cand_sc = xf[:, :, 5:].reshape(m * r * n_c, max_atoms - 5, 3)  # side chains beyond CB, flat
-        choice = torch.zeros(m * r, dtype=torch.long, device=allx.device)
-        cur = xf[:, 0]
-        every = torch.arange(m * r, device=allx.device)
-        pen = overlap_penalty(cur[:, 5:].unsqueeze(1), neighbour_atoms(cur, nf, every), wall).squeeze(1)
-        # a residue is re-scored only if it or a neighbour moved since it was last scored (same result)
-        stale = torch.ones(m * r, dtype=torch.bool, device=allx.device)
-        for sweep in range(sweeps):
-            act = ((pen > 0) & stale).nonzero().squeeze(-1)
-            if act.numel() == 0:
-                break
-            stale = stale.index_fill(0, act, False)
-            la = lf.index_select(0, act)
-            ch = choice.index_select(0, act)
-            now = weight * pen.index_select(0, act) + la.gather(1, ch.unsqueeze(-1)).squeeze(-1)
-            # overlap is >= 0, so only candidates whose likelihood penalty alone is below the current
-            # score can win: score just those (row, candidate) pairs
-            pair = (la < (now - 1e-4).unsqueeze(-1)).nonzero()
-            rows = act.index_select(0, pair[:, 0])
-            sc = cand_sc.index_select(0, rows * n_c + pair[:, 1])
-            over = overlap_penalty(sc.unsqueeze(1), neighbour_atoms(cur, nf, rows), wall).squeeze(1)
-            score = torch.full_like(la, float("inf"))
-            score = score.index_put((pair[:, 0], pair[:, 1]), weight * over + la[pair[:, 0], pair[:, 1]])
-            best = score.argmin(dim=-1)
-            gain = now - score.gather(-1, best.unsqueeze(-1)).squeeze(-1)
-            # two neighbours moving at once can swap into each other: of the residues that would gain, only
-            # those gaining more than every neighbour move in this sweep (the others are scored again)
-            g = torch.zeros(m * r, device=allx.device, dtype=gain.dtype)
-            g = g.index_copy(0, act, torch.where(gain > 1e-4, gain, torch.zeros_like(gain)))
-            rival = g.index_select(0, nf.reshape(-1)).reshape(m * r, kk).amax(-1).index_select(0, act)
-            win = (gain > 1e-4) & (gain > rival)
-            stale = stale.index_fill(0, act.masked_select((gain > 1e-4) & ~win), True)
-            moved = act.masked_select(win)
-            if moved.numel() == 0:
-                continue
-            to = best.masked_select(win)
-            choice = choice.index_copy(0, moved, to)
-            new_atoms = xf.index_select(0, moved).gather(1, to.view(-1, 1, 1, 1).expand(-1, 1, max_atoms, 3))
-            cur = cur.index_copy(0, moved, new_atoms.squeeze(1))
-            flag = torch.zeros(m * r, dtype=torch.bool, device=allx.device).index_fill(0, moved, True)
-            hit = (flag | flag.index_select(0, nf.reshape(-1)).reshape(m * r, kk).any(-1)).nonzero().squeeze(-1)
-            stale = stale.index_fill(0, hit, True)
-            sub = overlap_penalty(cur.index_select(0, hit)[:, 5:].unsqueeze(1), neighbour_atoms(cur, nf, hit), wall)
-            pen = pen.index_copy(0, hit, sub.squeeze(1))
-        out.append(cur.reshape(m, r, max_atoms, 3))
-    return torch.cat(out, dim=0)
+    xf = allx.reshape(b * r, n_c, max_atoms, 3)
+    # neighbour lists as flat residue indices
+    nf = (nb + (torch.arange(b, device=allx.device) * r).view(b, 1, 1)).reshape(b * r, kk)
+    sf = sv.reshape(b * r, 1, max_atoms, 1)
+    xf = torch.where(sf, xf, torch.full_like(xf, float("nan")))  # missing atoms never overlap
+    lf = lik.reshape(b * r, n_c)
+    cand_sc = xf[:, :, 5:].reshape(b * r * n_c, max_atoms - 5, 3)  # side chains beyond CB, flat
+    choice = torch.zeros(b * r, dtype=torch.long, device=allx.device)
+    cur = xf[:, 0]
+    every = torch.arange(b * r, device=allx.device)
+    pen = overlap_penalty(cur[:, 5:].unsqueeze(1), neighbour_atoms(cur, nf, every), wall).squeeze(1)
+    # a residue is re-scored only if it or a neighbour moved since it was last scored (same result)
+    stale = torch.ones(b * r, dtype=torch.bool, device=allx.device)
+    for sweep in range(sweeps):
+        act = ((pen > 0) & stale).nonzero().squeeze(-1)
+        if act.numel() == 0:
+            break
+        stale = stale.index_fill(0, act, False)
+        la = lf.index_select(0, act)
+        ch = choice.index_select(0, act)
+        now = weight * pen.index_select(0, act) + la.gather(1, ch.unsqueeze(-1)).squeeze(-1)
+        # overlap is >= 0, so only candidates whose likelihood penalty alone is below the current
+        # score can win: score just those (row, candidate) pairs
+        pair = (la < (now - 1e-4).unsqueeze(-1)).nonzero()
+        rows = act.index_select(0, pair[:, 0])
+        sc = cand_sc.index_select(0, rows * n_c + pair[:, 1])
+        over = overlap_penalty(sc.unsqueeze(1), neighbour_atoms(cur, nf, rows), wall).squeeze(1)
+        score = torch.full_like(la, float("inf"))
+        score = score.index_put((pair[:, 0], pair[:, 1]), weight * over + la[pair[:, 0], pair[:, 1]])
+        best = score.argmin(dim=-1)
+        gain = now - score.gather(-1, best.unsqueeze(-1)).squeeze(-1)
+        # two neighbours moving at once can swap into each other: of the residues that would gain, only
+        # those gaining more than every neighbour move in this sweep (the others are scored again)
+        g = torch.zeros(b * r, device=allx.device, dtype=gain.dtype)
+        g = g.index_copy(0, act, torch.where(gain > 1e-4, gain, torch.zeros_like(gain)))
+        rival = g.index_select(0, nf.reshape(-1)).reshape(b * r, kk).amax(-1).index_select(0, act)
+        win = (gain > 1e-4) & (gain > rival)
+        stale = stale.index_fill(0, act.masked_select((gain > 1e-4) & ~win), True)
+        moved = act.masked_select(win)
+        if moved.numel() == 0:
+            continue
+        to = best.masked_select(win)
+        choice = choice.index_copy(0, moved, to)
+        new_atoms = xf.index_select(0, moved).gather(1, to.view(-1, 1, 1, 1).expand(-1, 1, max_atoms, 3))
+        cur = cur.index_copy(0, moved, new_atoms.squeeze(1))
+        flag = torch.zeros(b * r, dtype=torch.bool, device=allx.device).index_fill(0, moved, True)
+        hit = (flag | flag.index_select(0, nf.reshape(-1)).reshape(b * r, kk).any(-1)).nonzero().squeeze(-1)
+        stale = stale.index_fill(0, hit, True)
+        sub = overlap_penalty(cur.index_select(0, hit)[:, 5:].unsqueeze(1), neighbour_atoms(cur, nf, hit), wall)
+        pen = pen.index_copy(0, hit, sub.squeeze(1))
+    return cur.reshape(b, r, max_atoms, 3)
 
