@@ -26,6 +26,7 @@ Usage::
         [--time-limit-min 25]
     python benchmarks/kstep_table.py --quick   # plumbing check: tiny models, a few steps
     python benchmarks/kstep_table.py --merge part_a.json part_b.json   # rows run in parallel processes
+    python benchmarks/kstep_table.py --merge new.json old.json:onestep   # and only the 1-step models of old.json
     python benchmarks/kstep_table.py --evaluate models/adk-ucg12.pt OLD.pt --system adk   # no training
 
 ``--finetune-min M`` adds a third model per row: the 2-step model whose
@@ -293,8 +294,8 @@ def markdown(result: dict) -> str:
              f"adds the transferable C-alpha model `{result['ca_model']}`, trained once for all systems"
              + (f": {result['ca_model_train_min']:.0f} min" if result.get("ca_model_train_min") else "") + ").", "",
              "| row | system | beads | model | seeds | train min | peak MB | val RMSD Å | RMSD Å det | RMSD Å sample "
-             "| CA RMSD Å det | GED det | clash % det | bond ok % det | ms/frame |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| CA RMSD Å det | GED det | clash % det | bond ok % det | ms/frame | measured |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row, r in result["rows"].items():
         for variant, name in VARIANTS.items():
             if variant not in r:
@@ -306,9 +307,12 @@ def markdown(result: dict) -> str:
                          f"{_fmt(a['val_rmsd_angstrom'])} | {_fmt(a['det_rmsd_angstrom'])} | "
                          f"{_fmt(a['sample_rmsd_angstrom'])} | {_fmt(a['det_ca_rmsd_angstrom'])} | "
                          f"{_fmt(a['det_ged'], 3)} | {_fmt(a['det_clash_percent'])} | "
-                         f"{_fmt(a['det_bond_ok_percent'], 1)} | {_fmt(a['det_ms_per_frame'], 1)} |")
+                         f"{_fmt(a['det_bond_ok_percent'], 1)} | {_fmt(a['det_ms_per_frame'], 1)} | "
+                         f"{r[variant].get('measured', result['created'])[:10]} |")
     lines += ["", "val RMSD: the step's own validation RMSD on held-out training frames (C-alpha for the first step "
-              "of the 2-step model, heavy atoms for the 1-step model).", ""]
+              "of the 2-step model, heavy atoms for the 1-step model). measured: the date of the run that trained "
+              "and evaluated the model (`--merge` combines runs; the 1-step models do not use the C-alpha model). "
+              "ms/frame is measured while other runs share the machine.", ""]
     return "\n".join(lines)
 
 
@@ -335,9 +339,10 @@ def main(argv=None):
                     help="which models of each row to train and evaluate: onestep, step1 (the 2-step model) or "
                          "both; e.g. one process per variant trains a row's two models in parallel")
     ap.add_argument("--quick", action="store_true", help="tiny models and a few steps: checks the plumbing only")
-    ap.add_argument("--merge", nargs="+", metavar="PART.json",
+    ap.add_argument("--merge", nargs="+", metavar="PART.json[:MODELS]",
                     help="only combine the rows of result files written by separate runs (e.g. --rows in parallel "
-                         "processes with their own --out) into --out, and stop")
+                         "processes with their own --out) into --out, and stop; PART.json:onestep takes only the "
+                         f"named models ({', '.join(VARIANTS)}) of that file")
     ap.add_argument("--evaluate", nargs="+", metavar="MODEL.pt",
                     help="only evaluate these k-step model files (no training) on the eval frames of --system, "
                          "print the metrics and write them to --out (.json), and stop")
@@ -347,7 +352,10 @@ def main(argv=None):
         return evaluate_files(args)
     if args.merge:
         out = Path(args.out or REPO / "docs" / "benchmarks" / "kstep_table")
-        result = merge_results([json.loads(Path(p).read_text()) for p in args.merge])
+        try:
+            result = merge_results([read_part(p) for p in args.merge])
+        except ValueError as e:
+            ap.error(str(e))
         _write(out, result)
         print(f"merged {len(result['rows'])} rows into {out}.json and {out}.md")
         return result
@@ -451,6 +459,24 @@ def evaluate_files(args) -> dict:
     if args.out:
         Path(f"{args.out}.json").write_text(json.dumps(result, indent=1, default=float))
     return result
+
+
+def read_part(spec: str) -> dict:
+    """A result file for :func:`merge_results`; ``PATH:onestep,twostep`` keeps only those models of its rows.
+    Every model entry is stamped with the date of the run that measured it."""
+    path, _, keep = spec.partition(":")
+    part = json.loads(Path(path).read_text())
+    wanted = [v for v in keep.split(",") if v] or list(VARIANTS)
+    unknown = sorted(set(wanted) - set(VARIANTS))
+    if unknown:
+        raise ValueError(f"{spec}: unknown model(s) {unknown}; choose from {list(VARIANTS)}")
+    for row, entry in part["rows"].items():
+        for variant in VARIANTS:
+            if variant in entry and variant not in wanted:
+                del entry[variant]
+            elif variant in entry:
+                entry[variant].setdefault("measured", part["created"])
+    return part
 
 
 def merge_results(parts: list) -> dict:
