@@ -498,6 +498,7 @@ def merge_results(parts: list) -> dict:
                     if variant in have:
                         raise ValueError(f"row {row!r}, model {variant!r} appears in more than one result")
                     have[variant] = entry[variant]
+    merged["rows"] = {row: merged["rows"][row] for row in sorted(merged["rows"], key=lambda k: list(ROWS).index(k))}
     merged["seeds"] = sorted({s for p in parts for s in p["seeds"]})
     merged["created"] = max(p["created"] for p in parts)
     threads = sorted({p["threads"] for p in parts})
