@@ -205,6 +205,9 @@ def bars(report) -> list:
         for metric, text, ok, worst, word, fmt in per_target:
             bad = [n for n, m in det.items() if not ok(m[metric])]
             note = bond_fault_note(failures, bad) if metric == "bond_ok_percent" else ""
+            if metric == "bond_ok_percent" and any(n in fb for n in bad):  # the same bonds fail FlowBack
+                note += "; FlowBack (as given) on these targets: " + ", ".join(
+                    f"{n} {fb[n]['bond_ok_percent']:.2f} %" for n in bad if n in fb)
             out.append(_line(text, not bad, f"{word} {fmt.format(worst(m[metric] for m in det.values()))}; "
                                             f"offenders: {_names([f'{n} ({fmt.format(det[n][metric])})' for n in bad])}"
                                             f"{note}"))
