@@ -266,7 +266,9 @@ def test_failed_relaxation_is_flagged(trpcage):
     from openmm_backmap.structure.constants import FAILED_ENERGY_KJ_MOL
 
     _, bad = _badly_clashing(trpcage)
-    relaxer = Relaxer(trpcage.topology(), platform="CPU", implicit=None, max_iterations=1)
+    # the Reference platform is deterministic: with the CPU platform's threaded force sums, one iteration per
+    # stage ended below the failure energy in about 1 run of 5 (a flaky test)
+    relaxer = Relaxer(trpcage.topology(), platform="Reference", implicit=None, max_iterations=1)
     res = relaxer.relax(bad)
     assert not res.converged and res.staged and res.energy_after > FAILED_ENERGY_KJ_MOL
     batch = relaxer.relax_batch(np.stack([bad, bad]))
