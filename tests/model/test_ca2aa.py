@@ -174,6 +174,38 @@ def test_chunks_of_frames_give_the_same_atoms(trpcage):
         assert torch.allclose(a, b, atol=1e-5)
 
 
+def test_candidate_chis_follow_the_heads_pair_by_pair(step, trpcage):
+    """Candidate 1 + m * k1 + k2 is chi1 mode k1, chi2 mode k2 of the head given it, then the most probable
+    chi3 and chi4; its penalty is the nats of both modes below the best ones (the heads run stacked)."""
+    ca, types, seg = _inputs(trpcage)
+    with torch.no_grad():
+        h = step.encode(ca * 10.0, types.unsqueeze(0), torch.ones(1, len(types), dtype=torch.bool),
+                        seg.unsqueeze(0))[0]
+        ctx = step.chi_context(h)
+        chi = torch.zeros(1, len(types), 4)
+        cands, pen = step.candidate_chis(ctx, chi)
+        m = step.mixture
+        assert cands.shape == (1 + m * m, 1, len(types), 4) and torch.equal(cands[0], chi)
+        heads = step.chi_heads
+        for k1, k2 in ((0, 0), (1, m - 1), (m - 1, 2)):
+            zeros = torch.zeros(1, len(types), 8)
+            logp1, mu1, _ = heads[0].conditional(ctx[0], zeros)
+            c1 = mu1[..., k1]
+            prev = torch.cat([torch.stack([c1.cos(), c1.sin()], -1), zeros[..., 2:]], -1)
+            logp2, mu2, _ = heads[1].conditional(ctx[1], prev)
+            c2 = mu2[..., k2]
+            prev = torch.cat([prev[..., :2], torch.stack([c2.cos(), c2.sin()], -1), zeros[..., 4:]], -1)
+            logp3, mu3, _ = heads[2].conditional(ctx[2], prev)
+            c3 = mu3.gather(-1, logp3.argmax(-1, keepdim=True)).squeeze(-1)
+            prev = torch.cat([prev[..., :4], torch.stack([c3.cos(), c3.sin()], -1), zeros[..., 6:]], -1)
+            logp4, mu4, _ = heads[3].conditional(ctx[3], prev)
+            c4 = mu4.gather(-1, logp4.argmax(-1, keepdim=True)).squeeze(-1)
+            i = 1 + m * k1 + k2
+            assert torch.allclose(cands[i, 0], torch.stack([c1, c2, c3, c4], -1)[0], atol=1e-5)
+            expected = logp1.max(-1).values - logp1[..., k1] + logp2.max(-1).values - logp2[..., k2]
+            assert torch.allclose(pen[i], expected, atol=1e-5)
+
+
 def test_split_chi_head_equals_full_head(step):
     """Candidates reuse the first layer on the shared features: same mixture as the full input."""
     torch.manual_seed(1)

@@ -31,37 +31,36 @@ class SideChainRepacking(nn.Module):
                 out = head.conditional(ctx[i], prev)
         return out
 
-    def candidate_chis(self, ctx: list[Tensor], chi: Tensor) -> tuple[list[Tensor], Tensor]:
-        """Side-chain candidates: the sampled chis, then every pair of chi1 and chi2 mixture
-        component modes, completed autoregressively with the most probable chi3 and chi4. Returns the
-        candidates and a likelihood penalty (nats below the most probable components) of shape (C, B, R).
+    def candidate_chis(self, ctx: list[Tensor], chi: Tensor) -> tuple[Tensor, Tensor]:
+        """Side-chain candidates (C, B, R, 4): the sampled chis, then every pair of chi1 and chi2 mixture
+        component modes (chi1 mode major), completed autoregressively with the most probable chi3 and chi4;
+        and their likelihood penalty (C, B, R), nats below the most probable components.
 
-        ``ctx`` comes from ``chi_context``; head evaluations are shared between candidates: chi1
-        once, chi2 once per chi1 mode.
+        ``ctx`` comes from ``chi_context``. Each chi head runs once, on all candidates stacked in a leading
+        dimension (its context broadcasts over it).
         """
-        cands = [chi]
-        pens = [torch.zeros_like(chi[..., 0])]
-        zeros = torch.zeros(chi.shape[0], chi.shape[1], 8, device=chi.device, dtype=chi.dtype)
+        m = self.mixture
+        b, r = chi.shape[0], chi.shape[1]
+        zeros = torch.zeros(b, r, 8, device=chi.device, dtype=chi.dtype)
         logp1, mu1, _k1 = self._chi(0, ctx, zeros)
-        best1 = logp1.max(dim=-1).values
-        for k1 in range(self.mixture):
-            c1 = mu1[..., k1]
-            prev1 = torch.cat([torch.stack([torch.cos(c1), torch.sin(c1)], dim=-1), zeros[..., 2:]], dim=-1)
-            logp2, mu2, _k2 = self._chi(1, ctx, prev1)
-            best2 = logp2.max(dim=-1).values
-            for k2 in range(self.mixture):
-                c2 = mu2[..., k2]
-                prev2 = torch.cat([prev1[..., :2], torch.cos(c2).unsqueeze(-1), torch.sin(c2).unsqueeze(-1),
-                                   zeros[..., 4:]], dim=-1)
-                logp3, mu3, _k3 = self._chi(2, ctx, prev2)
-                c3 = mu3.gather(-1, logp3.argmax(dim=-1, keepdim=True)).squeeze(-1)
-                prev3 = torch.cat([prev2[..., :4], torch.cos(c3).unsqueeze(-1), torch.sin(c3).unsqueeze(-1),
-                                   zeros[..., 6:]], dim=-1)
-                logp4, mu4, _k4 = self._chi(3, ctx, prev3)
-                c4 = mu4.gather(-1, logp4.argmax(dim=-1, keepdim=True)).squeeze(-1)
-                cands.append(torch.stack([c1, c2, c3, c4], dim=-1))
-                pens.append(best1 - logp1[..., k1] + best2 - logp2[..., k2])
-        return cands, torch.stack(pens, 0)
+        c1 = mu1.permute(2, 0, 1)  # (m, B, R)
+        prev1 = torch.cat([torch.cos(c1).unsqueeze(-1), torch.sin(c1).unsqueeze(-1),
+                           zeros[..., 2:].expand(m, -1, -1, -1)], dim=-1)
+        logp2, mu2, _k2 = self._chi(1, ctx, prev1)  # (m, B, R, m): chi1 mode, ..., chi2 mode
+        c2 = mu2.permute(0, 3, 1, 2).reshape(m * m, b, r)
+        prev2 = torch.cat([prev1.repeat_interleave(m, 0)[..., :2], torch.cos(c2).unsqueeze(-1),
+                           torch.sin(c2).unsqueeze(-1), zeros[..., 4:].expand(m * m, -1, -1, -1)], dim=-1)
+        logp3, mu3, _k3 = self._chi(2, ctx, prev2)
+        c3 = mu3.gather(-1, logp3.argmax(dim=-1, keepdim=True)).squeeze(-1)
+        prev3 = torch.cat([prev2[..., :4], torch.cos(c3).unsqueeze(-1), torch.sin(c3).unsqueeze(-1),
+                           zeros[..., 6:].expand(m * m, -1, -1, -1)], dim=-1)
+        logp4, mu4, _k4 = self._chi(3, ctx, prev3)
+        c4 = mu4.gather(-1, logp4.argmax(dim=-1, keepdim=True)).squeeze(-1)
+        pen1 = (logp1.max(dim=-1, keepdim=True).values - logp1).permute(2, 0, 1).repeat_interleave(m, 0)
+        pen2 = (logp2.max(dim=-1, keepdim=True).values - logp2).permute(0, 3, 1, 2).reshape(m * m, b, r)
+        cands = torch.stack([c1.repeat_interleave(m, 0), c2, c3, c4], dim=-1)
+        return (torch.cat([chi.unsqueeze(0), cands], 0),
+                torch.cat([torch.zeros_like(chi[..., 0]).unsqueeze(0), pen1 + pen2], 0))
 
     def repack(self, x: Tensor, ctx: list[Tensor], chi: Tensor, ca: Tensor, types: Tensor) -> Tensor:
         """Swap clashing side chains for other likely rotamers (residue slots, Å).
@@ -78,8 +77,9 @@ class SideChainRepacking(nn.Module):
             m = x_i.shape[0]
             cands, lik = self.candidate_chis([c[i:i + n] for c in ctx], chi_i)
             # the backbone is shared: all alternative side chains are built in one batched call
-            n_alt = len(cands) - 1
-            alt = self.build_side_chains(x_i.repeat(n_alt, 1, 1, 1), types_i.repeat(n_alt, 1), torch.cat(cands[1:], 0))
+            n_alt = cands.shape[0] - 1
+            alt = self.build_side_chains(x_i.repeat(n_alt, 1, 1, 1), types_i.repeat(n_alt, 1),
+                                         cands[1:].reshape(n_alt * m, r, 4))
             allx = torch.cat([x_i.unsqueeze(0), alt.reshape(n_alt, m, r, self.max_atoms, 3)], 0)
             out.append(repack_search(allx.permute(1, 2, 0, 3, 4), lik.permute(1, 2, 0), self.slot_valid[types_i],
                                      ca_i, self.repack_sweeps, self.repack_k, self.repack_wall, self.repack_weight))
