@@ -31,6 +31,7 @@ from torch import Tensor
 
 from ..geometry import bond_angle, dihedral, place_atom
 from .ca2aa_network import vm_mixture_nll
+from .ca2aa_repack import overlap_penalty
 
 __all__ = ["peptide_atoms", "plane_phi", "proline_theta", "pressed_carbonyls", "carbonyl_planes", "close_disulfides",
            "overlap"]
@@ -371,15 +372,15 @@ def _surroundings(x: Tensor, fb: Tensor, res: Tensor, partner: Tensor) -> Tensor
 
 def overlap(points: Tensor, near: Tensor, wall: float) -> Tensor:
     """Penalty (P, G) of candidate atoms ``points`` (P, G, 3) closer than ``wall`` to atoms ``near`` (P, K, 3):
-    ``10 sum (wall - d)^2``, as the side-chain repacking weighs overlaps (non-finite atoms never overlap).
+    ``10 sum (wall - d)^2``, as the side-chain repacking weighs overlaps (:func:`.ca2aa_repack.overlap_penalty`;
+    missing (NaN) atoms never overlap).
 
     Examples
     --------
     >>> round(float(overlap(torch.zeros(1, 1, 3), torch.tensor([[[2.0, 0.0, 0.0]]]), 3.0)), 1)
     10.0
     """
-    d = torch.cdist(points, torch.nan_to_num(near, nan=1e4))
-    return 10.0 * ((wall - d).clamp_min(0.0) ** 2).sum(-1)
+    return 10.0 * overlap_penalty(points.unsqueeze(2), near, wall)
 
 
 def _sg_candidates(x: Tensor, fb: Tensor, res: Tensor, chi: Tensor, zm: Tensor, bond: Tensor, angle: Tensor,
