@@ -225,3 +225,19 @@ def tiny_training(tests_data):
         "data": {"root": str(tests_data), "files": ["trpcage_train10.pdb.gz"], "validation_fraction": 0.2},
         "optim": {"max_steps": 6, "validate_every": 3, "batch_residues": 60, "threads": 1},
     }
+
+
+@pytest.fixture
+def shipped(tmp_path, monkeypatch, tiny_ca_model, tiny_bead_models):
+    """The package's shipped models replaced by the tiny ones (ca2aa.pt, com2aa.pt, martini3.pt)."""
+    import shutil
+
+    import openmm_backmap.model.backmapping as backmapping
+
+    folder = tmp_path / "shipped"
+    folder.mkdir()
+    shutil.copy(tiny_ca_model, folder / "ca2aa.pt")
+    for path in tiny_bead_models.values():
+        shutil.copy(path, folder / path.name)
+    monkeypatch.setattr(backmapping, "_DATA_FOLDER", folder)
+    return folder

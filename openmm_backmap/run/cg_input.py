@@ -11,6 +11,7 @@ model's order with what the pipeline needs.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from dataclasses import dataclass
 
@@ -20,9 +21,9 @@ from ..mapping import SCHEMES, detect_scheme, martini_mapping
 from ..model import SCHEME_MODELS, load_model, shipped_model_path
 from ..structure import (InputError, LoadWarning, canonical_residue_name, make_whole, segment_starts_from_distances,
                          warn_modified_residues)
-from ..structure.constants import MARTINI_BB_BREAK_NM
+from .cg_chains import ChainBreaks, find_chain_breaks, system_bonds
 
-__all__ = ["cg_particle_info", "cg_sequence", "check_scheme", "model_scheme", "martini_beads", "prepare_cg_input",
+__all__ = ["cg_particle_info", "chain_breaks", "cg_sequence", "check_scheme", "model_scheme", "martini_beads", "prepare_cg_input",
            "CGInput"]
 
 _MARTINI_SCHEMES = ("martini3", "martini2")
@@ -50,8 +51,8 @@ def _residue_info_mdtraj(topology):
     return list(topology.atoms), [(a.index, b.index) for a, b in topology.bonds], info
 
 
-def cg_particle_info(topology, particles=None, xyz=None, box_vectors=None):
-    """Residue names, chains, segments and bonds of CG particles, from an OpenMM or mdtraj topology.
+def cg_particle_info(topology, particles=None, xyz=None, box_vectors=None, system=None, scheme="ca", where=""):
+    """Residue names, chains, chain breaks and bonds of CG particles, from an OpenMM or mdtraj topology.
 
     Parameters
     ----------
@@ -59,12 +60,19 @@ def cg_particle_info(topology, particles=None, xyz=None, box_vectors=None):
     particles : sequence of int, optional
         The CG particles (default: all), in bead order.
     xyz : array, (N, 3), nm, optional
-        Positions of the particles, used to find chain breaks when the
-        topology has no bonds between them
-        (:func:`~openmm_backmap.structure.segment_starts_from_distances`).
+        Positions of the particles, used to find chain breaks where neither
+        bonds nor records tell (:func:`~openmm_backmap.run.cg_chains.find_chain_breaks`).
     box_vectors : array, (3, 3), nm, optional
         The periodic box of ``xyz``: molecules are made whole before the
         distances are measured.
+    system : openmm.System, optional
+        Its bonds and constraints join particles too (engines keep chain
+        bonds there rather than in the topology:
+        :func:`~openmm_backmap.run.cg_chains.system_bonds`).
+    scheme : str
+        The bead scheme, for the break distance of one bead per residue.
+    where : str
+        Prefix of warnings.
 
     Returns
     -------
@@ -72,13 +80,15 @@ def cg_particle_info(topology, particles=None, xyz=None, box_vectors=None):
         ``sequence`` (canonical names, or None when the particles are not one
         standard residue each), ``names`` (residue names as in the topology),
         ``bad_names`` (non-standard ones), ``one_per_residue``,
-        ``segment_start``, ``chain_start`` (True where a topology chain
-        starts), ``chain_ids``, ``residue_numbers``, ``atom_names`` and
+        ``segment_start`` (with ``xyz``; else chain starts), ``chain_breaks`` (the
+        :class:`~openmm_backmap.run.cg_chains.ChainBreaks` behind it, with
+        ``xyz``), ``chain_start`` (True where a topology chain starts),
+        ``chain_ids``, ``residue_numbers``, ``atom_names`` and
         ``residue_index``, ``chain_index`` (per particle: its name, its
         residue's and its chain's index in the topology), ``bonded`` (the
-        topology has bonds between the particles), ``bonds``
-        ((n, 2) indices into ``particles``: the topology's bonds, or, where it
-        has none, consecutive particles of a chain; what
+        topology or the System joins some of the particles), ``bonds``
+        ((n, 2) indices into ``particles``: those bonds, or, where there are
+        none, consecutive particles of a chain; what
         :func:`~openmm_backmap.structure.make_whole` follows).
 
     Examples
@@ -89,6 +99,8 @@ def cg_particle_info(topology, particles=None, xyz=None, box_vectors=None):
     """
     reader = _residue_info_openmm if hasattr(topology, "getNumAtoms") else _residue_info_mdtraj
     atoms, bonds_all, res_info = reader(topology)
+    if system is not None:
+        bonds_all = bonds_all + [tuple(b) for b in system_bonds(system).tolist()]
     particles = range(len(atoms)) if particles is None else particles
     particles = [int(p) for p in particles]
     pos = {p: k for k, p in enumerate(particles)}
@@ -100,33 +112,23 @@ def cg_particle_info(topology, particles=None, xyz=None, box_vectors=None):
     if one_per_residue:
         warn_modified_residues(names, "CG topology")
     bad = sorted({nm for nm, c in zip(names, canon) if c is None})
-    bonds = np.array([(pos[i], pos[j]) for i, j in bonds_all if i in pos and j in pos], dtype=np.int64).reshape(-1, 2)
+    bonds = {(min(pos[i], pos[j]), max(pos[i], pos[j])) for i, j in bonds_all if i in pos and j in pos and i != j}
+    bonds = np.array(sorted(bonds), dtype=np.int64).reshape(-1, 2)
     n = len(particles)
     chain_index = np.array([i[2] for i in info], dtype=np.int64)
     chain_start = np.ones(n, dtype=bool)
     chain_start[1:] = chain_index[1:] != chain_index[:-1]
-    seg = np.zeros(n, dtype=bool)
     has_bonds = bool(len(bonds))
-    if has_bonds:
-        bonded = {(min(i, j), max(i, j)) for i, j in bonds}
-        seg[1:] = [(k - 1, k) not in bonded for k in range(1, n)]
-    else:
+    if not has_bonds:
         k = np.flatnonzero(chain_index[1:] == chain_index[:-1])
         bonds = np.stack([k, k + 1], axis=1)
-        if xyz is not None and n > 1:
-            x = np.asarray(xyz, dtype=np.float64)
-            if box_vectors is not None:
-                x = make_whole(x, box_vectors, bonds)
-            seg = segment_starts_from_distances(np.linalg.norm(np.diff(x, axis=0), axis=1))
-    if n:
-        seg[0] = True
-        seg[1:] |= chain_index[1:] != chain_index[:-1]
-    return {
+    out = {
         "sequence": [str(c) for c in canon] if (one_per_residue and not bad and n) else None,
         "names": names,
         "bad_names": bad,
         "one_per_residue": one_per_residue,
-        "segment_start": seg,
+        "segment_start": chain_start.copy(),
+        "chain_breaks": None,
         "chain_start": chain_start,
         "chain_ids": [i[3] for i in info],
         "atom_names": [str(atoms[p].name) for p in particles],
@@ -136,6 +138,33 @@ def cg_particle_info(topology, particles=None, xyz=None, box_vectors=None):
         "bonded": has_bonds,
         "bonds": bonds,
     }
+    if xyz is not None and one_per_residue:
+        out["chain_breaks"] = chain_breaks(out, np.arange(n), xyz, scheme, box_vectors, where)
+        out["segment_start"] = out["chain_breaks"].segment_start
+    return out
+
+
+def chain_breaks(info, chain_bead, xyz, scheme, box_vectors=None, where="", whole_bonds=None) -> ChainBreaks:
+    """The chain breaks of residues whose chain beads are ``chain_bead`` (indices into the particles of ``info``).
+
+    Molecules are made whole in ``box_vectors`` along ``whole_bonds``
+    (default ``info['bonds']``; indices into the particles) first; then :func:`~openmm_backmap.run.cg_chains.find_chain_breaks`
+    weighs the bonds (where the topology or System has any), the chains and
+    residue numbers, and the distances.
+
+    Examples
+    --------
+    >>> info = cg_particle_info(md.load_topology('cg.pdb'))  # doctest: +SKIP
+    >>> chain_breaks(info, np.arange(len(info['names'])), xyz, 'com').segment_start  # doctest: +SKIP
+    """
+    chain_bead = np.asarray(chain_bead, dtype=np.int64)
+    x = None if xyz is None else np.asarray(xyz, dtype=np.float64)
+    if x is not None and box_vectors is not None and len(x) > 1:
+        x = make_whole(x, box_vectors, info["bonds"] if whole_bonds is None else whole_bonds)
+    labels = [f"{info['names'][k]} {info['residue_numbers'][k]} ({info['chain_ids'][k]})" for k in chain_bead]
+    return find_chain_breaks(chain_bead, np.asarray(info["chain_index"])[chain_bead],
+                             [info["residue_numbers"][k] for k in chain_bead],
+                             info["bonds"] if info["bonded"] else None, x, scheme, labels, where)
 
 
 def cg_sequence(info, model, where="", fix_count="", fix_names=""):
@@ -261,10 +290,11 @@ def martini_beads(info, scheme="martini3", xyz=None, box_vectors=None, sequence=
       :class:`LoadWarning` each saying how many;
     - particles of other molecules (water ``W``, ions, lipids ...), silently.
 
-    Chain breaks follow the ``BB`` beads: a new chain of the topology, or
-    consecutive ``BB`` not bonded (where the topology has bonds) or farther
-    apart than ``MARTINI_BB_BREAK_NM`` (0.5 nm; after making the molecule
-    whole in ``box_vectors``).
+    Chain breaks follow the ``BB`` beads (:func:`chain_breaks`): a new chain
+    of the topology; consecutive ``BB`` not bonded, where the topology or
+    System bonds any; else a jump in residue numbers, or ``BB`` farther apart
+    than ``SCHEME_BREAK_NM`` (0.5 nm; after making the molecule whole in
+    ``box_vectors``).
 
     Parameters
     ----------
@@ -359,19 +389,10 @@ def martini_beads(info, scheme="martini3", xyz=None, box_vectors=None, sequence=
     side = np.flatnonzero(owner != np.arange(len(order)))
     links = np.flatnonzero(~new_chain[1:])  # residues i, i + 1 of one chain
     bonds = np.concatenate([np.stack([owner[side], side], 1), np.stack([bb[links], bb[links + 1]], 1)])
-    seg = new_chain.copy()
-    if info["bonded"]:
-        where_in = np.full(len(names), -1)
-        where_in[order] = np.arange(len(order))
-        top_bonds = {frozenset(where_in[list(b)]) for b in info["bonds"]}
-        seg[1:] |= [frozenset((i, j)) not in top_bonds for i, j in zip(bb[:-1], bb[1:])]
-    if xyz is not None:
-        x = np.asarray(xyz, dtype=np.float64)[order]
-        if box_vectors is not None:
-            x = make_whole(x, box_vectors, bonds)
-        seg[1:] |= np.linalg.norm(np.diff(x[bb], axis=0), axis=1) > MARTINI_BB_BREAK_NM
+    breaks = chain_breaks(info, order[bb], xyz, scheme, box_vectors, where, whole_bonds=order[bonds])
+    breaks = dataclasses.replace(breaks, chain_bead=bb)  # from here on the beads come in the model's order
     first = order[bb]
-    return {"order": order, "sequence": canon, "segment_start": seg,
+    return {"order": order, "sequence": canon, "segment_start": breaks.segment_start, "chain_breaks": breaks,
             "chain_ids": [info["chain_ids"][k] for k in first],
             "residue_numbers": [info["residue_numbers"][k] for k in first], "bonds": bonds}
 
@@ -394,6 +415,8 @@ class CGInput:
         Per residue, for :class:`~openmm_backmap.run.pipeline.BackmapPipeline`.
     note : str or None
         With the shipped model: one line saying which model backmaps which beads, and why.
+    chain_breaks : ChainBreaks or None
+        Where the chains break and on what evidence (transferable models; per-system models bring their own).
 
     Examples
     --------
@@ -410,15 +433,17 @@ class CGInput:
     chain_ids: list | None = None
     residue_numbers: list | None = None
     note: str | None = None
+    chain_breaks: ChainBreaks | None = None
 
     def pipeline_kwargs(self) -> dict:
-        """``sequence``, ``segment_start``, ``chain_ids`` and ``residue_numbers`` for the pipeline."""
+        """``sequence``, ``segment_start``, ``chain_ids``, ``residue_numbers`` and ``chain_breaks`` for the
+        pipeline."""
         return dict(sequence=self.sequence, segment_start=self.segment_start, chain_ids=self.chain_ids,
-                    residue_numbers=self.residue_numbers)
+                    residue_numbers=self.residue_numbers, chain_breaks=self.chain_breaks)
 
 
 def prepare_cg_input(topology, xyz, box_vectors=None, particles=None, model=None, scheme=None, sequence=None,
-                     device=None, where="", fix_count="", fix_names="") -> CGInput:
+                     device=None, where="", fix_count="", fix_names="", system=None) -> CGInput:
     """Pick or check the model for CG particles, and order them as it takes them.
 
     Without a model, the scheme of the beads (``scheme`` when given, else
@@ -448,6 +473,9 @@ def prepare_cg_input(topology, xyz, box_vectors=None, particles=None, model=None
         Torch device of the model.
     where, fix_count, fix_names : str
         Prefix of messages, and the hints of :func:`cg_sequence`.
+    system : openmm.System, optional
+        The simulation's System: its bonds and constraints are evidence of
+        where chains run (:mod:`~openmm_backmap.run.cg_chains`).
 
     Returns
     -------
@@ -471,7 +499,7 @@ def prepare_cg_input(topology, xyz, box_vectors=None, particles=None, model=None
     x = x[None] if x.ndim == 2 else x
     p = np.arange(x.shape[1], dtype=np.int64) if particles is None else np.asarray(particles, dtype=np.int64)
     frames = x[:, p]
-    info = cg_particle_info(topology, p, frames[0], box_vectors)
+    info = cg_particle_info(topology, p, system=system)
     note = None
     if model is None:
         model, scheme, note = _shipped_model(info, frames, scheme, sequence, device, where)
@@ -481,12 +509,15 @@ def prepare_cg_input(topology, xyz, box_vectors=None, particles=None, model=None
     if model.scheme in _MARTINI_SCHEMES:
         beads = martini_beads(info, model.scheme, frames[0], box_vectors, sequence, where)
         return CGInput(model, scheme, p[beads["order"]], beads["bonds"], beads["sequence"], beads["segment_start"],
-                       beads["chain_ids"], beads["residue_numbers"], note)
+                       beads["chain_ids"], beads["residue_numbers"], note, beads["chain_breaks"])
     if sequence is None:
         sequence = cg_sequence(info, model, where, fix_count, fix_names)
     ca_level = info["one_per_residue"] and sequence is not None and len(sequence) == len(p)
-    return CGInput(model, scheme, p, info["bonds"], sequence, info["segment_start"] if model.transferable else None,
-                   info["chain_ids"] if ca_level else None, info["residue_numbers"] if ca_level else None, note)
+    breaks = None
+    if model.transferable and sequence is not None and len(sequence) == len(p):
+        breaks = chain_breaks(info, np.arange(len(p)), frames[0], scheme or model.scheme, box_vectors, where)
+    return CGInput(model, scheme, p, info["bonds"], sequence, None if breaks is None else breaks.segment_start,
+                   info["chain_ids"] if ca_level else None, info["residue_numbers"] if ca_level else None, note, breaks)
 
 
 def _shipped_model(info, xyz, scheme, sequence, device, where):

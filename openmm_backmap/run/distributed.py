@@ -188,7 +188,9 @@ def _compute_task(spec, read, first, template):
     """Backmap (and relax) one chunk; returns (ChunkResult, times, warnings as (message, category))."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = _worker_pipeline(spec).compute(read[0], first, template)
+        pipe = _worker_pipeline(spec)
+        pipe.check_breaks(read[0])  # warns here; the client re-raises the warnings (the count stays on the worker)
+        result = pipe.compute(read[0], first, template)
     return result, read[1], [(str(w.message), w.category) for w in caught]
 
 

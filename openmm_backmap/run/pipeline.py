@@ -36,6 +36,7 @@ from ..model import load_model
 from ..structure import InputError, atom_layout, build_topology
 from ..structure.constants import FAILED_ENERGY_KJ_MOL, MAX_COORDINATE_NM
 from .memory_budget import frames_per_call, structures_per_call
+from .cg_chains import BreakMonitor
 from .options import BackmapOptions
 from .relax.systems import DEFAULT_FORCEFIELD, reference_bond_lengths
 
@@ -119,6 +120,12 @@ class BackmapPipeline(Closeable):
         Chain starts and breaks (transferable models; per-system models use their own).
     chain_ids, residue_numbers : optional
         Chain identifier and number of every residue, for the output topology.
+    chain_breaks : ChainBreaks, optional
+        How ``segment_start`` was decided
+        (:func:`~openmm_backmap.run.cg_chains.find_chain_breaks`): the summary
+        counts its segments and breaks by evidence, and
+        :meth:`filter_frames` reports frames that disagree with it
+        (:class:`~openmm_backmap.run.cg_chains.BreakMonitor`).
     atomic : bool
         Write a new output under its partial name and rename it on
         :meth:`close`; :meth:`abort` removes it (``convert``). The reporter
@@ -148,7 +155,7 @@ class BackmapPipeline(Closeable):
     """
 
     def __init__(self, output, n_particles, options=None, *, sequence=None, segment_start=None, chain_ids=None,
-                 residue_numbers=None, atomic=False):
+                 residue_numbers=None, chain_breaks=None, atomic=False):
         self.options = BackmapOptions() if options is None else options
         opts = self.options
         self.output = None if output is None else os.fspath(output)
@@ -180,6 +187,8 @@ class BackmapPipeline(Closeable):
             self.writer = TrajectoryWriter(self.output, self.topology, append=opts.append, force=opts.force,
                                            atomic=self._atomic)
         self._bond_lengths = None
+        self.chain_breaks = chain_breaks
+        self._monitor = None if chain_breaks is None else BreakMonitor(chain_breaks)
         self.frames_in = 0
         self.frames_skipped = 0
         self.skipped_frames = []
@@ -193,7 +202,8 @@ class BackmapPipeline(Closeable):
     # ------------------------------------------------------------------ frames
     def filter_frames(self, cg_xyz, index=None):
         """Drop frames with NaN, infinite or exploded coordinates (:func:`good_frames`), and report them
-        (:meth:`report_bad_frames`).
+        (:meth:`report_bad_frames`); report good frames whose bead distances disagree with the chain breaks
+        (:meth:`check_breaks`).
 
         Parameters
         ----------
@@ -211,7 +221,15 @@ class BackmapPipeline(Closeable):
         ValueError
             With ``on_bad_frame='raise'``, at the first bad frame.
         """
-        return self.report_bad_frames(good_frames(cg_xyz), index)
+        good = self.report_bad_frames(good_frames(cg_xyz), index)
+        self.check_breaks(np.asarray(cg_xyz)[good], None if index is None else np.asarray(index)[good])
+        return good
+
+    def check_breaks(self, cg_xyz, index=None):
+        """Warn about good frames (molecules whole) whose distances disagree with the chain breaks decided at
+        set-up, and count them for the summary; the breaks stay as they are."""
+        if self._monitor is not None:
+            self._monitor.check(cg_xyz, index)
 
     def report_bad_frames(self, good, index=None):
         """Warn about, count and list the frames ``good`` marks bad, or raise with ``on_bad_frame='raise'``.
@@ -447,13 +465,20 @@ class BackmapPipeline(Closeable):
             ``frames_in``, ``frames_skipped``, ``skipped_frames`` (their input
             indices), ``frames_written``, ``max_memory_mb``, ``batch_frames`` and ``batch_structures`` (the
             largest model call the budget allows, see the class docstring),
-            ``seconds`` (per stage and ``total``), ``frames_per_second``
-            (CG frames per wall-clock second since the pipeline was made),
+            ``seconds`` (per stage, ``busy``: their sum, and ``total``:
+            wall-clock since the pipeline was made), ``frames_per_second``
+            (CG frames per second of ``busy`` time: backmapping, relaxing,
+            checking and writing, not the simulation between reports),
+            ``segments``, ``break_evidence``, ``breaks_from_geometry``,
+            ``breaks_from_numbering`` (see
+            :class:`~openmm_backmap.run.cg_chains.ChainBreaks`) and
+            ``break_changes`` (frames whose distances disagreed with them),
             ``relax_seconds_per_frame``, and ``clash_percent``,
             ``bond_ok_percent``, ``energy_kj_mol``: each ``{'before', 'after'}``
             means (``after`` None without relaxation).
         """
         total = time.perf_counter() - self._t0
+        busy = sum(self.seconds.values())
 
         def mean(key):
             v = np.asarray(self._stats[key], dtype=np.float64)
@@ -475,8 +500,13 @@ class BackmapPipeline(Closeable):
             "frames_skipped": self.frames_skipped,
             "skipped_frames": list(self.skipped_frames),
             "frames_written": self.frames_written,
-            "seconds": {**{k: round(v, 4) for k, v in self.seconds.items()}, "total": round(total, 4)},
-            "frames_per_second": self.frames_in / total if total > 0 else None,
+            "seconds": {**{k: round(v, 4) for k, v in self.seconds.items()}, "busy": round(busy, 4),
+                        "total": round(total, 4)},
+            "frames_per_second": self.frames_in / busy if busy > 0 else None,
+            **(self.chain_breaks.summary() if self.chain_breaks is not None else
+               {"segments": int(np.sum(self.segment_start)), "break_evidence": "model", "breaks_from_geometry": 0,
+                "breaks_from_numbering": 0}),
+            "break_changes": 0 if self._monitor is None else self._monitor.frames_changed,
             "relax_seconds_per_frame": self.seconds["relax"] / n_relaxed if n_relaxed else None,
             "relax_failures": self.relax_failures,
             "clash_percent": {"before": mean("clash_before"), "after": mean("clash_after")},
@@ -548,9 +578,15 @@ def format_summary(summary: dict) -> str:
     s = summary
     lines = [f"backmapped {s['frames_in']} CG frame(s) -> {s['frames_written']} structure(s) "
              f"({s['samples']} per frame) with {s['model']} (seed {s['seed']}) in {s['seconds']['total']:.1f} s "
-             f"wall-clock ({f(s['frames_per_second'], 2)} CG frames/s)"
+             f"wall-clock ({f(s['frames_per_second'], 2)} CG frames per second of backmapping)"
              + (f" on {s['workers']} Dask worker(s)" if s.get("workers") else "")]
     lines.append(batch_text(s))
+    if "segments" in s:
+        why = {"bonds": "from bonds", "records": "from chains and residue numbering", "geometry":
+               f"{s['breaks_from_geometry']} of the breaks from bead distances alone", "model": "the model's own"}
+        lines.append(f"chains: {s['segments']} segment(s) ({why.get(s['break_evidence'], s['break_evidence'])})"
+                     + (f"; {s['break_changes']} frame(s) disagreed with them (see the warnings)"
+                        if s.get("break_changes") else ""))
     if s["frames_skipped"]:
         shown = ", ".join(str(i) for i in s.get("skipped_frames", [])[:10])
         more = " ..." if len(s.get("skipped_frames", [])) > 10 else ""

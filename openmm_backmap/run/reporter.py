@@ -293,7 +293,7 @@ class BackmapReporter(Closeable):
         if len(np.unique(p)) != len(p):
             raise InputError("cgParticles contains duplicate indices")
         cg = prepare_cg_input(simulation.topology, pos, box, p, model=self.options.model, scheme=self.scheme,
-                              sequence=self.sequence, device=self.options.device,
+                              sequence=self.sequence, device=self.options.device, system=simulation.system,
                               fix_count=": select them with cgParticles=[...]",
                               fix_names="; pass sequence=[...] (three-letter names, one per particle) or select the "
                                         "protein's particles with cgParticles=[...]")

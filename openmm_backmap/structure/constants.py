@@ -19,6 +19,15 @@ PEPTIDE_BREAK_NM = 0.2
 #: C-alpha (or bead) distance above which consecutive residues are not bonded, used where C or N is
 #: missing (nm). True C-alpha atoms sit 0.38 nm apart (0.29 nm for cis peptides).
 CA_BREAK_NM = 0.43
+#: Consecutive chain beads of CG input (the bead; ``BB`` for Martini) farther apart than this (nm) are a chain
+#: break, where neither bonds nor file records say (run.cg_chains). From the distance across a peptide bond in the
+#: training corpus (benchmarks/break_thresholds.py, docs/benchmarks/break_thresholds.md), 99.99th percentile:
+#: C-alpha 0.396, centre of mass 0.857, Martini BB 0.403-0.405 nm; plus a margin for bonds that fluctuate in a CG
+#: simulation (0.02-0.045 nm at 300 K): 0.1 nm for the bead schemes. C-alphas keep 0.43 nm, the limit loaded
+#: structures use (a missing residue puts C-alphas 0.5 nm and more apart). Centre-of-mass beads spread far wider
+#: than C-alphas, so the C-alpha limit cut compact proteins into pieces; the price is that geometry alone misses
+#: most one-residue gaps of centre-of-mass beads, which is why records (numbering, chains) come first.
+SCHEME_BREAK_NM = {"ca": 0.43, "com": 0.96, "martini3": 0.5, "martini2": 0.5}
 #: A covalent bond longer than this (nm) in one frame, where the ensemble has no break, marks a corrupt frame.
 BROKEN_BOND_NM = 0.3
 
@@ -131,10 +140,3 @@ EXPORT_FORMATS = {"gromacs": (".top", ".gro"), "amber": (".prmtop", ".inpcrd"), 
 #: default) and the OpenMM force-field minimisation.
 RELAX_METHODS = ("fast", "openmm")
 
-# --- Martini input (run.cg_input) ---
-#: Consecutive Martini BB beads of a chain farther apart than this (nm) are a chain break when the topology has no
-#: BB-BB bonds to tell. BB-BB bonds are 0.35 nm (martinize2 structures: 0.30 ... 0.39 nm) and fluctuate by about
-#: 0.025-0.045 nm in a simulation, so the C-alpha limit (CA_BREAK_NM) would cut intact chains now and then. The
-#: price: one missing residue puts its neighbours' BB 0.44 nm (helix) to 0.7 nm apart, so without bonds a one-residue
-#: gap in a helix passes unnoticed (Trp-cage, martinize2).
-MARTINI_BB_BREAK_NM = 0.5

@@ -21,20 +21,6 @@ from openmm_backmap.structure import InputError, LoadWarning, MissingFileError  
 QUIET = dict(device="cpu", seed=0)
 
 
-@pytest.fixture
-def shipped(tmp_path, monkeypatch, tiny_ca_model, tiny_bead_models):
-    """The package's shipped models replaced by the tiny ones (ca2aa.pt, com2aa.pt, martini3.pt)."""
-    import openmm_backmap.model.backmapping as backmapping
-
-    folder = tmp_path / "shipped"
-    folder.mkdir()
-    shutil.copy(tiny_ca_model, folder / "ca2aa.pt")
-    for path in tiny_bead_models.values():
-        shutil.copy(path, folder / path.name)
-    monkeypatch.setattr(backmapping, "_DATA_FOLDER", folder)
-    return folder
-
-
 @pytest.fixture(scope="module")
 def martini_trp(trpcage):
     """Trp-cage's Martini 3 beads (the package's mapping): (rows (chain, residue name, number, bead), xyz (46, 3))."""

@@ -436,8 +436,37 @@ def reference_bond_lengths(sequence, segment_start, xyz, forcefield=DEFAULT_FORC
     """
     key = _cache_key(sequence, segment_start, forcefield)
     if key not in _BOND_LENGTHS:
-        build_force_field_system(list(sequence), key[1], np.asarray(xyz, dtype=np.float64), forcefield=forcefield)
+        seg = np.array(key[1], dtype=bool)
+        joined = _join_lone_residues(seg)
+        if joined is not None:
+            # a lone residue (a one-residue segment) is an N- and a C-terminus at once, which no force field has a
+            # template for: measure its bonds as part of its neighbour's segment, and drop the extra peptide bond
+            full = reference_bond_lengths(sequence, joined, xyz, forcefield)
+            lay = atom_layout(sequence)
+            index = {tuple(b): k for k, b in enumerate(lay.bonds(joined).tolist())}
+            _BOND_LENGTHS[key] = full[[index[tuple(b)] for b in lay.bonds(seg).tolist()]]
+        else:
+            build_force_field_system(list(sequence), key[1], np.asarray(xyz, dtype=np.float64),
+                                     forcefield=forcefield)
     return _BOND_LENGTHS[key]
+
+
+def _join_lone_residues(segment_start):
+    """``segment_start`` with every one-residue segment joined to the next segment (the previous one at the end),
+    or None when there is none (or the whole chain is one residue)."""
+    seg = np.asarray(segment_start, dtype=bool)
+    n = len(seg)
+    nxt = np.r_[seg[1:], True]
+    lone = np.flatnonzero(seg & nxt)
+    if n < 2 or not len(lone):
+        return None
+    out = seg.copy()
+    for r in lone:
+        if r + 1 < n:
+            out[r + 1] = False
+        else:
+            out[r] = False
+    return out
 
 
 class Restraints:
