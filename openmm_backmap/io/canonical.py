@@ -133,10 +133,11 @@ def group_atoms(records):
 
     Parameters
     ----------
-    records : iterable of ((chain, number, insertion code, residue name), atom name, (x, y, z) Å)
+    records : iterable of ((chain, number, insertion code, residue name[, group]), atom name, (x, y, z) Å)
         In file order. Records of a residue key seen before join that residue
         (files that list a residue's atoms apart); a repeated atom name keeps
-        its first record.
+        its first record. An optional fifth key element (e.g. the chain's
+        ordinal in the file) keeps apart residues that share the other four.
 
     Returns
     -------
@@ -156,7 +157,7 @@ def group_atoms(records):
         if name not in atoms:
             atoms[name] = len(coords)
             coords.append(xyz)
-    return ([ParsedResidue(*key) for key in residues], [list(atoms.items()) for atoms in residues.values()],
+    return ([ParsedResidue(*key[:4]) for key in residues], [list(atoms.items()) for atoms in residues.values()],
             np.array(coords, dtype=np.float64).reshape(-1, 3))
 
 

@@ -49,9 +49,11 @@ def _pdb_models(path, canon):
             raise InputError(f"{path}: not a readable PDB file ({err})") from None
     for model in structure.models:
         records = []
-        for chain in model.chains:
+        for k, chain in enumerate(model.chains):
             for res in chain.residues:
-                key = (chain.chain_id, res.number, res.insertion_code, res.name)
+                # the chain's ordinal keeps apart chains that TER separates but share an ID and residue numbers
+                # (martinize2 numbers every chain from 1 under one ID)
+                key = (chain.chain_id, res.number, res.insertion_code, res.name, k)
                 for atom in res.atoms:  # all atoms: iterating the residue would skip other alternate locations
                     if is_hydrogen(atom.name, atom.element_symbol):
                         continue

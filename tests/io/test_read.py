@@ -177,3 +177,15 @@ def test_frame_torn_where_the_others_are_continuous_warns(trpcage):
                             list(range(1, trpcage.n_residues + 1)))
     assert torn_frames(ens).tolist() == [2]
     assert torn_frames(trpcage).tolist() == []
+
+
+def test_chains_that_share_an_id_and_numbers_stay_apart(tmp_path, tests_data):
+    """martinize2 numbers every chain from 1 under one chain ID, with TER between them: no residue may merge."""
+    lines = [ln for ln in open(tests_data / "trpcage.pdb") if ln.startswith("ATOM")]
+    first = [ln for ln in lines if int(ln[22:26]) <= 10]
+    second = [ln[:22] + f"{int(ln[22:26]) - 10:4d}" + ln[26:] for ln in lines if int(ln[22:26]) > 10]
+    (tmp_path / "two.pdb").write_text("".join(first) + "TER\n" + "".join(second) + "TER\nEND\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LoadWarning)
+        ens = load_ensemble(tmp_path / "two.pdb")
+    assert ens.n_residues == 20 and ens.residue_numbers == list(range(1, 11)) * 2
