@@ -16,7 +16,7 @@
 Uses every layer below it (structure, io, mapping, model, evaluation, cgsystems).
 """
 
-from .cg_input import (CGInput, cg_particle_info, cg_sequence, check_scheme, martini_beads, model_scheme,
+from .cg_input import (CGInput, cg_particle_info, cg_sequence, check_scheme, martini_beads,
                        prepare_cg_input)
 from .coarsening import coarsen_files
 from .conversion import convert_trajectory
@@ -29,5 +29,5 @@ from .reporter import BackmapReporter
 
 __all__ = ["BackmapReporter", "BackmapPipeline", "BackmapOptions", "FastRelaxer", "Relaxer", "RelaxResult", "convert_trajectory",
            "coarsen_files", "run_demo", "format_summary", "BadFrameWarning", "RelaxationWarning", "cg_particle_info", "cg_sequence",
-           "check_scheme", "model_scheme", "martini_beads",
+           "check_scheme", "martini_beads",
            "prepare_cg_input", "CGInput"]

@@ -30,10 +30,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..structure import LoadWarning
-from ..structure.constants import SCHEME_BREAK_NM
+from ..structure import InputError, LoadWarning
+from ..structure.constants import BEAD_SPACING_RANGE_NM, SCHEME_BREAK_NM
 
-__all__ = ["ChainBreaks", "BreakMonitor", "ChainBreakWarning", "find_chain_breaks", "system_bonds"]
+__all__ = ["ChainBreaks", "BreakMonitor", "ChainBreakWarning", "check_bead_spacing", "find_chain_breaks",
+           "system_bonds"]
 
 
 class ChainBreakWarning(LoadWarning):
@@ -119,6 +120,41 @@ def system_bonds(system) -> np.ndarray:
                 if isinstance(p[0], int) and isinstance(p[1], int):
                     pairs.append((p[0], p[1]))
     return np.array(pairs, dtype=np.int64).reshape(-1, 2)
+
+
+def check_bead_spacing(chain_bead, chain_index, xyz, where=""):
+    """Raise InputError when consecutive chain beads are not spaced as a protein's residues are (wrong units).
+
+    The median distance between the chain beads of consecutive residues of one chain is 0.33-0.47 nm for every
+    scheme; ten times less or more means coordinates in the wrong unit (nm written where Å belong, or the
+    reverse), which no model can backmap. Fewer than three pairs say nothing.
+
+    Examples
+    --------
+    >>> x = np.outer(np.arange(5) * 0.038, [1.0, 0, 0])  # C-alphas written in nm where Å belong
+    >>> check_bead_spacing(np.arange(5), np.zeros(5), x)
+    Traceback (most recent call last):
+    ...
+    openmm_backmap.structure.errors.InputError: consecutive residues' beads are 0.038 nm apart ...
+    """
+    rep = np.asarray(chain_bead, dtype=np.int64)
+    chain = np.asarray(chain_index)
+    if len(rep) < 2:
+        return
+    same = chain[1:] == chain[:-1]
+    x = np.asarray(xyz, dtype=np.float64)[rep]
+    d = np.linalg.norm(np.diff(x, axis=0), axis=1)[same]
+    d = d[np.isfinite(d)]
+    if len(d) < 3:
+        return
+    med = float(np.median(d))
+    low, high = BEAD_SPACING_RANGE_NM
+    if low <= med <= high:
+        return
+    why = ("about 10 times too small: nm written where Å belong?" if med < low else
+           "about 10 times too large: Å read as nm?")
+    raise InputError(f"{where}consecutive residues' beads are {med:.3g} nm apart (median over {len(d)} pairs), "
+                     f"where a protein's are 0.33-0.47 nm; the coordinates look {why} Fix the units of the input")
 
 
 def find_chain_breaks(chain_bead, chain_index, residue_numbers, bonds, xyz, scheme, labels=None,

@@ -21,10 +21,10 @@ from ..mapping import SCHEMES, detect_scheme, martini_mapping
 from ..model import SCHEME_MODELS, load_model, shipped_model_path
 from ..structure import (InputError, LoadWarning, canonical_residue_name, make_whole, segment_starts_from_distances,
                          warn_modified_residues)
-from .cg_chains import ChainBreaks, find_chain_breaks, system_bonds
+from .cg_chains import ChainBreaks, check_bead_spacing, find_chain_breaks, system_bonds
 
-__all__ = ["cg_particle_info", "chain_breaks", "cg_sequence", "check_scheme", "model_scheme", "martini_beads", "prepare_cg_input",
-           "CGInput"]
+__all__ = ["cg_particle_info", "chain_breaks", "cg_sequence", "check_scheme", "martini_beads", "prepare_cg_input",
+           "SchemeOverrideWarning", "CGInput"]
 
 _MARTINI_SCHEMES = ("martini3", "martini2")
 #: Names of the dummy charge beads of polarisable Martini 2 set-ups start so (``SCD``, ``SCD1`` ...).
@@ -193,18 +193,6 @@ def cg_sequence(info, model, where="", fix_count="", fix_names=""):
     return sequence
 
 
-def model_scheme(model):
-    """The bead scheme a model takes: ``metadata['scheme']`` of a transferable model (``'ca'`` when it has none, as
-    the shipped ``ca2aa.pt``), None for a per-system model (its beads are its own).
-
-    Examples
-    --------
-    >>> model_scheme(load_model(None))  # doctest: +SKIP
-    'ca'
-    """
-    return model.scheme
-
-
 def check_scheme(info, xyz, model, scheme=None, where="", sequence=None):
     """Check that the CG particles are the kind of beads the model takes; returns their scheme.
 
@@ -244,7 +232,7 @@ def check_scheme(info, xyz, model, scheme=None, where="", sequence=None):
     """
     if scheme is not None and scheme not in SCHEMES:
         raise InputError(f"unknown bead scheme {scheme!r}; use one of {', '.join(SCHEMES)}")
-    expected = model_scheme(model)
+    expected = model.scheme
     if expected is None:
         return None
     name = model.metadata.get("name") or model.path or "the model"
@@ -252,10 +240,9 @@ def check_scheme(info, xyz, model, scheme=None, where="", sequence=None):
         if scheme != expected:
             raise InputError(f"{where}the beads are {_SCHEME_LABELS[scheme]} (scheme={scheme!r}) but {name} takes "
                              f"{_SCHEME_LABELS[expected]}{_no_model(scheme)}")
+        _warn_overridden(scheme, _detect(info, xyz, sequence), where)
         return scheme
-    residues = info["one_per_residue"] and (info["sequence"] is not None or sequence is not None)
-    guess = detect_scheme(info["atom_names"], xyz if residues else None, info["names"], info["residue_index"],
-                          info["chain_start"])
+    guess = _detect(info, xyz, sequence)
     if guess.scheme is None or guess.scheme == expected:
         return guess.scheme
     msg = (f"{where}the CG particles look like {_SCHEME_LABELS[guess.scheme]}, but {name} takes "
@@ -500,6 +487,7 @@ def prepare_cg_input(topology, xyz, box_vectors=None, particles=None, model=None
     p = np.arange(x.shape[1], dtype=np.int64) if particles is None else np.asarray(particles, dtype=np.int64)
     frames = x[:, p]
     info = cg_particle_info(topology, p, system=system)
+    _check_units(info, frames[0], where)
     note = None
     if model is None:
         model, scheme, note = _shipped_model(info, frames, scheme, sequence, device, where)
@@ -520,14 +508,45 @@ def prepare_cg_input(topology, xyz, box_vectors=None, particles=None, model=None
                    info["chain_ids"] if ca_level else None, info["residue_numbers"] if ca_level else None, note, breaks)
 
 
+def _detect(info, xyz, sequence=None):
+    """:func:`~openmm_backmap.mapping.detect_scheme` on the particles (positions count only for residues)."""
+    residues = info["one_per_residue"] and (info["sequence"] is not None or sequence is not None)
+    return detect_scheme(info["atom_names"], xyz if residues else None, info["names"], info["residue_index"],
+                         info["chain_start"])
+
+
+class SchemeOverrideWarning(LoadWarning):
+    """The scheme a user gave contradicts what the beads clearly are; the run follows the user's word."""
+
+
+def _warn_overridden(scheme, guess, where):
+    """A loud warning when the user's scheme contradicts a certain detection (the run follows the user)."""
+    if guess.certain and guess.scheme is not None and guess.scheme != scheme:
+        warnings.warn(f"{where}scheme={scheme!r} was given, but the CG particles are clearly "
+                      f"{_SCHEME_LABELS[guess.scheme]}: {guess.evidence}. The backmapping follows the given scheme; "
+                      f"expect broken chemistry unless they really are {_SCHEME_LABELS[scheme]}",
+                      SchemeOverrideWarning, stacklevel=4)
+
+
+def _check_units(info, xyz, where):
+    """Stop on residues' beads spaced ten times too close or too far (:func:`~.cg_chains.check_bead_spacing`)."""
+    names = [str(n).strip().upper() for n in info["atom_names"]]
+    if "BB" in names:
+        beads = np.array([k for k, n in enumerate(names) if n == "BB"], dtype=np.int64)
+    elif info["one_per_residue"] and info["sequence"] is not None:
+        beads = np.arange(len(names))
+    else:
+        return  # beads that are not residues (ultra-coarse) have no standard spacing
+    check_bead_spacing(beads, np.asarray(info["chain_index"])[beads], xyz, where)
+
+
 def _shipped_model(info, xyz, scheme, sequence, device, where):
     """(model, scheme, note): the shipped model of the beads' scheme, found or given."""
     if scheme is not None:
         why = f"scheme={scheme!r} given"
+        _warn_overridden(scheme, _detect(info, xyz, sequence), where)
     else:
-        residues = info["one_per_residue"] and (info["sequence"] is not None or sequence is not None)
-        guess = detect_scheme(info["atom_names"], xyz if residues else None, info["names"], info["residue_index"],
-                              info["chain_start"])
+        guess = _detect(info, xyz, sequence)
         scheme, why = guess.scheme or "ca", guess.evidence
         if guess.scheme is not None and not guess.certain:
             warnings.warn(f"{where}the CG particles may not be {_SCHEME_LABELS[scheme]}: {why}. If they are other "

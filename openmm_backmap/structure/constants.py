@@ -28,6 +28,10 @@ CA_BREAK_NM = 0.43
 #: than C-alphas, so the C-alpha limit cut compact proteins into pieces; the price is that geometry alone misses
 #: most one-residue gaps of centre-of-mass beads, which is why records (numbering, chains) come first.
 SCHEME_BREAK_NM = {"ca": 0.43, "com": 0.96, "martini3": 0.5, "martini2": 0.5}
+#: The median distance between the chain beads of consecutive residues of CG input lies in this range (nm): C-alpha
+#: 0.38, Martini BB 0.33, centre of mass 0.47 in the corpus (docs/benchmarks/break_thresholds.md). Outside it, the
+#: coordinates are in the wrong unit (x0.1: nm written where Å belong; x10), and backmapping them gives nonsense.
+BEAD_SPACING_RANGE_NM = (0.2, 1.0)
 #: A covalent bond longer than this (nm) in one frame, where the ensemble has no break, marks a corrupt frame.
 BROKEN_BOND_NM = 0.3
 
@@ -69,6 +73,9 @@ CIS_CA_DISTANCE_ANGSTROM = 3.3
 KL_BIN_WIDTH_DEG = 10.0
 #: Default pseudo-count added to every bin's probability (then renormalised).
 KL_PSEUDO_COUNT = 1e-6
+#: Histogram bin width of the radius-of-gyration distributions of ``evaluation.ensemble_metrics`` (nm; bins sit
+#: on multiples of it). 0.1 nm (1 Å) puts an IDP ensemble of 50-200 conformers (Rg spread 0.5-1.5 nm) in 5-15 bins.
+RG_BIN_WIDTH_NM = 0.1
 
 # --- run time ---
 #: A CG frame with any |coordinate| above this (nm) has exploded.

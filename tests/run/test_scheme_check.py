@@ -1,7 +1,5 @@
 """A model given the wrong kind of beads stops with the numbers (openmm_backmap.run.cg_input.check_scheme)."""
 
-import warnings
-
 import numpy as np
 import pytest
 
@@ -12,7 +10,8 @@ from openmm_backmap.cli import main  # noqa: E402
 from openmm_backmap.mapping import coarsen  # noqa: E402
 from openmm_backmap.model import SCHEME_MODELS  # noqa: E402
 from openmm_backmap.run import (BackmapReporter, cg_particle_info, check_scheme, coarsen_files,  # noqa: E402
-                                convert_trajectory, model_scheme)
+                                convert_trajectory)
+from openmm_backmap.run.cg_input import SchemeOverrideWarning  # noqa: E402
 from openmm_backmap.structure import InputError, LoadWarning  # noqa: E402
 
 QUIET = dict(progress=False, device="cpu", seed=0)
@@ -31,7 +30,7 @@ def _info(trpcage, level):
 
 
 def test_check_scheme_verdicts_and_override(trpcage, tiny_ca_backmapper):
-    assert model_scheme(tiny_ca_backmapper) == "ca" and SCHEME_MODELS["ca"] == "ca2aa.pt"
+    assert tiny_ca_backmapper.scheme == "ca" and SCHEME_MODELS["ca"] == "ca2aa.pt"
     info, xyz = _info(trpcage, "ca")
     assert check_scheme(info, xyz, tiny_ca_backmapper) == "ca"
     info, xyz = _info(trpcage, "com")
@@ -39,7 +38,9 @@ def test_check_scheme_verdicts_and_override(trpcage, tiny_ca_backmapper):
                                          r"consecutive beads deviate .* by \d\.\d\d Å \(median over 19 pairs.*"
                                          r"or none to use the shipped one \(com2aa.pt\).*scheme='ca'"):
         check_scheme(info, xyz, tiny_ca_backmapper, where="x.pdb: ")
-    assert check_scheme(info, xyz, tiny_ca_backmapper, scheme="ca") == "ca"  # the user's word wins
+    with pytest.warns(SchemeOverrideWarning, match=r"scheme='ca' was given, but the CG particles are clearly residue "
+                                                   r"centre-of-mass beads: consecutive beads deviate"):
+        assert check_scheme(info, xyz, tiny_ca_backmapper, scheme="ca") == "ca"  # the user's word wins, loudly
     with pytest.raises(InputError, match=r"residue centre-of-mass beads \(scheme='com'\) but tiny takes C-alpha"):
         check_scheme(info, xyz, tiny_ca_backmapper, scheme="com")
     with pytest.raises(InputError, match="unknown bead scheme 'cg'"):
@@ -63,7 +64,7 @@ def test_persystem_models_are_not_checked(trpcage, tiny_persystem_model):
 
     model = load_model(tiny_persystem_model, device="cpu")
     info, xyz = _info(trpcage, "com")
-    assert model_scheme(model) is None and check_scheme(info, xyz, model) is None
+    assert model.scheme is None and check_scheme(info, xyz, model) is None
 
 
 def test_convert_refuses_com_beads_unless_told(tmp_path, bead_files, tiny_ca_backmapper, tiny_ca_model, capsys):
@@ -73,7 +74,8 @@ def test_convert_refuses_com_beads_unless_told(tmp_path, bead_files, tiny_ca_bac
     assert not (tmp_path / "a.pdb").exists()
     with pytest.raises(ValueError, match="look like Martini 3 beads"):
         convert_trajectory(bead_files["martini3"]["pdb"], tmp_path / "b.pdb", model=tiny_ca_backmapper, **QUIET)
-    summary = convert_trajectory(com, tmp_path / "c.pdb", model=tiny_ca_backmapper, scheme="ca", **QUIET)
+    with pytest.warns(SchemeOverrideWarning):
+        summary = convert_trajectory(com, tmp_path / "c.pdb", model=tiny_ca_backmapper, scheme="ca", **QUIET)
     assert summary["frames_written"] == 1
     assert main(["convert", com, "-o", str(tmp_path / "d.pdb"), "--model", str(tiny_ca_model), "--device", "cpu"]) == 2
     assert "centre-of-mass beads" in capsys.readouterr().err
@@ -90,8 +92,25 @@ def test_reporter_refuses_com_beads_at_the_first_report(tmp_path, trpcage, trpca
     with pytest.raises(ValueError, match="look like residue centre-of-mass beads.*scheme='ca'"):
         rep.report(sim, sim.context.getState(getPositions=True))
     rep.close()
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", LoadWarning)
+    with pytest.warns(SchemeOverrideWarning, match="clearly residue centre-of-mass beads"):
         with BackmapReporter(tmp_path / "y.pdb", 1, model=tiny_ca_backmapper, device="cpu", scheme="ca") as rep:
             rep.report(sim, sim.context.getState(getPositions=True))
     assert (tmp_path / "y.pdb").exists()
+
+
+def test_a_scheme_override_on_c_alphas_is_loud(trpcage, tiny_ca_backmapper, shipped, tmp_path, bead_files):
+    with pytest.warns(SchemeOverrideWarning, match="scheme='com' was given, but the CG particles are clearly C-alpha"):
+        convert_trajectory(bead_files["ca"]["pdb"], tmp_path / "x.pdb", scheme="com", **QUIET)
+
+
+@pytest.mark.parametrize("factor, what", [(0.1, "10 times too small: nm written where Å belong"),
+                                          (10.0, "10 times too large: Å read as nm")])
+def test_beads_in_the_wrong_unit_stop_with_one_line(tmp_path, bead_files, shipped, factor, what):
+    for level in ("ca", "com", "martini3"):
+        lines = open(bead_files[level]["pdb"]).read().splitlines()
+        scaled = [ln[:30] + "".join(f"{float(ln[30 + 8 * k:38 + 8 * k]) * factor:8.3f}" for k in range(3)) + ln[54:]
+                  if ln.startswith(("ATOM", "HETATM")) else ln for ln in lines]
+        (tmp_path / f"{level}.pdb").write_text("\n".join(scaled) + "\n")
+        with pytest.raises(InputError, match=f"consecutive residues' beads are .* nm apart .*{what}"):
+            convert_trajectory(tmp_path / f"{level}.pdb", tmp_path / f"out_{level}.pdb", **QUIET)
+        assert not (tmp_path / f"out_{level}.pdb").exists()
