@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..structure import InputError, LoadWarning
-from ..structure.constants import BEAD_SPACING_RANGE_NM, SCHEME_BREAK_NM
+from ..structure.constants import BEAD_SPACING_RANGE_NM, SCHEME_BREAK_NM, SCHEME_DOUBT_NM
 
 __all__ = ["ChainBreaks", "BreakMonitor", "ChainBreakWarning", "check_bead_spacing", "find_chain_breaks",
            "system_bonds"]
@@ -56,6 +56,9 @@ class ChainBreaks:
         Residues whose break was declared from distances alone.
     numbered : tuple of int
         Residues whose break comes from a jump in residue numbering.
+    doubtful : tuple of int
+        Residues kept joined to the previous one on distances alone, although farther apart than the corpus's
+        99.99th percentile (:data:`~openmm_backmap.structure.constants.SCHEME_DOUBT_NM`): a gap may hide there.
     threshold_nm : float
         The scheme's break distance (also what :class:`BreakMonitor` checks).
     chain_bead : ndarray of int, (R,)
@@ -76,6 +79,7 @@ class ChainBreaks:
     evidence: str
     geometric: tuple = ()
     numbered: tuple = ()
+    doubtful: tuple = ()
     threshold_nm: float = SCHEME_BREAK_NM["ca"]
     chain_bead: np.ndarray = field(default=None, repr=False)
     labels: tuple = field(default=(), repr=False)
@@ -86,9 +90,11 @@ class ChainBreaks:
         return int(np.sum(self.segment_start))
 
     def summary(self) -> dict:
-        """``segments``, ``break_evidence``, ``breaks_from_geometry``, ``breaks_from_numbering`` for run summaries."""
+        """``segments``, ``break_evidence``, ``breaks_from_geometry``, ``breaks_from_numbering``, ``doubtful_joins``
+        for run summaries."""
         return {"segments": self.n_segments, "break_evidence": self.evidence,
-                "breaks_from_geometry": len(self.geometric), "breaks_from_numbering": len(self.numbered)}
+                "breaks_from_geometry": len(self.geometric), "breaks_from_numbering": len(self.numbered),
+                "doubtful_joins": len(self.doubtful)}
 
 
 def system_bonds(system) -> np.ndarray:
@@ -213,11 +219,22 @@ def find_chain_breaks(chain_bead, chain_index, residue_numbers, bonds, xyz, sche
         numbered[1:] = same & (step != 0) & (step != 1)  # 0: insertion codes (52, 52A)
     with np.errstate(invalid="ignore"):
         far = np.r_[False, same & (d > thr)]
+        doubt = np.r_[False, same & ~far[1:] & (d > SCHEME_DOUBT_NM.get(scheme, np.inf))]
     geometric = far & ~numbered
     seg |= numbered | geometric
+    doubt &= ~seg
     evidence = "geometry" if geometric.any() else "records"
     out = ChainBreaks(seg, evidence, tuple(np.flatnonzero(geometric).tolist()),
-                      tuple(np.flatnonzero(numbered).tolist()), thr, rep, labels, d)
+                      tuple(np.flatnonzero(numbered).tolist()), tuple(np.flatnonzero(doubt).tolist()), thr, rep,
+                      labels, d)
+    if doubt.any():
+        k = np.flatnonzero(doubt)
+        shown = ", ".join(f"{labels[i - 1]} - {labels[i]} ({d[i - 1]:.2f} nm)" for i in k[:5])
+        warnings.warn(f"{where}{len(k)} pair(s) of consecutive {scheme} beads kept joined although farther apart "
+                      f"than 99.99 % of peptide-bonded pairs ({SCHEME_DOUBT_NM[scheme]} nm; the break limit is {thr} "
+                      f"nm), and no bonds or residue numbers say whether the chain breaks there: {shown}"
+                      f"{' ...' if len(k) > 5 else ''}. If residues are missing there, the output bonds across the gap",
+                      ChainBreakWarning, stacklevel=3)
     if geometric.any():
         k = np.flatnonzero(geometric)
         shown = ", ".join(f"{labels[i - 1]} - {labels[i]} ({d[i - 1]:.2f} nm)" for i in k[:5])

@@ -470,7 +470,7 @@ class BackmapPipeline(Closeable):
             (CG frames per second of ``busy`` time: backmapping, relaxing,
             checking and writing, not the simulation between reports),
             ``segments``, ``break_evidence``, ``breaks_from_geometry``,
-            ``breaks_from_numbering`` (see
+            ``breaks_from_numbering``, ``doubtful_joins`` (see
             :class:`~openmm_backmap.run.cg_chains.ChainBreaks`) and
             ``break_changes`` (frames whose distances disagreed with them),
             ``relax_seconds_per_frame``, and ``clash_percent``,
@@ -505,7 +505,7 @@ class BackmapPipeline(Closeable):
             "frames_per_second": self.frames_in / busy if busy > 0 else None,
             **(self.chain_breaks.summary() if self.chain_breaks is not None else
                {"segments": int(np.sum(self.segment_start)), "break_evidence": "model", "breaks_from_geometry": 0,
-                "breaks_from_numbering": 0}),
+                "breaks_from_numbering": 0, "doubtful_joins": 0}),
             "break_changes": 0 if self._monitor is None else self._monitor.frames_changed,
             "relax_seconds_per_frame": self.seconds["relax"] / n_relaxed if n_relaxed else None,
             "relax_failures": self.relax_failures,
@@ -585,6 +585,8 @@ def format_summary(summary: dict) -> str:
         why = {"bonds": "from bonds", "records": "from chains and residue numbering", "geometry":
                f"{s['breaks_from_geometry']} of the breaks from bead distances alone", "model": "the model's own"}
         lines.append(f"chains: {s['segments']} segment(s) ({why.get(s['break_evidence'], s['break_evidence'])})"
+                     + (f"; {s['doubtful_joins']} doubtful join(s) (see the warnings)" if s.get("doubtful_joins")
+                        else "")
                      + (f"; {s['break_changes']} frame(s) disagreed with them (see the warnings)"
                         if s.get("break_changes") else ""))
     if s["frames_skipped"]:

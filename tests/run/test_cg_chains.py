@@ -179,3 +179,13 @@ def test_pipeline_rate_counts_backmapping_time_not_idle_time(tmp_path, trpcage, 
     s = pipe.summary()
     assert s["seconds"]["total"] > 1.0 and s["seconds"]["busy"] < s["seconds"]["total"]
     assert s["frames_per_second"] == pytest.approx(4 / s["seconds"]["busy"], rel=1e-3)
+
+
+def test_a_doubtful_join_of_centre_of_mass_beads_is_reported(com_beads):
+    seq, num, xyz = com_beads
+    far = xyz.copy()
+    step = far[15] - far[14]
+    far[15:] += step * (0.92 / np.linalg.norm(step) - 1.0)  # 0.92 nm: under the 0.96 nm limit, over 0.86 nm
+    with pytest.warns(ChainBreakWarning, match=r"1 pair\(s\) of consecutive com beads kept joined .*0.92 nm"):
+        b = find_chain_breaks(np.arange(len(seq)), [0] * len(seq), None, None, far, "com")
+    assert b.n_segments == 1 and b.doubtful == (15,) and b.summary()["doubtful_joins"] == 1
