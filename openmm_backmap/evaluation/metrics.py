@@ -91,6 +91,20 @@ def pair_frames(n_reference: int, n_generated: int) -> np.ndarray:
     return np.arange(n_generated) // (n_generated // n_reference)
 
 
+def check_sequences(reference, generated):
+    """Raise :class:`InputError` unless two ensembles have the same sequence (says where they differ)."""
+    rs, gs = list(reference.sequence), list(generated.sequence)
+    if rs == gs:
+        return
+    if len(rs) != len(gs):
+        msg = f"the reference has {len(rs)} residues but the generated structures have {len(gs)}"
+    else:
+        i = next(k for k in range(len(rs)) if rs[k] != gs[k])
+        msg = f"residue {i + 1} is {rs[i]} in the reference but {gs[i]} in the generated structures"
+    raise InputError(f"sequences differ: {msg}; compare structures of the same protein "
+                     f"(reference {reference.source or 'unnamed'!r}, generated {generated.source or 'unnamed'!r})")
+
+
 def _as_frames(xyz, name):
     xyz = np.asarray(xyz, dtype=np.float64)
     if xyz.ndim == 2:

@@ -2,8 +2,10 @@
 
 :func:`evaluate` compares two :class:`~openmm_backmap.structure.ProteinEnsemble`
 objects with the per-frame metrics of :mod:`.metrics` and the torsion KL
-divergences of :mod:`.torsions`; :func:`evaluate_files` loads files first
-and can write the result as JSON; :func:`format_table` prints it.
+divergences of :mod:`.torsions`, and with ``ensemble=True`` the
+distribution metrics of :mod:`.ensemble` (which need no frame pairing);
+:func:`evaluate_files` loads files first and can write the result as JSON;
+:func:`format_table` prints it.
 """
 
 from __future__ import annotations
@@ -18,11 +20,13 @@ import numpy as np
 
 from ..io import AtomicOutput, check_writable
 from ..structure import InputError, LoadWarning
+from ..structure.errors import option_name
 from ..structure.constants import (BOND_OK_TOLERANCE, CLASH_DISTANCE_ANGSTROM, KL_BIN_WIDTH_DEG, KL_PSEUDO_COUNT,
                                    MIN_MATCHED_ATOM_FRACTION, MISSING_ATOMS_NAMED)
-from .metrics import masked_xyz, pair_frames, per_frame_metrics
+from .ensemble import ensemble_metrics, format_ensemble, torsion_samples
+from .metrics import check_sequences, masked_xyz, pair_frames, per_frame_metrics
 from .plots import ramachandran_plot, require_matplotlib
-from .torsions import backbone_dihedrals_deg, chi_dihedrals_deg, kl_divergence
+from .torsions import kl_divergence
 
 __all__ = ["evaluate", "evaluate_files", "format_table"]
 
@@ -46,23 +50,26 @@ def _summary(values):
     }
 
 
-def _check_sequences(reference, generated):
-    rs, gs = list(reference.sequence), list(generated.sequence)
-    if rs == gs:
-        return
-    if len(rs) != len(gs):
-        msg = f"the reference has {len(rs)} residues but the generated structures have {len(gs)}"
+def _pairable(n_reference, n_generated):
+    """Whether :func:`~.metrics.pair_frames` can pair the frames."""
+    try:
+        pair_frames(n_reference, n_generated)
+    except InputError:
+        return False
+    return True
+
+
+def _atom_coverage(reference, generated, paired=True):
+    """Which heavy atoms both sides have, over the paired frames (the metrics skip all others).
+
+    Unpaired (ensemble comparison): the atoms each side has in any frame.
+    """
+    if paired:
+        gen = np.asarray(generated.mask)
+        ref = np.asarray(reference.mask)[pair_frames(reference.n_frames, generated.n_frames)]
     else:
-        i = next(k for k in range(len(rs)) if rs[k] != gs[k])
-        msg = f"residue {i + 1} is {rs[i]} in the reference but {gs[i]} in the generated structures"
-    raise InputError(f"sequences differ: {msg}; compare structures of the same protein "
-                     f"(reference {reference.source or 'unnamed'!r}, generated {generated.source or 'unnamed'!r})")
-
-
-def _atom_coverage(reference, generated):
-    """Which heavy atoms both sides have, over the paired frames (the metrics skip all others)."""
-    gen = np.asarray(generated.mask)
-    ref = np.asarray(reference.mask)[pair_frames(reference.n_frames, generated.n_frames)]
+        gen = np.asarray(generated.mask).any(0, keepdims=True)
+        ref = np.asarray(reference.mask).any(0, keepdims=True)
     used = gen.any(1) & ref.any(1)  # an empty frame is a failed frame, which the metrics' n_valid already counts
     gen, ref = gen[used], ref[used]
     both = int((gen & ref).sum())
@@ -102,7 +109,7 @@ def _check_coverage(coverage):
 
 
 def evaluate(reference, generated, plots_dir=None, name=None, bin_width_deg=KL_BIN_WIDTH_DEG,
-             pseudo_count=KL_PSEUDO_COUNT):
+             pseudo_count=KL_PSEUDO_COUNT, ensemble=False):
     """Compare generated all-atom structures with a reference ensemble.
 
     Parameters
@@ -112,7 +119,8 @@ def evaluate(reference, generated, plots_dir=None, name=None, bin_width_deg=KL_B
     generated : ProteinEnsemble
         Generated structures of the same sequence. Frames are paired with
         :func:`~.metrics.pair_frames` (equal counts, ``k`` samples per reference frame
-        frame-major, or any number against a single reference frame).
+        frame-major, or any number against a single reference frame); with
+        ``ensemble=True`` any counts are accepted.
     plots_dir : str or path, optional
         Write ``<name>_ramachandran.png`` here.
     name : str, optional
@@ -121,6 +129,12 @@ def evaluate(reference, generated, plots_dir=None, name=None, bin_width_deg=KL_B
         Histogram bin width for the KL divergences (degrees).
     pseudo_count : float
         Pseudo-count added to every bin's probability.
+    ensemble : bool
+        Also compare the two ensembles as distributions
+        (:func:`~.ensemble.ensemble_metrics`: torsion KL and JS, DSSP
+        propensities, radius of gyration), in ``result["ensemble"]``. Frames
+        that cannot be paired are then no error: the per-frame metrics are
+        left out (``None``) and ``paired`` is False.
 
     Returns
     -------
@@ -139,12 +153,14 @@ def evaluate(reference, generated, plots_dir=None, name=None, bin_width_deg=KL_B
         KL(reference || generated) in nats for ``ramachandran`` (2D phi/psi),
         ``phi``, ``psi`` and ``chi1``..``chi4`` (pooled over residues);
         ``kl_bin_width_deg``, ``kl_pseudo_count``, ``units``, frame counts,
-        ``samples_per_frame``, ``seconds`` and ``plots``.
+        ``samples_per_frame`` (None unpaired), ``paired``, ``seconds``,
+        ``plots`` and, with ``ensemble=True``, ``ensemble``.
 
     Raises
     ------
     InputError
-        When the sequences differ, the frame counts cannot be paired, or one
+        When the sequences differ, the frame counts cannot be paired (without
+        ``ensemble=True``), or one
         side has fewer than ``MIN_MATCHED_ATOM_FRACTION`` of the other's
         atoms (a C-alpha trace or backbone-only file).
 
@@ -161,40 +177,44 @@ def evaluate(reference, generated, plots_dir=None, name=None, bin_width_deg=KL_B
     0.0
     """
     t0 = time.perf_counter()
-    _check_sequences(reference, generated)
+    check_sequences(reference, generated)
     if plots_dir is not None:
         require_matplotlib()  # before the work, not after it
         check_writable(os.path.join(os.fspath(plots_dir), "plot.png"), force=True)
-    coverage = _atom_coverage(reference, generated)
-    _check_coverage(coverage)
     n_ref, n_gen = reference.n_frames, generated.n_frames
-    per_frame = per_frame_metrics(masked_xyz(reference), masked_xyz(generated), reference.layout)
+    paired = _pairable(n_ref, n_gen)
+    if not paired and not ensemble:
+        try:
+            pair_frames(n_ref, n_gen)
+        except InputError as e:
+            raise InputError(f"{e}; to compare ensembles whose frames do not correspond, use "
+                             f"{option_name('--ensemble', 'ensemble=True')}") from None
+    coverage = _atom_coverage(reference, generated, paired)
+    _check_coverage(coverage)
+    per_frame = per_frame_metrics(masked_xyz(reference), masked_xyz(generated), reference.layout) if paired \
+        else {key: None for key, _, _ in _METRICS}
     result = {
         "name": name or os.path.basename(str(generated.source)) or "generated",
         "reference": str(reference.source),
         "generated": str(generated.source),
         "n_reference_frames": int(n_ref),
         "n_generated_frames": int(n_gen),
-        "samples_per_frame": int(n_gen // n_ref),
+        "samples_per_frame": int(n_gen // n_ref) if paired else None,
+        "paired": paired,
         "n_residues": int(reference.n_residues),
         "n_atoms": int(reference.n_atoms),
         "units": {"rmsd_angstrom": "Å", "rmsd_sym_angstrom": "Å", "ged": "dimensionless",
                   "clash_percent": "%", "bond_ok_percent": "%", "kl": "nats (natural log)",
                   "input_coordinates": "nm"},
         **coverage,
-        **{key: _summary(values) for key, values in per_frame.items()},
+        **{key: None if values is None else _summary(values) for key, values in per_frame.items()},
     }
 
     seg = reference.segment_start
-    phi_r, psi_r = backbone_dihedrals_deg(reference, seg)
-    phi_g, psi_g = backbone_dihedrals_deg(generated, seg)
-    rama_r = np.stack([phi_r.ravel(), psi_r.ravel()], 1)
-    rama_g = np.stack([phi_g.ravel(), psi_g.ravel()], 1)
-    chi_r, chi_g = chi_dihedrals_deg(reference), chi_dihedrals_deg(generated)
-    angles = {"ramachandran": (rama_r, rama_g), "phi": (phi_r.ravel(), phi_g.ravel()),
-              "psi": (psi_r.ravel(), psi_g.ravel()),
-              **{f"chi{k + 1}": (chi_r[..., k].ravel(), chi_g[..., k].ravel()) for k in range(4)}}
-    kl = {key: kl_divergence(r, g, bin_width_deg, pseudo_count) for key, (r, g) in angles.items()}
+    angles_r, angles_g = torsion_samples(reference, seg), torsion_samples(generated, seg)
+    rama_r, rama_g = angles_r["ramachandran"], angles_g["ramachandran"]
+    kl = {key: kl_divergence(angles_r[key], angles_g[key], bin_width_deg, pseudo_count)
+          for key in ("ramachandran", "phi", "psi", "chi1", "chi2", "chi3", "chi4")}
     result["kl"] = kl
     result["kl_direction"] = "KL(reference || generated)"
     result["kl_bin_width_deg"] = float(bin_width_deg)
@@ -209,12 +229,14 @@ def evaluate(reference, generated, plots_dir=None, name=None, bin_width_deg=KL_B
         ramachandran_plot(rama_r, rama_g, path, title=result["name"], kl=kl["ramachandran"],
                           bin_width_deg=bin_width_deg)
         result["plots"].append(path)
+    if ensemble:
+        result["ensemble"] = ensemble_metrics(reference, generated, bin_width_deg, pseudo_count)
     result["seconds"] = round(time.perf_counter() - t0, 3)
     return result
 
 
 def evaluate_files(reference_path, generated_path, reference_topology=None, generated_topology=None, plots_dir=None,
-                   json_path=None, stride=1, name=None):
+                   json_path=None, stride=1, name=None, ensemble=False):
     """Load a reference and generated structures and :func:`evaluate` them.
 
     Parameters
@@ -230,10 +252,13 @@ def evaluate_files(reference_path, generated_path, reference_topology=None, gene
         Write the result as JSON (NaN written as null).
     stride : int
         Keep every ``stride``-th reference frame and the generated samples
-        paired with it (with one reference frame: every ``stride``-th
-        generated frame).
+        paired with it (with one reference frame, or frames that cannot be
+        paired: every ``stride``-th frame of each side).
     name : str, optional
         Name of the comparison (default: the generated file's name without extension).
+    ensemble : bool
+        Add the ensemble (distribution) metrics and accept frame counts that
+        cannot be paired; see :func:`evaluate`.
 
     Returns
     -------
@@ -256,18 +281,21 @@ def evaluate_files(reference_path, generated_path, reference_topology=None, gene
         warnings.simplefilter("ignore")  # dropped waters/H etc. are expected in references
         reference = load_ensemble(reference_path, topology=reference_topology)
         generated = load_ensemble(generated_path, topology=generated_topology)
-    _check_sequences(reference, generated)
+    check_sequences(reference, generated)
     if stride > 1:
-        pair = pair_frames(reference.n_frames, generated.n_frames)
-        if reference.n_frames == 1:
+        if ensemble and not _pairable(reference.n_frames, generated.n_frames):
+            reference = reference.select_frames(np.arange(0, reference.n_frames, stride))
+            generated = generated.select_frames(np.arange(0, generated.n_frames, stride))
+        elif reference.n_frames == 1:
             generated = generated.select_frames(np.arange(0, generated.n_frames, stride))
         else:
+            pair = pair_frames(reference.n_frames, generated.n_frames)
             generated = generated.select_frames(np.flatnonzero(pair % stride == 0))
             reference = reference.select_frames(np.arange(0, reference.n_frames, stride))
     if name is None:
         name = os.path.basename(os.fspath(generated_path))
         name = os.path.splitext(name[:-3] if name.endswith(".gz") else name)[0]
-    result = evaluate(reference, generated, plots_dir=plots_dir, name=name)
+    result = evaluate(reference, generated, plots_dir=plots_dir, name=name, ensemble=ensemble)
     result["reference"], result["generated"] = os.fspath(reference_path), os.fspath(generated_path)
     result["stride"] = stride
     if json_path is not None:
@@ -320,9 +348,11 @@ def format_table(result) -> str:
     --------
     >>> print(format_table(evaluate(ens, ens)))  # doctest: +SKIP
     """
+    paired = result.get("paired", True)
+    per = f"{result['samples_per_frame']} per reference frame" if paired else "frames not paired"
     lines = [
         f"{result.get('name', 'evaluation')}: {result['n_generated_frames']} generated frame(s) vs "
-        f"{result['n_reference_frames']} reference frame(s) ({result['samples_per_frame']} per reference frame), "
+        f"{result['n_reference_frames']} reference frame(s) ({per}), "
         f"{result['n_residues']} residues, {result['n_atoms']} heavy atoms",
         f"heavy atoms matched: {_fmt(100 * result['matched_atom_fraction'], 1)} % of the reference's; "
         f"missing in generated: {_missing(result, 'generated')}; in reference: {_missing(result, 'reference')}",
@@ -332,6 +362,9 @@ def format_table(result) -> str:
     ]
     for key, label, unit in _METRICS:
         m = result[key]
+        if m is None:
+            lines.append(f"{label:<50} {'-':>10} {'-':>10}  {unit}  (frames not paired)")
+            continue
         extra = "" if m["n_valid"] == len(m["per_frame"]) else f"  ({m['n_valid']}/{len(m['per_frame'])} frames)"
         digits = 4 if key == "ged" else 3
         lines.append(f"{label:<50} {_fmt(m['mean'], digits):>10} {_fmt(m['std'], digits):>10}  {unit}{extra}")
@@ -344,6 +377,8 @@ def format_table(result) -> str:
     labels = {"ramachandran": "Ramachandran (phi, psi), 2D"}
     for key, value in result["kl"].items():
         lines.append(f"{labels.get(key, key):<50} {_fmt(value, 4):>10}")
+    if result.get("ensemble"):
+        lines += ["", format_ensemble(result["ensemble"])]
     for p in result.get("plots", []):
         lines.append(f"plot: {p}")
     if result.get("json"):

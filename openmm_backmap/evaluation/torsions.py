@@ -11,7 +11,9 @@ KL divergences are ``KL(reference || generated)`` (natural log, nats) of
 histograms of the backbone (phi, psi) pairs and of chi1..chi4, with
 :data:`~openmm_backmap.structure.constants.KL_BIN_WIDTH_DEG` bins and
 :data:`~openmm_backmap.structure.constants.KL_PSEUDO_COUNT` added to every
-bin's probability before renormalising.
+bin's probability before renormalising. Jensen-Shannon divergences
+(:func:`js_divergence`, nats, symmetric, at most ln 2) use the same bins and
+no pseudo-count (they are finite without one).
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from ..structure import TEMPLATES, InputError, atom_layout
 from ..structure.constants import KL_BIN_WIDTH_DEG, KL_PSEUDO_COUNT
 from .metrics import masked_xyz
 
-__all__ = ["dihedral_deg", "backbone_dihedrals_deg", "chi_dihedrals_deg", "kl_divergence"]
+__all__ = ["dihedral_deg", "backbone_dihedrals_deg", "chi_dihedrals_deg", "kl_divergence", "js_divergence",
+           "jensen_shannon"]
 
 
 def _dihedrals_deg(xyz, quads) -> np.ndarray:
@@ -221,3 +224,79 @@ def kl_divergence(ref_angles, gen_angles, bin_width_deg=KL_BIN_WIDTH_DEG, pseudo
     p /= p.sum()
     q /= q.sum()
     return float(max(np.sum(p * np.log(p / q)), 0.0))
+
+
+def jensen_shannon(p, q) -> float:
+    """Jensen-Shannon divergence of two histograms on the same bins, in nats.
+
+    ``JS = KL(P || M) / 2 + KL(Q || M) / 2`` with ``M = (P + Q) / 2``, after
+    normalising the counts ``p`` and ``q``; empty bins contribute nothing, so
+    no pseudo-count is needed. Symmetric, 0 for identical histograms (exactly)
+    and at most ln 2 (histograms with no bin in common).
+
+    Parameters
+    ----------
+    p, q : array_like, shape (n_bins,)
+        Counts or probabilities (non-negative).
+
+    Returns
+    -------
+    float
+        Nats in [0, ln 2]; NaN when either histogram is empty.
+
+    Examples
+    --------
+    >>> jensen_shannon([1, 1, 0], [1, 1, 0])
+    0.0
+    >>> round(jensen_shannon([1, 0], [0, 1]), 6)  # ln 2
+    0.693147
+    """
+    p = np.asarray(p, dtype=np.float64).ravel()
+    q = np.asarray(q, dtype=np.float64).ravel()
+    if p.shape != q.shape:
+        raise InputError(f"histograms must have the same bins, got {p.shape} and {q.shape}")
+    if not p.sum() > 0 or not q.sum() > 0:
+        return float("nan")
+    p, q = p / p.sum(), q / q.sum()
+    m = (p + q) / 2
+
+    def kl_to_m(x):
+        ok = x > 0
+        return np.sum(x[ok] * np.log(x[ok] / m[ok]))
+
+    return float(min(max((kl_to_m(p) + kl_to_m(q)) / 2, 0.0), np.log(2.0)))
+
+
+def js_divergence(ref_angles, gen_angles, bin_width_deg=KL_BIN_WIDTH_DEG) -> float:
+    """Jensen-Shannon divergence of two angle histograms, in nats.
+
+    The histograms are those of :func:`kl_divergence` (``bin_width_deg``
+    bins from -180 to 180, 1D for shape (n,), 2D for (n, 2); NaN angles
+    ignored); the divergence is :func:`jensen_shannon` of them: symmetric, in
+    [0, ln 2], no pseudo-count.
+
+    Parameters
+    ----------
+    ref_angles, gen_angles : array, (n,) or (n, 2), degrees
+    bin_width_deg : float
+        Bin width; must divide 360.
+
+    Returns
+    -------
+    float
+        Nats; NaN when either input has no finite angle.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> a = np.random.default_rng(0).uniform(-180, 180, 1000)
+    >>> js_divergence(a, a)
+    0.0
+    >>> round(js_divergence([5.0], [95.0]), 6)  # no bin in common: ln 2
+    0.693147
+    """
+    p, n_p = _histogram(ref_angles, bin_width_deg)
+    q, n_q = _histogram(gen_angles, bin_width_deg)
+    if n_p == 0 or n_q == 0:
+        return float("nan")
+    return jensen_shannon(p, q)
