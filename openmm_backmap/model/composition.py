@@ -9,6 +9,7 @@ import torch
 
 from ..io import check_writable
 from ..structure import InputError, OutputExistsError, build_topology, residue_type_indices
+from ..structure.errors import option_name
 from .backmapping import load_model
 from .kstep import KStepModel
 from .model_file import AUTO_KEYS, save_model
@@ -40,7 +41,7 @@ def export_kstep(step_paths, output: str, force: bool = False, name: str | None 
     >>> export_kstep(['runs/adk12/model.pt', 'models/ca2aa.pt'], 'models/adk-ucg12.pt')  # doctest: +SKIP
     """
     if os.path.exists(output) and not force:
-        raise OutputExistsError(f"{output!r} exists; use --force to overwrite")
+        raise OutputExistsError(f"{output!r} exists; use {option_name('--force', 'force=True')} to overwrite it")
     check_writable(output, force=True)  # before the parts are loaded
     if len(step_paths) < 1:
         raise InputError("give at least one step model")

@@ -15,6 +15,7 @@ import os
 from ..io import AtomicOutput, check_writable, load_ensemble
 from ..mapping import build_hierarchies, coarsen, parse_levels
 from ..structure import InputError, OutputExistsError
+from ..structure.errors import option_name
 
 __all__ = ["coarsen_files"]
 
@@ -92,7 +93,7 @@ def coarsen_files(input, topology=None, levels="ca", out_prefix="coarse", model=
         if existing:
             raise OutputExistsError(f"{existing[0]} already exists"
                                     f"{f' (and {len(existing) - 1} more outputs)' if len(existing) > 1 else ''}; "
-                                    "use --force (force=True) to overwrite")
+                                    f"use {option_name('--force', 'force=True')} to overwrite")
     for p in (path for d in paths.values() for path in d.values()):
         check_writable(p, force=True)  # directories and permissions, before any work
     ens = load_ensemble(input, topology=topology, stride=stride)

@@ -21,9 +21,10 @@ from ..cgsystems import calpha_go_model
 from ..evaluation import backbone_dihedrals_deg, ramachandran_plot, rmsd
 from ..io import load_ensemble
 from ..model import load_model
-from ..structure import InputError, MissingFileError
+from ..structure import InputError, MissingFileError, OutputExistsError
 from ..structure.constants import ANGSTROM_PER_NM
-from .pipeline import format_summary
+from ..structure.errors import option_name
+from .summary_text import format_summary
 from .reporter import BackmapReporter
 
 __all__ = ["run_demo", "villin_pdb_path", "DEFAULT_STEPS", "DEFAULT_REPORTS"]
@@ -66,13 +67,13 @@ def _superposed_rmsd_angstrom(generated, native, atom_indices=None):
 
 
 def run_demo(output_dir="backmap-demo", steps=None, model=None, seed=0, report_interval=None, device=None,
-             relax_options=None, verbose=True) -> dict:
+             relax_options=None, verbose=True, force=False) -> dict:
     """Simulate villin with a C-alpha Go model and backmap it on the fly.
 
     Parameters
     ----------
     output_dir : str or path
-        Where the files go (created; the demo's own files are overwritten).
+        Where the files go (created when missing).
     steps : int, optional
         CG steps of 10 fs (default :data:`DEFAULT_STEPS`, about a minute on
         two CPU cores).
@@ -89,6 +90,10 @@ def run_demo(output_dir="backmap-demo", steps=None, model=None, seed=0, report_i
         :data:`DEMO_RELAX_OPTIONS` on the simulation's platform).
     verbose : bool
         Print what is done and written.
+    force : bool
+        Overwrite the files of an earlier demo in ``output_dir``; without it
+        a folder that holds any of them stops the demo before it starts (the
+        rule of every output of the package).
 
     Returns
     -------
@@ -103,6 +108,8 @@ def run_demo(output_dir="backmap-demo", steps=None, model=None, seed=0, report_i
     ------
     FileNotFoundError
         The model file (or the shipped model) is missing.
+    OutputExistsError
+        ``output_dir`` holds a file the demo writes and ``force`` is not set.
 
     Examples
     --------
@@ -122,6 +129,20 @@ def run_demo(output_dir="backmap-demo", steps=None, model=None, seed=0, report_i
     if steps < 1:
         raise InputError(f"steps must be a positive integer, got {steps}")
     interval = int(report_interval) if report_interval else max(1, steps // DEFAULT_REPORTS)
+    output_dir = os.fspath(output_dir)
+    files = {
+        "trajectory": os.path.join(output_dir, "villin_backmapped.xtc"),
+        "topology": os.path.join(output_dir, "villin_backmapped.pdb"),
+        "cg_trajectory": os.path.join(output_dir, "villin_cg.dcd"),
+        "cg_topology": os.path.join(output_dir, "villin_cg.pdb"),
+        "ramachandran": os.path.join(output_dir, "ramachandran.png"),
+        "summary": os.path.join(output_dir, "summary.json"),
+    }
+    existing = [os.path.basename(p) for p in files.values() if os.path.exists(p)]
+    if existing and not force:  # before the model loads: the same rule as every other output
+        raise OutputExistsError(f"{output_dir} holds the files of an earlier demo ({', '.join(existing)}); use "
+                                f"{option_name('--force', 'force=True')} to overwrite them, or another "
+                                f"{option_name('--output', 'output_dir')}")
     if model is None:
         try:
             bm = load_model(None, device=device)
@@ -134,17 +155,9 @@ def run_demo(output_dir="backmap-demo", steps=None, model=None, seed=0, report_i
     say(f"model: {bm.metadata.get('name') or bm.kind} ({bm.path}), device {bm.device}")
 
     os.makedirs(output_dir, exist_ok=True)
-    files = {
-        "trajectory": os.path.join(output_dir, "villin_backmapped.xtc"),
-        "topology": os.path.join(output_dir, "villin_backmapped.pdb"),
-        "cg_trajectory": os.path.join(output_dir, "villin_cg.dcd"),
-        "cg_topology": os.path.join(output_dir, "villin_cg.pdb"),
-        "ramachandran": os.path.join(output_dir, "ramachandran.png"),
-        "summary": os.path.join(output_dir, "summary.json"),
-    }
     for key in ("trajectory", "topology", "cg_trajectory", "cg_topology"):
         if os.path.exists(files[key]):
-            os.unlink(files[key])  # the demo's own outputs from an earlier run
+            os.unlink(files[key])  # the demo's own outputs from an earlier run (force)
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # test.pdb has waters and ions, dropped on purpose

@@ -36,6 +36,7 @@ from collections import deque
 import numpy as np
 
 from ..structure import InputError
+from ..structure.errors import option_name
 from .pipeline import BackmapPipeline, good_frames
 
 __all__ = ["convert_on_cluster", "CONNECT_TIMEOUT_S", "REQUIRED_PACKAGES"]
@@ -87,7 +88,8 @@ def _connect(client, workers, scheduler):
     try:
         from distributed import Client, LocalCluster
     except ImportError:
-        raise InputError("--workers and --scheduler need Dask: pip install 'dask[distributed]'") from None
+        raise InputError(f"{option_name('--workers and --scheduler', 'workers and scheduler')} need Dask: "
+                         "pip install 'dask[distributed]'") from None
     if scheduler is not None:
         try:
             cl = Client(scheduler, timeout=CONNECT_TIMEOUT_S)

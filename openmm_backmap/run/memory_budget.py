@@ -13,6 +13,7 @@ them the sampled structures, depend on the options alone.
 from __future__ import annotations
 
 from ..structure import InputError
+from ..structure.errors import option_name
 from ..structure.constants import (BYTES_PER_MB, FORWARD_BYTES_FIXED, FORWARD_BYTES_PER_RESIDUE,
                                    FORWARD_BYTES_PER_RESIDUE_SQUARED)
 
@@ -64,8 +65,8 @@ def structures_per_call(n_residues: int, max_memory_mb: float) -> int:
     if n < 1:
         need = forward_bytes(n_residues, 1) / BYTES_PER_MB
         raise InputError(f"one structure of {int(n_residues)} residues needs about {need:.0f} MB for the model, more "
-                         f"than the memory budget of {float(max_memory_mb):g} MB; raise it with --max-memory "
-                         "(maxMemory= for the reporter)")
+                         f"than the memory budget of {float(max_memory_mb):g} MB; raise it with "
+                         f"{option_name('--max-memory', 'max_memory_mb= (the reporter: maxMemory=)')}")
     return n
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, fields
 from ..model import resolve_device
 from ..structure import InputError
 from ..structure.constants import DEFAULT_MAX_MEMORY_MB, RELAX_METHODS
+from ..structure.errors import option_name
 
 __all__ = ["BackmapOptions", "resolve_options", "FAST_RELAX_OPTIONS"]
 #: The keyword arguments of :class:`~openmm_backmap.run.relax.FastRelaxer` that ``relax_options`` may set.
@@ -123,7 +124,8 @@ class BackmapOptions:
         for name in ("deterministic", "minimize", "keep_hydrogens", "append", "force", "quality"):
             put(name, bool(getattr(self, name)))
         if self.keep_hydrogens and not self.minimize:
-            raise InputError("keep_hydrogens needs minimize=True (the relaxer adds the hydrogens); add --minimize")
+            raise InputError(option_name("--keep-hydrogens needs --minimize", "keep_hydrogens needs minimize=True")
+                             + " (the relaxer adds the hydrogens)")
 
     @property
     def relax_method(self) -> str:
@@ -140,7 +142,7 @@ def _relax_method(relax_options, keep_hydrogens):
         raise InputError(f"relax_options['method'] must be 'fast' or 'openmm', not {method!r}")
     if method == "fast" and openmm_only and not keep_hydrogens:
         raise InputError(f"relax option(s) {', '.join(openmm_only)} belong to the OpenMM relaxer, not to method "
-                         "'fast'; use 'method': 'openmm' (--relax openmm)")
+                         f"'fast'; use {option_name('--relax openmm', repr({'method': 'openmm'}))}")
     return "openmm" if keep_hydrogens else method  # the fast relaxation has no hydrogens
 
 

@@ -9,7 +9,41 @@ from the built-in exception a Python caller would expect, so
 
 from __future__ import annotations
 
-__all__ = ["UserError", "InputError", "MissingFileError", "OutputExistsError", "OutputWriteError", "LoadWarning"]
+import contextlib
+
+__all__ = ["UserError", "InputError", "MissingFileError", "OutputExistsError", "OutputWriteError", "LoadWarning",
+           "option_name", "command_line_spelling"]
+
+_COMMAND_LINE = [False]  # True while a verb of the command line runs (set by its main, read by every thread)
+
+
+def option_name(cli: str, python: str) -> str:
+    """How a message names an option: the command line's flag while a CLI verb runs, else the Python argument.
+
+    Messages of the lower layers serve both the command line and Python
+    callers (functions, the reporter); each names the option the way its
+    reader types it, never both.
+
+    Examples
+    --------
+    >>> option_name("--force", "force=True")
+    'force=True'
+    >>> with command_line_spelling():
+    ...     option_name("--force", "force=True")
+    '--force'
+    """
+    return cli if _COMMAND_LINE[0] else python
+
+
+@contextlib.contextmanager
+def command_line_spelling():
+    """Within this block :func:`option_name` gives the command line's spelling (``openmm-backmap``'s main)."""
+    before = _COMMAND_LINE[0]
+    _COMMAND_LINE[0] = True
+    try:
+        yield
+    finally:
+        _COMMAND_LINE[0] = before
 
 
 class UserError(Exception):

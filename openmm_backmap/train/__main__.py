@@ -1,6 +1,6 @@
 """``python -m openmm_backmap.train CONFIG``: one rank of a training run, for ``torchrun``.
 
-``torchrun --nproc_per_node N -m openmm_backmap.train CONFIG [--resume] [--set KEY=VALUE]``
+``torchrun --nproc_per_node N -m openmm_backmap.train CONFIG [--resume] [--force] [--set KEY=VALUE]``
 trains with N data-parallel processes (see :mod:`.distributed`); without
 torchrun it is an ordinary single-process run. ``openmm-backmap train
 CONFIG --nproc N`` does the same without torchrun.
@@ -12,6 +12,7 @@ import argparse
 import sys
 
 from ..structure import UserError
+from ..structure.errors import command_line_spelling
 from .launch import run_rank
 
 
@@ -27,11 +28,15 @@ def main(argv=None) -> int:
     p.add_argument("config")
     p.add_argument("-o", "--output", help="run directory (default: from the config)")
     p.add_argument("--resume", action="store_true", help="resume from the run directory's checkpoint")
+    p.add_argument("--force", action="store_true",
+                   help="overwrite an existing model file at the config's output and an earlier run's files in "
+                   "the run directory")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set optim.max_steps=2 (repeatable)")
     args = p.parse_args(argv)
     try:
-        run_rank(args.config, output_dir=args.output, resume=args.resume, overrides=args.set)
+        with command_line_spelling():
+            run_rank(args.config, output_dir=args.output, resume=args.resume, overrides=args.set, force=args.force)
     except UserError as err:
         print(f"openmm_backmap.train: error: {err}", file=sys.stderr)
         return 2

@@ -12,7 +12,7 @@ import torch.multiprocessing as mp
 from ..structure import InputError, UserError
 from .config import load_config
 from .distributed import init_distributed
-from .pipeline import train_model
+from .pipeline import check_model_output, check_run_dir, train_model
 
 __all__ = ["launch_training", "run_rank"]
 
@@ -46,7 +46,7 @@ def _spawned(rank, world_size, store, errors, config, kwargs):
         raise
 
 
-def launch_training(config, nproc: int, output_dir=None, resume=False, overrides=()) -> dict:
+def launch_training(config, nproc: int, output_dir=None, resume=False, overrides=(), force=False) -> dict:
     """Train with ``nproc`` local processes started here (no ``torchrun`` needed); return rank 0's summary.
 
     Each process takes ``optim.batch_residues`` per step, so the effective
@@ -58,7 +58,7 @@ def launch_training(config, nproc: int, output_dir=None, resume=False, overrides
         Path of the YAML config.
     nproc : int
         Number of processes (gloo on CPUs; NCCL, one GPU each, where CUDA is available).
-    output_dir, resume, overrides
+    output_dir, resume, overrides, force
         As for :func:`~openmm_backmap.train.train_model`.
 
     Examples
@@ -67,12 +67,17 @@ def launch_training(config, nproc: int, output_dir=None, resume=False, overrides
     """
     if nproc < 1:
         raise InputError(f"--nproc must be >= 1, got {nproc}")
-    kwargs = {"output_dir": output_dir, "resume": resume, "overrides": list(overrides)}
+    kwargs = {"output_dir": output_dir, "resume": resume, "overrides": list(overrides), "force": force}
     if nproc == 1:
         return train_model(config, **kwargs)
     if not (dist.is_available() and dist.is_gloo_available()):
         raise InputError("this PyTorch build has no torch.distributed (gloo); train with --nproc 1")
     cfg = load_config(config, overrides)  # a bad config fails here, once, not in every process
+    if output_dir:
+        cfg.run_dir = os.path.abspath(output_dir)
+        cfg.output = os.path.join(cfg.run_dir, "model.pt")
+    check_model_output(cfg, resume=resume, force=force)  # so does an output that may not be replaced
+    check_run_dir(cfg, resume=resume, force=force)  # or an earlier run's directory
     errors = mp.get_context("spawn").SimpleQueue()
     with tempfile.TemporaryDirectory(prefix="openmm-backmap-dist-") as tmp:
         try:
@@ -83,5 +88,5 @@ def launch_training(config, nproc: int, output_dir=None, resume=False, overrides
                 raise errors.get() from None
             raise
     # rank 0 wrote it; a queue could block the rank on a large summary while this process waits in join
-    with open(os.path.join(os.path.abspath(output_dir) if output_dir else cfg.run_dir, "summary.json")) as fh:
+    with open(os.path.join(cfg.run_dir, "summary.json")) as fh:
         return json.load(fh)

@@ -7,19 +7,88 @@ import os
 
 import torch
 
-from ..structure import InputError
+from ..io import check_writable
+from ..structure import InputError, OutputExistsError
+from ..structure.errors import option_name
 from .config import RunConfig, load_config
 from .data import load_training_data
 from .distributed import SINGLE_PROCESS, DistContext
 from .export import export_step
-from .loop import train_task
+from .loop import RUN_FILES, train_task
 from .protocol import make_task
 
-__all__ = ["train_model"]
+__all__ = ["train_model", "check_model_output", "check_run_dir"]
+
+
+def _own_model(run_dir) -> str | None:
+    """The model file the run in ``run_dir`` exported when it last finished (its ``summary.json``), or None."""
+    try:
+        with open(os.path.join(run_dir, "summary.json")) as fh:
+            path = json.load(fh).get("model_path")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return os.path.abspath(path) if path else None
+
+
+def check_model_output(cfg: RunConfig, resume=False, force=False) -> str:
+    """The model file a run of ``cfg`` writes at its end, checked before any work: the rule of every output.
+
+    An existing file is replaced only with ``force``, with one exception:
+    ``resume`` continues a run, and may replace the model that same run
+    exported when it last finished (the file its ``run_dir/summary.json``
+    names), e.g. after ``--resume --set optim.max_steps=...``. A run that
+    stopped before its end exported nothing, so its resume replaces nothing.
+
+    Raises
+    ------
+    OutputExistsError
+        The model file exists and may not be replaced.
+
+    Examples
+    --------
+    >>> from openmm_backmap.train.config import RunConfig
+    >>> check_model_output(RunConfig(run_dir="/nonexistent/run", output="/nonexistent/run/model.pt"))
+    '/nonexistent/run/model.pt'
+    """
+    out = cfg.output or os.path.join(cfg.run_dir, "model.pt")
+    own = resume and _own_model(cfg.run_dir) == os.path.abspath(out)
+    if os.path.exists(out) and not (force or own):
+        how = (" (--resume replaces only the model its own run wrote)" if resume else "")
+        raise OutputExistsError(f"{out} already exists; use {option_name('--force', 'force=True')} to overwrite it, "
+                                f"or write the run elsewhere ({option_name('-o RUN_DIR', 'output_dir=')}){how}")
+    return check_writable(out, force=True)  # directories and permissions
+
+
+def check_run_dir(cfg: RunConfig, resume=False, force=False) -> None:
+    """Refuse a fresh run in a run directory that holds an earlier run's files, before any work.
+
+    ``run_dir`` with an earlier run's ``config.yaml``, ``log.csv``,
+    checkpoints or ``summary.json`` is continued with ``resume`` or replaced
+    with ``force``; even then nothing there changes until the new run has
+    trained (see :func:`~openmm_backmap.train.loop.train_task`).
+
+    Raises
+    ------
+    OutputExistsError
+        A fresh run without ``force`` would replace an earlier run's files.
+
+    Examples
+    --------
+    >>> from openmm_backmap.train.config import RunConfig
+    >>> check_run_dir(RunConfig(run_dir="/nonexistent/run"))
+    """
+    if resume or force:
+        return
+    earlier = [name for name in RUN_FILES if os.path.exists(os.path.join(cfg.run_dir, name))]
+    if earlier:
+        raise OutputExistsError(
+            f"{cfg.run_dir} holds an earlier training run ({', '.join(earlier)}); continue it with "
+            f"{option_name('--resume', 'resume=True')}, replace it with {option_name('--force', 'force=True')}, "
+            f"or write this run elsewhere ({option_name('-o RUN_DIR', 'output_dir=')})")
 
 
 def train_model(config, output_dir=None, resume=False, overrides=(), log=print,
-                dist: DistContext = SINGLE_PROCESS) -> dict:
+                dist: DistContext = SINGLE_PROCESS, force=False) -> dict:
     """Train one step from a YAML config and export it.
 
     Parameters
@@ -29,9 +98,14 @@ def train_model(config, output_dir=None, resume=False, overrides=(), log=print,
     output_dir : str, optional
         Run directory (overrides ``run_dir`` of the config).
     resume : bool
-        Continue from ``run_dir/last.pt``.
+        Continue from ``run_dir/last.pt``; may replace the model this run
+        exported before (see :func:`check_model_output`).
     overrides : list of str
         ``key.sub=value`` overrides applied to the YAML.
+    force : bool
+        Replace an existing model file at the config's ``output`` and an
+        earlier run's files in ``run_dir`` (both checked before any work;
+        the earlier run's files are replaced only once this run has trained).
     dist : DistContext
         This process's place in a distributed run (see
         :mod:`openmm_backmap.train.distributed`); each rank trains on its own
@@ -52,6 +126,8 @@ def train_model(config, output_dir=None, resume=False, overrides=(), log=print,
     if output_dir:  # a separate run: keep its model in its own directory too
         cfg.run_dir = os.path.abspath(output_dir)
         cfg.output = os.path.join(cfg.run_dir, "model.pt")
+    out = check_model_output(cfg, resume=resume, force=force)
+    check_run_dir(cfg, resume=resume, force=force)
     train_set, val_set, data_summary = load_training_data(cfg.data, log=log)
     if not train_set or not val_set:
         raise InputError("training needs both training and validation data; add files or change "
@@ -69,7 +145,6 @@ def train_model(config, output_dir=None, resume=False, overrides=(), log=print,
     if not dist.is_main:
         return summary
     summary["data"] = data_summary
-    out = cfg.output or os.path.join(cfg.run_dir, "model.pt")
     export_step(task, cfg, summary, out)
     summary["model_path"] = out
     with open(os.path.join(cfg.run_dir, "summary.json"), "w") as fh:

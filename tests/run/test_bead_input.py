@@ -150,7 +150,7 @@ def test_a_missing_shipped_model_is_a_missing_file(tmp_path, monkeypatch):
     import openmm_backmap.model.backmapping as backmapping
 
     monkeypatch.setattr(backmapping, "_DATA_FOLDER", tmp_path)
-    with pytest.raises(MissingFileError, match=r"the shipped martini3 model \(martini3.pt\) is missing.*--model"):
+    with pytest.raises(MissingFileError, match=r"the shipped martini3 model \(martini3.pt\) is missing.*model=FILE"):
         shipped_model_path("martini3")
     with pytest.raises(InputError, match="unknown bead scheme 'cg'"):
         shipped_model_path("cg")

@@ -31,7 +31,7 @@ def test_coarsen_files_trpcage(tmp_path, tests_data, capsys):
 
     ref = load_ensemble(tests_data / "trpcage.pdb")
     np.testing.assert_allclose(ens_ca.xyz[0], ref.ca_xyz[0], atol=2e-4)
-    with pytest.raises(FileExistsError, match="--force"):
+    with pytest.raises(FileExistsError, match="force=True"):  # the Python argument; the CLI says --force
         coarsen_files(tests_data / "trpcage.pdb", levels="ca,ucg:4", out_prefix=prefix)
     res2 = coarsen_files(tests_data / "trpcage.pdb", levels="ca,ucg:4", out_prefix=prefix, force=True)
     assert res2["ucg4"]["n_beads"] == 4 and res2["ucg4"]["rho"] == pytest.approx(5.0)

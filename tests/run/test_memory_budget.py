@@ -56,11 +56,11 @@ def test_batch_shrinks_with_residues_and_samples_and_fits_the_budget(budget_mb):
 
 
 def test_structure_too_big_for_the_budget_is_one_line_input_error(tmp_path, ca_traj, tiny_ca_backmapper):
-    with pytest.raises(InputError, match=r"3000 residues needs about \d+ MB.*budget of 100 MB.*--max-memory"):
+    with pytest.raises(InputError, match=r"3000 residues needs about \d+ MB.*budget of 100 MB.*max_memory_mb="):
         structures_per_call(3000, 100)
     too_small = _budget_mb(ca_traj["n_res"], 1) * 0.999
     out = tmp_path / "aa.dcd"
-    with pytest.raises(InputError, match="raise it with --max-memory") as err:
+    with pytest.raises(InputError, match="raise it with max_memory_mb=") as err:
         convert(ca_traj["dcd"], out, topology=ca_traj["pdb"], model=tiny_ca_backmapper, max_memory_mb=too_small,
                 seed=0, **QUIET)
     assert "\n" not in str(err.value)

@@ -103,6 +103,53 @@ def test_cli_train_reports_missing_config(capsys):
     assert "does not exist" in capsys.readouterr().err
 
 
+def test_train_refuses_to_overwrite_a_model_without_force(tiny_config, capsys):
+    """The rule of convert and export: an existing model file is replaced only with --force, checked before any
+    work (not after the training), and the run directory is left as it was."""
+    from openmm_backmap.cli import main
+    from openmm_backmap.model import load_model
+    from openmm_backmap.structure import OutputExistsError
+
+    run = tiny_config.parent / "run"
+    run.mkdir()
+    (run / "model.pt").write_text("a model someone keeps")
+    with pytest.raises(OutputExistsError, match="force=True"):
+        train(tiny_config, log=lambda *a: None)
+    assert main(["train", str(tiny_config)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--force" in err and "force=True" not in err
+    assert (run / "model.pt").read_text() == "a model someone keeps" and sorted(p.name for p in run.iterdir()) == [
+        "model.pt"]  # nothing written: no config.yaml, no log.csv
+    assert main(["train", str(tiny_config), "--force", "--set", "optim.max_steps=3"]) == 0
+    assert load_model(str(run / "model.pt"), device="cpu").kind == "ca2aa"
+
+
+def test_resume_may_replace_only_its_own_model(tmp_path):
+    """--resume continues a run: the model that run exported (its summary.json names it) may be replaced, another
+    file at the output may not."""
+    import json
+
+    from openmm_backmap.structure import OutputExistsError
+    from openmm_backmap.train.config import RunConfig
+    from openmm_backmap.train.pipeline import check_model_output
+
+    run, out = tmp_path / "run", tmp_path / "run" / "model.pt"
+    run.mkdir()
+    out.write_text("model")
+    cfg = RunConfig(run_dir=str(run), output=str(out))
+    for resume in (False, True):  # no summary.json: not this run's model
+        with pytest.raises(OutputExistsError):
+            check_model_output(cfg, resume=resume)
+    (run / "summary.json").write_text(json.dumps({"model_path": str(tmp_path / "elsewhere.pt")}))
+    with pytest.raises(OutputExistsError, match="replaces only the model its own run wrote"):
+        check_model_output(cfg, resume=True)
+    (run / "summary.json").write_text(json.dumps({"model_path": str(out)}))
+    assert check_model_output(cfg, resume=True) == str(out)
+    with pytest.raises(OutputExistsError):
+        check_model_output(cfg)  # a new run (no --resume) into the same place still needs --force
+    assert check_model_output(cfg, force=True) == str(out)
+
+
 def test_fine_tune_starts_from_an_exported_model(tiny_config, tmp_path):
     """``init``: weights, hyper-parameters and template geometry come from the exported model."""
     import torch

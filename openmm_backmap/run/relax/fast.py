@@ -36,6 +36,7 @@ from scipy.spatial import cKDTree
 from ...evaluation import clash_topology
 from ...structure.constants import CLASH_DISTANCE_ANGSTROM, ANGSTROM_PER_NM, DISULFIDE_BOND_NM
 from ...structure import InputError, atom_layout, detect_segment_starts, disulfide_bonds
+from ...structure.errors import option_name
 from .relaxer import DEFAULT_K, RelaxResult, broken_bond_message, checked_frame
 from .systems import DEFAULT_FORCEFIELD, read_heavy_topology, reference_bond_lengths
 
@@ -219,7 +220,7 @@ class FastRelaxer:
         """
         if keep_hydrogens:
             raise InputError("the fast relaxation works on heavy atoms; for hydrogens use the OpenMM relaxer "
-                             "(relax_options={'method': 'openmm'}, --relax openmm)")
+                             f"({option_name('--relax openmm', repr({'method': 'openmm'}))})")
         t0 = time.perf_counter()
         xyz = np.asarray(xyz, dtype=np.float64)
         if xyz.ndim == 2:
