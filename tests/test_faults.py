@@ -3,8 +3,10 @@
 Classes (docs/reliability.md lists what the user sees for each):
 
 * damaged input: files truncated at random byte offsets, flipped bytes, zero-length files, NaN frames, a wrong
-  topology. Each either raises a one-line user error, or converts every frame, or says (a warning) what it did
-  not convert; frame indices in the output match the input's. Nothing else may escape (no IndexError, no crash).
+  topology. Each either raises a one-line user error, or converts every frame the damage did not reach with its own
+  coordinates and index, and says (a warning) what it did not convert. The formats carry no checksum, so a frame
+  the damage reached may be converted with changed coordinates. Nothing else may escape (no IndexError, no crash).
+* clear errors: damaged model metadata, a best.pt used to resume: one line each.
 * damaged model files and checkpoints: truncated or flipped bytes are a user error, never an unpickled object.
 * crashes while writing: a child process killed with SIGKILL while a reporter writes leaves every completed frame
   readable.
@@ -14,8 +16,10 @@ The random offsets come from fixed seeds, so a failure reproduces.
 
 import os
 import signal
+import struct
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 import warnings
@@ -53,7 +57,8 @@ def ca_inputs(tmp_path_factory, trpcage):
 
 
 def _run_convert(path, top, model, tmp_path):
-    """Convert; return (outcome, summary or error, warnings). Anything but a UserError escapes and fails the test."""
+    """Convert; return (outcome, summary or error, warnings, output). Anything but a UserError escapes and fails
+    the test."""
     out = tmp_path / f"out{len(list(tmp_path.iterdir()))}.xtc"
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -62,17 +67,69 @@ def _run_convert(path, top, model, tmp_path):
         except UserError as err:
             assert "\n" not in str(err).strip(), "a user error must be one line"
             assert not out.exists(), "a failed convert must not leave its output"
-            return "error", err, caught
+            return "error", err, caught, out
     said = [str(w.message) for w in caught if issubclass(w.category, (LoadWarning, BadFrameWarning))]
-    return "ok", summary, said
+    return "ok", summary, said, out
 
 
-def _check_outcome(outcome, result, said, n_expected):
+def _frame_spans(data, fmt):
+    """(start, end) byte offsets of every frame (model) of an undamaged file; bytes before the first belong to the
+    file's header, which every frame depends on."""
+    if fmt == "pdb":
+        starts = [i for i in range(len(data)) if data.startswith(b"MODEL", i) and (i == 0 or data[i - 1:i] == b"\n")]
+        return list(zip(starts, starts[1:] + [len(data)]))
+    if fmt == "dcd":
+        from openmm_backmap.io.validate import _dcd_layout
+
+        with tempfile.NamedTemporaryFile(suffix=".dcd") as fh:
+            fh.write(data)
+            fh.flush()
+            _, _, _, start, _, frame, _ = _dcd_layout(fh.name)
+        return [(start + i * frame, start + (i + 1) * frame) for i in range(N_FRAMES)]
+    spans, offset = [], 0  # XTC: compressed frames, each with its own header and byte count
+    while offset < len(data):
+        n_bytes = struct.unpack(">i", data[offset + 88:offset + 92])[0]
+        end = offset + 92 + (n_bytes + 3) // 4 * 4
+        spans.append((offset, end))
+        offset = end
+    return spans
+
+
+def _touched_frames(original, damaged, how, spans):
+    """Indices of the frames whose bytes the damage reached (all of them when it reached the header)."""
+    if how == "truncate":
+        return {i for i, (_, end) in enumerate(spans) if end > len(damaged)}
+    changed = np.flatnonzero(np.frombuffer(original, np.uint8) != np.frombuffer(damaged, np.uint8))
+    if changed.size and changed.min() < spans[0][0]:
+        return set(range(len(spans)))
+    return {i for i, (a, b) in enumerate(spans) if ((changed >= a) & (changed < b)).any()}
+
+
+def _check_outcome(outcome, result, said, out, original_xyz, touched):
+    """What convert promises for a damaged input (DCD, XTC and PDB carry no checksum, so a flipped bit inside a
+    coordinate can change it unseen; docs/reliability.md):
+
+    * a one-line user error and no output; or
+    * every frame the damage did not reach is converted, in order, with its own coordinates (the C-alphas of the
+      output are the input's), and frames that are missing or skipped are named in a warning (so output frame k
+      is traceable to its input frame through ``skipped_frames``); every written frame is finite.
+    """
     if outcome == "error":
         return
-    written = result["frames_written"]
-    if written != n_expected:
-        assert said, f"converted {written} of {n_expected} frames without a warning"
+    n_read = result["frames_in"] + result["frames_skipped"]
+    written_from = [i for i in range(n_read) if i not in set(result["skipped_frames"])]
+    assert result["frames_written"] == len(written_from)
+    if n_read < N_FRAMES or result["frames_skipped"]:
+        assert said, f"converted {result['frames_written']} of {N_FRAMES} frames without a warning"
+    first_touched = min(touched, default=N_FRAMES)
+    assert n_read >= first_touched, "frames before the damage were lost"
+    assert not set(range(first_touched)) & set(result["skipped_frames"]), "an undamaged frame was skipped"
+    t = md.load(str(out), top=result["topology_file"])
+    assert t.n_frames == len(written_from) and np.isfinite(t.xyz).all()
+    ca = t.xyz[:, t.topology.select("name CA")]
+    for k, i in enumerate(written_from):
+        if i not in touched:  # frame k of the output is input frame i, with the input's coordinates
+            np.testing.assert_allclose(ca[k], original_xyz[i], atol=2e-3, err_msg=f"output frame {k} (input {i})")
 
 
 def _damaged(data, rng, how):
@@ -89,11 +146,15 @@ def _damaged(data, rng, how):
 def test_damaged_inputs_never_convert_silently_in_part(ca_inputs, tiny_ca_backmapper, tmp_path, fmt, how):
     rng = np.random.default_rng({"pdb": 1, "dcd": 2, "xtc": 3}[fmt] * 10 + (how == "flip"))
     top = None if fmt == "pdb" else ca_inputs["top"]
-    for trial in range(4):
+    spans = _frame_spans(ca_inputs[fmt], fmt)
+    assert len(spans) == N_FRAMES
+    for trial in range(6):
         path = tmp_path / f"bad{trial}.{fmt}"
-        path.write_bytes(_damaged(ca_inputs[fmt], rng, how))
-        outcome, result, said = _run_convert(path, top, tiny_ca_backmapper, tmp_path)
-        _check_outcome(outcome, result, said, N_FRAMES)
+        damaged = _damaged(ca_inputs[fmt], rng, how)
+        path.write_bytes(damaged)
+        outcome, result, said, out = _run_convert(path, top, tiny_ca_backmapper, tmp_path)
+        _check_outcome(outcome, result, said, out, ca_inputs["xyz"],
+                       _touched_frames(ca_inputs[fmt], damaged, how, spans))
 
 
 @pytest.mark.parametrize("fmt", ["pdb", "dcd", "xtc", "pt"])
@@ -219,3 +280,38 @@ def test_kill_9_while_the_reporter_writes_leaves_every_completed_frame_readable(
     # synchronous reports are flushed as they are written: every frame reported before the kill is there
     assert traj.n_frames >= reported
     assert np.isfinite(traj.xyz).all()
+
+
+@pytest.mark.parametrize("metadata", ["{not json", '{"format_version": "x", "kind": "ca2aa"}', "[1, 2]"])
+def test_damaged_model_metadata_is_one_line(tiny_ca_model, tmp_path, metadata, capsys):
+    import torch
+
+    from openmm_backmap.cli import main
+    from openmm_backmap.model import load_model
+    from openmm_backmap.model.model_file import EXTRA_FILES
+
+    extra = {name: "" for name in EXTRA_FILES}
+    module = torch.jit.load(str(tiny_ca_model), map_location="cpu", _extra_files=extra)
+    extra = {k: v for k, v in extra.items() if v}
+    extra["metadata.json"] = metadata
+    path = tmp_path / "bad_meta.pt"
+    torch.jit.save(module, str(path), _extra_files=extra)
+    with pytest.raises(UserError, match="damaged metadata") as info:
+        load_model(str(path), device="cpu")
+    assert "\n" not in str(info.value)
+    assert main(["info", str(path)]) == 2
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_best_checkpoint_used_to_resume_is_one_line(tmp_path):
+    import torch
+
+    from openmm_backmap.train.checkpoint import load_checkpoint, save_checkpoint
+
+    path = tmp_path / "last.pt"  # best.pt copied over last.pt: the weights only
+    save_checkpoint(str(path), {"model": {"w": torch.zeros(3)}, "step": 7, "metrics": {"val_loss": 1.0}})
+    ck = load_checkpoint(str(path))
+    assert ck["step"] == 7
+    with pytest.raises(UserError, match="'optim'.*cannot resume") as info:
+        ck["optim"]  # what train --resume reads next
+    assert "\n" not in str(info.value)

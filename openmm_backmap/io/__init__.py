@@ -12,10 +12,11 @@ the topology PDB beside a trajectory in ``paths``.
 from ..structure.errors import LoadWarning
 from .paths import (PARTIAL_INFIX, WRITER_EXTENSIONS, AtomicOutput, StalePartialWarning, check_output_path,
                     check_writable, partial_path, topology_path_for, topology_pdb_text, write_topology_pdb)
-from .read import STRUCTURE_EXTENSIONS, TRAJECTORY_EXTENSIONS, load_ensemble
+from .read import STRUCTURE_EXTENSIONS, TRAJECTORY_EXTENSIONS, dcd_frames_silenced, dcd_plugin_silenced, load_ensemble
 from .validate import check_input_file
 from .write import TrajectoryWriter
 
 __all__ = ["LoadWarning", "load_ensemble", "check_input_file", "STRUCTURE_EXTENSIONS", "TRAJECTORY_EXTENSIONS",
            "TrajectoryWriter", "WRITER_EXTENSIONS", "topology_pdb_text", "write_topology_pdb", "topology_path_for", "check_output_path",
-           "check_writable", "partial_path", "PARTIAL_INFIX", "AtomicOutput", "StalePartialWarning"]
+           "check_writable", "partial_path", "PARTIAL_INFIX", "AtomicOutput", "StalePartialWarning", "dcd_plugin_silenced",
+           "dcd_frames_silenced"]

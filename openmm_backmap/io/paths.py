@@ -17,10 +17,11 @@ import warnings
 import numpy as np
 
 from ..structure.constants import ANGSTROM_PER_NM
-from ..structure.errors import InputError, OutputExistsError, OutputWriteError, UserError
+from ..structure.errors import InputError, OutputExistsError, OutputWriteError, UserError, option_name
 
 __all__ = ["WRITER_EXTENSIONS", "TOPOLOGY_REMARK", "PARTIAL_INFIX", "writer_format", "as_mdtraj_topology",
            "pdb_topology", "topology_pdb_text", "write_pdb_model", "write_topology_pdb", "topology_path_for",
+           "plan_topology_file",
            "check_writable", "check_output_path", "partial_path", "AtomicOutput", "StalePartialWarning",
            "output_write_error"]
 
@@ -398,7 +399,122 @@ def topology_path_for(path, append=False, force=False):
     if force:
         return candidates[1]
     raise OutputExistsError(f"{candidates[0]} and {candidates[1]} exist and were not written by openmm-backmap; "
-                            "use --force to overwrite the second, or choose another output name")
+                            f"use {option_name('--force', 'force=True')} to overwrite the second, or choose another "
+                            "output name")
+
+
+#: Trajectory formats that have no topology but the PDB beside them (HDF5 files carry their own).
+_NEEDS_TOPOLOGY = (".dcd", ".xtc")
+
+
+def _topology_records(lines):
+    """The records of PDB text that make a topology (atom, residue, chain and TER records without coordinates, and
+    CONECT records): two files with equal records describe the same atoms in the same order."""
+    out = []
+    for line in lines:
+        record = line[:6]
+        if record in ("ATOM  ", "HETATM"):
+            out.append(line[:30] + line[54:].rstrip())
+        elif record.rstrip() in ("TER", "CONECT"):
+            out.append(line.rstrip())
+    return out
+
+
+def _same_topology(path, text) -> bool:
+    try:
+        with open(path, errors="replace") as fh:
+            old = _topology_records(fh)
+    except OSError:
+        return False
+    return old == _topology_records(text.splitlines())
+
+
+def _other_users(top_path, path):
+    """Existing DCD and XTC files other than ``path`` whose topology file is ``top_path`` (same stem)."""
+    stem = os.path.splitext(os.fspath(path))[0]
+    return [stem + ext for ext in _NEEDS_TOPOLOGY if os.path.abspath(stem + ext) != os.path.abspath(path)
+            and os.path.exists(stem + ext) and os.path.dirname(top_path) == os.path.dirname(stem + ext)]
+
+
+def _append_topology(path):
+    """The topology file an existing trajectory was written with: the first of ``<stem>.pdb`` (openmm-backmap's),
+    ``<stem>_topology.pdb``, ``<stem>.pdb`` (any) that exists, or None."""
+    stem = path[: -len(os.path.splitext(path)[1])]
+    own, second = stem + ".pdb", stem + "_topology.pdb"
+    if os.path.exists(own) and _is_own_topology(own):
+        return own
+    return next((c for c in (second, own) if os.path.exists(c)), None)
+
+
+def plan_topology_file(path, topology, append=False, force=False):
+    """Where the topology PDB of trajectory ``path`` goes, and whether a writer writes it.
+
+    The rules (see docs/reliability.md):
+
+    * appending to an existing file uses the topology it was written with
+      (``<stem>.pdb`` or ``<stem>_topology.pdb``); a DCD or XTC file without
+      it cannot be appended to, since nothing else tells which atoms it holds;
+    * a new trajectory writes ``<stem>.pdb`` (:func:`topology_path_for`),
+      except when that file is the topology of another existing trajectory of
+      the same stem (``run.dcd`` beside a new ``run.xtc``): then it is kept
+      when it describes the same atoms, and is not replaced without ``force``
+      when it does not.
+
+    Parameters
+    ----------
+    path : str or path
+        The trajectory.
+    topology : mdtraj.Topology or openmm.app.Topology
+        The atoms of the frames to write.
+    append, force : bool
+        As given to the writer.
+
+    Returns
+    -------
+    (str or None, bool)
+        The topology file (None for PDB trajectories, which carry their own)
+        and whether to write it (False: an existing file that fits is kept).
+
+    Raises
+    ------
+    InputError
+        Appending to a DCD or XTC file whose topology file is missing.
+    OutputExistsError
+        The topology file belongs to another trajectory, describes other
+        atoms, and ``force`` is not set.
+
+    Examples
+    --------
+    >>> from openmm_backmap.structure import build_topology
+    >>> plan_topology_file('/nonexistent/run.xtc', build_topology(['GLY']))
+    ('/nonexistent/run.pdb', True)
+    """
+    path = os.fspath(path)
+    if writer_format(path) == "pdb":
+        return None, False
+    if append and os.path.exists(path) and os.path.getsize(path) > 0:
+        found = _append_topology(path)
+        if found is not None:
+            return found, False
+        if path.lower().endswith(_NEEDS_TOPOLOGY):
+            stem = path[: -len(os.path.splitext(path)[1])]
+            raise InputError(f"cannot append to {path}: its topology file {stem}.pdb is missing, so nothing tells "
+                             "which atoms the file holds; put the topology PDB it was written with back at "
+                             f"{stem}.pdb (or {stem}_topology.pdb), or write a new file")
+    top_path = topology_path_for(path, force=force)
+    users = _other_users(top_path, path) if os.path.exists(top_path) else []
+    if not users:
+        return top_path, True
+    if _same_topology(top_path, topology_pdb_text(topology)):
+        return top_path, False  # it serves both: leave it as it is
+    if not force:
+        raise OutputExistsError(f"{top_path} is the topology of {' and '.join(users)}, and the frames for {path} "
+                                f"have other atoms; choose another output name (or use "
+                                f"{option_name('--force', 'force=True')} to replace it: {' and '.join(users)} then "
+                                "lose their topology)")
+    warnings.warn(f"replacing {top_path}, the topology of {', '.join(users)}, with that of {path} (force): "
+                  f"{' and '.join(users)} no longer read with it", UserWarning, stacklevel=3)
+    return top_path, True
 
 
 def check_writable(path, force=False, append=None) -> str:
@@ -450,8 +566,9 @@ def check_writable(path, force=False, append=None) -> str:
         if append and not os.access(path, os.W_OK):
             raise InputError(f"cannot append to {path}: the file is read-only; make it writable or write a new file")
         if not (append or force):
-            how = " or --append (append=True) to add frames to it" if append is not None else ""
-            raise OutputExistsError(f"{path} already exists; use --force (force=True) to overwrite it{how}")
+            how = f" or {option_name('--append', 'append=True')} to add frames to it" if append is not None else ""
+            raise OutputExistsError(f"{path} already exists; use {option_name('--force', 'force=True')} to overwrite "
+                                    f"it{how}")
     return path
 
 

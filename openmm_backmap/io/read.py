@@ -14,7 +14,9 @@ template does not know are ignored, missing atoms are masked, never invented.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import warnings
 
 import numpy as np
@@ -24,7 +26,7 @@ from ..structure.errors import InputError, MissingFileError
 from .canonical import Canonicalizer, ParsedResidue, assemble, group_atoms, is_hydrogen, template_rows
 from .validate import check_input_file, open_text
 
-__all__ = ["load_ensemble", "STRUCTURE_EXTENSIONS", "TRAJECTORY_EXTENSIONS"]
+__all__ = ["load_ensemble", "STRUCTURE_EXTENSIONS", "TRAJECTORY_EXTENSIONS", "dcd_plugin_silenced", "dcd_frames_silenced"]
 
 _PDB_EXTENSIONS = (".pdb", ".pdb.gz", ".ent", ".ent.gz")
 _CIF_EXTENSIONS = (".cif", ".cif.gz", ".pdbx", ".mmcif")
@@ -168,6 +170,76 @@ def load_ensemble(path, topology=None, stride=1, frames=None) -> ProteinEnsemble
     return ens
 
 
+def _flush_c_stdio():
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).fflush(None)  # the plugin's printf text still in the C library's buffer
+    except Exception:  # noqa: BLE001 - no C library to flush (Windows): nothing buffered there to lose
+        pass
+
+
+@contextlib.contextmanager
+def dcd_plugin_silenced(path):
+    """Inside this block, what mdtraj's DCD reader prints on the process's standard output is dropped.
+
+    mdtraj reads DCD files with VMD's ``dcdplugin``, C code that prints
+    ``dcdplugin) detected standard 32-bit DCD file ...`` lines with
+    ``printf`` whenever it opens one; Python cannot catch that, so file
+    descriptor 1 points at the null device for the duration of the block
+    (Python's and C's buffers are flushed on the way in and out). Other
+    files leave standard output alone. Only reading calls belong inside: a
+    thread writing to standard output meanwhile would be silenced too.
+
+    Examples
+    --------
+    >>> with dcd_plugin_silenced("run.xtc"):  # not a DCD: nothing changes
+    ...     print("still shown")
+    still shown
+    """
+    if not os.fspath(path).lower().endswith(".dcd"):
+        yield
+        return
+    try:
+        sys.stdout.flush()
+    except (AttributeError, ValueError, OSError):  # no stdout, or closed
+        pass
+    _flush_c_stdio()
+    try:
+        saved = os.dup(1)
+    except OSError:  # no file descriptor 1: nothing to silence
+        yield
+        return
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 1)
+        yield
+    finally:
+        _flush_c_stdio()
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(null)
+
+
+def dcd_frames_silenced(path, frames):
+    """Iterate ``frames`` (e.g. ``mdtraj.iterload(path, ...)``) with each read inside :func:`dcd_plugin_silenced`
+    and what the loop body prints shown as usual.
+
+    Examples
+    --------
+    >>> list(dcd_frames_silenced("run.dcd", iter([1, 2])))
+    [1, 2]
+    """
+    frames = iter(frames)
+    end = object()
+    while True:
+        with dcd_plugin_silenced(path):
+            item = next(frames, end)
+        if item is end:
+            return
+        yield item
+
+
 def _stride(models, stride):
     for i, m in enumerate(models):
         if i % stride == 0:
@@ -189,7 +261,8 @@ def _load_trajectory(path, topology, stride, canon):
         top = md.load_topology(topology)
         check_input_file(path)
         try:
-            traj = md.load(path, top=top, stride=stride)
+            with dcd_plugin_silenced(path):
+                traj = md.load(path, top=top, stride=stride)
         except ValueError as err:
             raise InputError(f"{path!r} does not match topology {topology!r} ({err}); "
                              "pass the topology the trajectory was written with") from None

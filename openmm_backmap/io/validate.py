@@ -31,7 +31,7 @@ import numpy as np
 
 from ..structure.errors import InputError, LoadWarning
 
-__all__ = ["check_input_file", "open_text"]
+__all__ = ["check_input_file", "open_text", "complete_frames"]
 
 #: XTC frame magic numbers: 1995 (32-bit byte count), 2023 (64-bit byte count, GROMACS 2023+ for huge systems).
 _XTC_MAGIC = (1995, 2023)
@@ -133,7 +133,9 @@ def _check_pdb(path):
                       "the last model may lack atoms", LoadWarning, stacklevel=3)
 
 
-def _check_dcd(path):
+def _dcd_layout(path):
+    """(byte order, frames in the header, fixed atoms, first frame's offset, record lengths of a frame, bytes per
+    frame, atoms) of a DCD file; raises InputError for a header that is not a whole DCD header."""
     size = os.path.getsize(path)
     with open(path, "rb") as fh:
         head = fh.read(92)
@@ -156,15 +158,19 @@ def _check_dcd(path):
     if len(raw) < 12 or struct.unpack(order + "3i", raw)[::2] != (4, 4) or title_bytes != 4 + 80 * n_titles:
         raise InputError(f"{path}: the DCD header's title or atom-count record is corrupt")
     n_atoms = struct.unpack(order + "3i", raw)[1]
-    if n_fixed:  # the first frame then differs in size from the rest; rare enough to leave to the reader
-        return
-    start = offset + 12
-    coord = 4 * n_atoms
     # per frame: [unit cell record of 6 doubles], then x, y, z (and w for 4D) records; each record is framed by
     # 4-byte markers holding its length
-    lengths = ([48] if has_cell else []) + [coord] * (4 if has_4d else 3)
-    markers = np.repeat(lengths, 2)
+    lengths = ([48] if has_cell else []) + [4 * n_atoms] * (4 if has_4d else 3)
     frame_bytes = sum(lengths) + 8 * len(lengths)
+    return order, n_header, n_fixed, offset + 12, lengths, frame_bytes, n_atoms
+
+
+def _check_dcd(path):
+    size = os.path.getsize(path)
+    order, n_header, n_fixed, start, lengths, frame_bytes, n_atoms = _dcd_layout(path)
+    if n_fixed:  # the first frame then differs in size from the rest; rare enough to leave to the reader
+        return
+    markers = np.repeat(lengths, 2)
     n_complete, rest = divmod(size - start, frame_bytes)
     if not n_complete:
         raise InputError(f"{path}: the DCD holds no complete frame ({size} bytes, {n_atoms} atoms per frame)")
@@ -191,42 +197,90 @@ def _xtc_error(path, frame, what):
                       "trajectory again or cut it before that frame")
 
 
-def _check_xtc(path):
+def _walk_xtc(path):
+    """(complete frames, byte offset after the last of them, problem) of an XTC file: problem is None for a whole
+    file, else (frame, what) with ``what`` ``'cut short'`` for a file that ends inside its last frame."""
     size = os.path.getsize(path)
-    if size == 0:
-        raise InputError(f"{path}: the file is empty")
     n_atoms, offset, frame = None, 0, 0
     with open(path, "rb") as fh:
         while offset < size:
             head = fh.read(92)
             if len(head) < 56:
-                raise _xtc_error(path, frame, "cut short")
+                return frame, offset, (frame, "cut short")
             magic, natoms = struct.unpack(">2i", head[:8])
             if magic not in _XTC_MAGIC:
-                raise _xtc_error(path, frame, "corrupt (no XTC magic number)" if frame else "not XTC data")
+                return frame, offset, (frame, "corrupt (no XTC magic number)" if frame else "not XTC data")
             lsize = struct.unpack(">i", head[52:56])[0]
             if natoms <= 0 or lsize != natoms or natoms != (n_atoms or natoms):
-                raise _xtc_error(path, frame,
-                                 f"corrupt (atom counts {natoms} and {lsize}; frame 0 has {n_atoms or natoms})")
+                return frame, offset, (frame, f"corrupt (atom counts {natoms} and {lsize}; frame 0 has "
+                                              f"{n_atoms or natoms})")
             n_atoms = natoms
             if natoms <= _XTC_UNCOMPRESSED_MAX_ATOMS:
                 end = offset + 56 + 12 * natoms
             else:
                 if len(head) < 92:
-                    raise _xtc_error(path, frame, "cut short")
+                    return frame, offset, (frame, "cut short")
                 precision, *bounds, smallidx = struct.unpack(">f6ii", head[56:88])
                 if not (precision > 0 and np.isfinite(precision)) or any(
                         lo > hi for lo, hi in zip(bounds[:3], bounds[3:])) or not (
                         _XTC_SMALLIDX_RANGE[0] <= smallidx < _XTC_SMALLIDX_RANGE[1]):
-                    raise _xtc_error(path, frame, "corrupt (bad compression header)")
+                    return frame, offset, (frame, "corrupt (bad compression header)")
                 if magic == 1995:
                     n_bytes, start = struct.unpack(">i", head[88:92])[0], offset + 92
                 else:
                     n_bytes, start = struct.unpack(">q", head[88:92] + fh.read(4))[0], offset + 96
                 if n_bytes < 0:
-                    raise _xtc_error(path, frame, "corrupt (negative block size)")
+                    return frame, offset, (frame, "corrupt (negative block size)")
                 end = start + (n_bytes + 3) // 4 * 4
             if end > size:
-                raise _xtc_error(path, frame, "cut short")
+                return frame, offset, (frame, "cut short")
             offset, frame = end, frame + 1
             fh.seek(offset)
+    return frame, offset, None
+
+
+def _check_xtc(path):
+    if os.path.getsize(path) == 0:
+        raise InputError(f"{path}: the file is empty")
+    _, _, problem = _walk_xtc(path)
+    if problem is not None:
+        raise _xtc_error(path, *problem)
+
+
+def complete_frames(path):
+    """Where the complete frames of a DCD or XTC file end, and whether the file ends inside a frame (a run that
+    crashed while writing it).
+
+    Parameters
+    ----------
+    path : str or path
+        A ``.dcd`` or ``.xtc`` file.
+
+    Returns
+    -------
+    (int, int, int or None)
+        Complete frames, the byte offset after the last of them, and the
+        frame count in the header (DCD) or None (XTC).
+
+    Raises
+    ------
+    InputError
+        Not a DCD or XTC file, a DCD with fixed atoms, or an XTC damaged
+        before its last frame (only a cut last frame is explained by a crash).
+
+    Examples
+    --------
+    >>> complete_frames('run.dcd')  # doctest: +SKIP
+    (120, 1099788, 121)
+    """
+    path = os.fspath(path)
+    if path.lower().endswith(".xtc"):
+        n, end, problem = _walk_xtc(path)
+        if problem is not None and problem[1] != "cut short":
+            raise _xtc_error(path, *problem)
+        return n, end, None
+    _, n_header, n_fixed, start, _, frame_bytes, _ = _dcd_layout(path)
+    if n_fixed:
+        raise InputError(f"{path}: a DCD with fixed atoms; openmm-backmap does not write these")
+    n = max(0, os.path.getsize(path) - start) // frame_bytes
+    return n, start + n * frame_bytes, n_header

@@ -4,7 +4,8 @@ Every write is flushed, so a crash leaves a readable file up to the last
 frame. With ``atomic=True`` (``convert``) a new file is written under its
 partial name (:func:`~openmm_backmap.io.paths.partial_path`) and renamed when
 it is closed; a failure removes it. Appending checks that the file holds
-the same atoms (residue and atom names, in order) as the new frames.
+the same atoms (residue and atom names, in order) as the new frames, and
+first cuts off a last frame that a crashed run left incomplete.
 """
 
 from __future__ import annotations
@@ -12,13 +13,15 @@ from __future__ import annotations
 import errno
 import os
 import struct
+import warnings
 
 import numpy as np
 
 from ..structure.closing import Closeable
-from ..structure.errors import InputError, UserError
+from ..structure.errors import InputError, LoadWarning, UserError, option_name
 from .paths import (AtomicOutput, as_mdtraj_topology, check_output_path, output_write_error, pdb_topology,
-                    topology_path_for, write_pdb_model, write_topology_pdb, writer_format)
+                    plan_topology_file, topology_pdb_text, write_pdb_model, write_topology_pdb, writer_format)
+from .validate import complete_frames
 
 __all__ = ["TrajectoryWriter"]
 
@@ -70,12 +73,17 @@ class TrajectoryWriter(Closeable):
     """Write heavy-atom (or all-atom) frames incrementally to DCD, XTC, multi-model PDB or HDF5.
 
     The format is chosen by the extension. Every :meth:`write` is flushed to
-    disk, so a crash leaves a readable file up to the last frame written.
-    Trajectory formats without a topology (DCD, XTC) get a PDB topology file
-    beside them (``<stem>.pdb``, or ``<stem>_topology.pdb`` when ``<stem>.pdb``
-    exists and is not an openmm-backmap topology, e.g. the input), written
-    when the writer opens and again with the first frame's coordinates; HDF5
-    files carry their topology and get one as well, for convenience.
+    disk, so a crash leaves a readable file up to the last frame written. No
+    file is created before the first frame: a writer closed without frames
+    leaves nothing. Trajectory formats without a topology (DCD, XTC) get a
+    PDB topology file beside them (``<stem>.pdb``, or ``<stem>_topology.pdb``
+    when ``<stem>.pdb`` exists and is not an openmm-backmap topology, e.g. the
+    input), written with the first frame's coordinates, together with the
+    trajectory (``atomic``: under its partial name, renamed with it); HDF5
+    files carry their topology and get one as well, for convenience. The
+    topology of another trajectory of the same stem is kept when it fits and
+    is not replaced without ``force`` when it does not
+    (:func:`~openmm_backmap.io.paths.plan_topology_file`).
 
     Time and step are stored where the format allows: XTC (time in ps and
     step per frame), HDF5 (time per frame), PDB (a GROMACS-style
@@ -91,8 +99,10 @@ class TrajectoryWriter(Closeable):
         Topology of the frames (atom order of the coordinates).
     append : bool
         Append to an existing file; it must hold the same atoms (residue and
-        atom names, in order) in the same format. Without an existing file
-        this starts a new one.
+        atom names, in order) in the same format, and a DCD or XTC file needs
+        the topology file it was written with. A last frame left incomplete by
+        a crash is cut off first, with a :class:`LoadWarning`. Without an
+        existing file this starts a new one.
     force : bool
         Overwrite an existing file.
     atomic : bool
@@ -100,7 +110,9 @@ class TrajectoryWriter(Closeable):
         rename it to ``path`` in :meth:`close`; :meth:`abort`, or an
         exception in a ``with`` block, removes it. A killed process leaves the
         partial file, readable up to its last complete frame; the next atomic
-        writer replaces it with a warning. Appending always writes in place.
+        writer replaces it with a warning. The topology file is written as
+        ``<stem>.partial.pdb`` and renamed with the trajectory; a failure never
+        removes or replaces an existing one. Appending always writes in place.
 
     Attributes
     ----------
@@ -110,6 +122,9 @@ class TrajectoryWriter(Closeable):
     topology : mdtraj.Topology
     topology_path : str or None
         The PDB topology written beside the trajectory.
+    topology_file_path : str or None
+        The file holding it while the trajectory is written: ``topology_path``,
+        or its partial name while ``atomic``.
     n_atoms : int
     n_frames : int
         Frames in the file (including those already there when appending).
@@ -142,35 +157,57 @@ class TrajectoryWriter(Closeable):
         self.append = bool(append)
         self.n_frames = 0
         self._closed = True
+        self._opened = False
+        self._atomic = self._atomic_topology = None
         check_output_path(self.path, append, force)
         self._omm_topology = pdb_topology(self.topology)
-        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-        self.topology_path = topology_path_for(self.path, append, force)
-        appending = self.append and os.path.exists(self.path) and os.path.getsize(self.path) > 0
-        keep_topology = appending and self.topology_path is not None and os.path.exists(self.topology_path)
-        if appending:
+        self._appending = self.append and os.path.exists(self.path) and os.path.getsize(self.path) > 0
+        if self._appending:
             getattr(self, f"_check_{self.format}")()
-            if keep_topology:
+        # the topology file goes with the first frame (a run that writes none leaves none), and never replaces the
+        # topology of another trajectory of this stem that holds other atoms (see plan_topology_file)
+        self.topology_path, self._topology_due = plan_topology_file(self.path, self.topology, self.append, force)
+        if self._appending:
+            if self.topology_path is not None and not self._topology_due:
                 self._check_atoms(_pdb_atom_names(self.topology_path), f"its topology file {self.topology_path}")
-        self._atomic = AtomicOutput(self.path) if atomic and not appending else None
+            if self.format in ("dcd", "xtc"):
+                self._cut_torn_frame()
+        if atomic and not self._appending:
+            self._atomic = AtomicOutput(self.path)
+            if self._topology_due:
+                self._atomic_topology = AtomicOutput(self.topology_path)
         self.file_path = self.path if self._atomic is None else self._atomic.path
-        self._own_topology = self.topology_path is not None and not keep_topology
-        if self._own_topology:
-            write_topology_pdb(self.topology_path, self.topology, title=os.path.basename(self.path))
-        self._topology_has_coordinates = self.topology_path is None or keep_topology
-        try:
-            getattr(self, f"_open_{self.format}")(appending)
-        except BaseException as err:
-            self._discard()
-            if isinstance(err, OSError) and not isinstance(err, UserError):
-                raise self._write_error(err) from None
-            raise
+        self.topology_file_path = self.topology_path if self._atomic_topology is None else self._atomic_topology.path
         self._closed = False
+        if self._appending:  # the file exists: open it now, so that n_frames counts its frames
+            try:
+                self._open()
+            except OSError as err:
+                self._closed = True
+                if isinstance(err, UserError):
+                    raise
+                raise self._write_error(err) from None
+
+    def _open(self):
+        os.makedirs(os.path.dirname(os.path.abspath(self.file_path)), exist_ok=True)
+        getattr(self, f"_open_{self.format}")(self._appending)
+        self._opened = True
+
+    def _write_topology(self, xyz0):
+        """Write the topology file with the first frame's coordinates (a viewable structure on its own)."""
+        title = os.path.basename(self.path)
+        if self._atomic_topology is None:
+            write_topology_pdb(self.topology_path, self.topology, xyz0, title=title)  # renamed into place whole
+        else:
+            text = topology_pdb_text(self.topology, xyz0, title=title)
+            with open(self._atomic_topology.path, "w") as fh:
+                fh.write(text)
+        self._topology_due = False
 
     # ------------------------------------------------------------------ append checks
     def _mismatch(self, what):
-        return InputError(f"cannot append to {self.path}: {what}; write to a new file or use --force to "
-                          "overwrite it")
+        return InputError(f"cannot append to {self.path}: {what}; write to a new file or use "
+                          f"{option_name('--force', 'force=True')} to overwrite it")
 
     def _check_count(self, n, where="it"):
         if n != self.n_atoms:
@@ -207,6 +244,33 @@ class TrajectoryWriter(Closeable):
             if not any(line.startswith("MODEL ") for line in fh):
                 raise self._mismatch("it is not a multi-model PDB file (no MODEL records)")
         self._check_atoms(_pdb_atom_names(self.path))
+
+    def _cut_torn_frame(self):
+        """Cut off a last frame that a run which crashed while writing it left incomplete, so that appended frames
+        follow the complete ones (DCD and XTC readers cannot skip a partial frame)."""
+        try:
+            n, end, n_header = complete_frames(self.path)
+        except InputError as err:
+            raise self._mismatch(str(err).removeprefix(f"{self.path}: ")) from None
+        size = os.path.getsize(self.path)
+        if n_header is not None and n_header not in (n, n + 1):  # DCDFile counts a frame just before writing it
+            more = f" and {size - end} bytes more" if size > end else ""
+            raise self._mismatch(f"its header says {n_header} frames but it holds {n} complete frames{more}, which "
+                                 "no crash while writing explains")
+        if end == size and n_header in (None, n):
+            return
+        with open(self.path, "r+b") as fh:
+            if n_header is not None and n_header != n:  # the header first: a crash now leaves a file cut the same way
+                first_step, interval = struct.unpack("<2i", fh.read(20)[12:20])
+                fh.seek(8)
+                fh.write(struct.pack("<i", n))
+                fh.seek(20)
+                fh.write(struct.pack("<i", first_step + max(n - 1, 0) * interval))
+                fh.flush()
+            fh.truncate(end)
+        what = f"{size - end} bytes of a frame" if size > end else "a frame counted in the header but never written"
+        warnings.warn(f"{self.path}: its last frame is incomplete ({what}: a run crashed while writing it); cut off "
+                      f"before appending, the file holds its {n} complete frames", LoadWarning, stacklevel=4)
 
     def _check_h5(self):
         self._tables()
@@ -260,7 +324,8 @@ class TrajectoryWriter(Closeable):
         if appending:
             from openmm.app.internal.xtc_utils import get_xtc_nframes
 
-            self.n_frames = get_xtc_nframes(self.file_path.encode())
+            # a file whose only frame was cut off (_cut_torn_frame) is empty now: the reader cannot count nothing
+            self.n_frames = get_xtc_nframes(self.file_path.encode()) if os.path.getsize(self.file_path) else 0
         else:
             open(self.file_path, "wb").close()
 
@@ -378,11 +443,11 @@ class TrajectoryWriter(Closeable):
         if n == 0:
             return
         try:
+            if not self._opened:
+                self._open()
             getattr(self, f"_write_{self.format}")(xyz, time, step)
-            if not self._topology_has_coordinates:
-                # the topology file gets the first frame, so that it is a viewable structure on its own
-                write_topology_pdb(self.topology_path, self.topology, xyz[0], title=os.path.basename(self.path))
-                self._topology_has_coordinates = True
+            if self._topology_due:
+                self._write_topology(xyz[0])
         except OSError as err:
             self.abort()
             if isinstance(err, UserError):
@@ -424,12 +489,14 @@ class TrajectoryWriter(Closeable):
             if isinstance(err, UserError):
                 raise
             raise self._write_error(err) from None
-        if self._atomic is not None:
+        if self._atomic is not None and self._opened:  # no frame, no file
             self._atomic.commit()
+            if self._atomic_topology is not None and not self._topology_due:
+                self._atomic_topology.commit()
 
     def abort(self):
-        """Close without finishing: an ``atomic`` writer removes its partial file (and the topology PDB it
-        wrote, unless a finished ``path`` still needs it); otherwise the frames written so far stay (idempotent).
+        """Close without finishing: an ``atomic`` writer removes its partial file and partial topology file (an
+        existing topology file is left as it was); otherwise the frames written so far stay (idempotent).
 
         Examples
         --------
@@ -467,14 +534,9 @@ class TrajectoryWriter(Closeable):
 
     def _discard(self):
         """Remove what an ``atomic`` writer wrote; other writers keep their frames."""
-        if self._atomic is None:
-            return
-        self._atomic.discard()
-        if self._own_topology and not os.path.exists(self.path):
-            try:
-                os.remove(self.topology_path)
-            except FileNotFoundError:
-                pass
+        for atomic in (self._atomic, self._atomic_topology):
+            if atomic is not None:
+                atomic.discard()
 
     def _write_error(self, err):
         if self._atomic is not None:

@@ -23,11 +23,13 @@ this package.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import io
 import json
 import os
 import platform
+import warnings
 
 import numpy as np
 import torch
@@ -36,6 +38,7 @@ from torch import nn
 from .._version import __version__
 from ..io import AtomicOutput, check_writable, topology_pdb_text
 from ..structure import InputError, MissingFileError, OutputExistsError
+from ..structure.errors import option_name
 
 __all__ = ["FORMAT_VERSION", "SIGNATURE", "EXTRA_FILES", "AUTO_KEYS", "MODEL_KINDS", "save_model", "read_model_file",
            "read_pdb_text"]
@@ -49,6 +52,17 @@ EXTRA_FILES = ("metadata.json", "aa_topology.pdb", "cg_topology.pdb", "mappings.
 AUTO_KEYS = ("format_version", "package_version", "signature", "units", "created", "torch_version", "python")
 #: The ``kind`` values a model file may have.
 MODEL_KINDS = ("ca2aa", "bead2aa", "kstep", "cgvae")
+#: The deprecation warning torch (2.9 and later) gives for every ``torch.jit.script``, ``save`` and ``load``: the
+#: model file is a TorchScript archive on purpose (see docs/model_format.md), so loading one says nothing.
+JIT_DEPRECATION_MESSAGE = r"`torch\.jit\.(script|save|load)` is deprecated"
+
+
+@contextlib.contextmanager
+def _without_jit_deprecation():
+    """Hide torch's TorchScript deprecation warnings (those only) inside the block."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=JIT_DEPRECATION_MESSAGE, category=DeprecationWarning)
+        yield
 
 
 def read_pdb_text(text: str):
@@ -112,7 +126,7 @@ def save_model(module: nn.Module, path: str, metadata: dict, aa_topology=None, c
     'tiny.pt'
     """
     if os.path.exists(path) and not force:
-        raise OutputExistsError(f"{path!r} exists; use --force to overwrite")
+        raise OutputExistsError(f"{path!r} exists; use {option_name('--force', 'force=True')} to overwrite it")
     check_writable(path, force=True)
     meta = {"format_version": FORMAT_VERSION, "package_version": __version__, "signature": SIGNATURE,
             "units": {"input": "nm", "output": "nm", "metrics": "angstrom"},
@@ -125,9 +139,10 @@ def save_model(module: nn.Module, path: str, metadata: dict, aa_topology=None, c
         extra["cg_topology.pdb"] = topology_pdb_text(cg_topology, cg_xyz)
     if hierarchy is not None:
         extra["mappings.json"] = json.dumps(hierarchy.to_dict())
-    scripted = module if isinstance(module, torch.jit.ScriptModule) else torch.jit.script(module.cpu().eval())
+    with _without_jit_deprecation():
+        scripted = module if isinstance(module, torch.jit.ScriptModule) else torch.jit.script(module.cpu().eval())
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with AtomicOutput(path) as tmp:
+    with AtomicOutput(path) as tmp, _without_jit_deprecation():
         torch.jit.save(scripted, tmp, _extra_files=extra)
     return path
 
@@ -147,14 +162,19 @@ def read_model_file(path: str, device) -> tuple:
         raise MissingFileError(f"model file {path!r} does not exist")
     extra = {name: "" for name in EXTRA_FILES}
     try:
-        module = torch.jit.load(path, map_location=device, _extra_files=extra)
+        with _without_jit_deprecation():
+            module = torch.jit.load(path, map_location=device, _extra_files=extra)
     except Exception as err:  # torch raises RuntimeError for anything not a TorchScript archive
         raise InputError(f"{path!r} is not a readable TorchScript model (corrupt or wrong file type): "
                          f"{str(err).splitlines()[0]}") from None
     if not extra.get("metadata.json"):
         raise InputError(f"{path!r} is a TorchScript file but not an openmm-backmap model (no metadata.json)")
-    meta = json.loads(extra["metadata.json"])
-    version = int(meta.get("format_version", 0))
+    try:
+        meta = json.loads(extra["metadata.json"])
+        version = int(meta.get("format_version", 0))
+    except (ValueError, TypeError, AttributeError) as err:  # bad JSON, not an object, a version that is no number
+        raise InputError(f"{path!r} has damaged metadata (metadata.json: {str(err).splitlines()[0]}); it was not "
+                         "written by openmm-backmap's export, or was changed since: export the model again") from None
     if version > FORMAT_VERSION:
         raise InputError(f"{path!r} uses model format {version}, written by openmm-backmap "
                          f"{meta.get('package_version', '?')}; this is {__version__} (format {FORMAT_VERSION}): "

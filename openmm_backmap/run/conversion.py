@@ -18,14 +18,18 @@ import warnings
 import numpy as np
 from tqdm import tqdm
 
-from ..io import check_input_file, check_output_path, check_writable, topology_path_for
+from ..io import (check_input_file, check_output_path, check_writable, dcd_frames_silenced, dcd_plugin_silenced,
+                  topology_path_for)
 from ..model import load_model
-from ..structure import InputError, MissingFileError, make_whole
+from ..structure import InputError, MissingFileError, canonical_residue_name, make_whole
+from ..structure.closing import sigterm_as_interrupt
 from ..structure.constants import DEFAULT_MAX_MEMORY_MB
+from ..structure.errors import option_name
 from .cg_input import prepare_cg_input
 from .memory_budget import frames_per_call
 from .options import resolve_options
-from .pipeline import BackmapPipeline, batch_text, format_summary
+from .pipeline import BackmapPipeline, good_frames
+from .summary_text import batch_text, format_summary
 from .relax.handoff import export_paths, export_system
 
 __all__ = ["convert_trajectory", "ConversionPlan"]
@@ -61,19 +65,41 @@ def _load_topology(input, topology):
                      "writes)")
 
 
+def _not_a_c_alpha(atom):
+    """Whether an atom named CA is a calcium ion or part of another hetero group rather than a C-alpha: its residue
+    is no amino acid (nor a modified one), and it is not carbon, is alone in a residue named CA, or its residue has
+    no backbone N and C."""
+    res = atom.residue
+    if canonical_residue_name(res.name) is not None:
+        return False
+    names = {a.name for a in res.atoms}
+    return (atom.element is not None and atom.element.symbol not in ("C", "VS")) or res.name.strip().upper() == "CA" \
+        or (len(names) > 1 and not {"N", "C"} <= names)
+
+
 def _select_particles(top, transferable):
     """CG particle indices in ``top`` for a model: all atoms, or the C-alphas of an all-atom topology (a Martini
-    topology keeps all: :func:`~openmm_backmap.run.cg_input.martini_beads` picks its beads)."""
+    topology keeps all: :func:`~openmm_backmap.run.cg_input.martini_beads` picks its beads); and the notes to warn
+    with. Atoms named CA that are no C-alphas (calcium ions, hetero groups) are left out."""
     n = top.n_atoms
     if not transferable or any(a.name == "BB" for a in top.atoms):
-        return np.arange(n), None
-    ca = [a.index for a in top.atoms if a.name == "CA"]
-    if len(ca) == n or not ca:
-        return np.arange(n), None
+        return np.arange(n), []
+    named = [a for a in top.atoms if a.name == "CA"]
+    ca = [a.index for a in named if not _not_a_c_alpha(a)]
+    others = [a for a in named if _not_a_c_alpha(a)]
+    notes = []
+    if others and ca:
+        kinds = ", ".join(sorted({a.residue.name for a in others}))
+        notes.append(f"left out {len(others)} atom(s) named CA in residues {kinds}: hetero atoms (ions or ligands), "
+                     "not C-alpha atoms")
+    if not ca or (len(ca) == n - len(others) and not others):
+        return np.arange(n), []
     if len(ca) != top.n_residues and len({top.atom(i).residue.index for i in ca}) != len(ca):
-        return np.arange(n), None
-    return np.asarray(ca, dtype=np.int64), (f"the input has {n} particles in {top.n_residues} residues; using its "
-                                            f"{len(ca)} C-alpha atoms as the CG beads")
+        return np.arange(n), []
+    if len(ca) < n - len(others):
+        notes.append(f"the input has {n} particles in {top.n_residues} residues; using its {len(ca)} C-alpha atoms "
+                     "as the CG beads")
+    return np.asarray(ca, dtype=np.int64), notes
 
 
 def _read_frames(input, top, atom_indices, stride, chunk, first_chunk=0):
@@ -90,8 +116,8 @@ def _read_frames(input, top, atom_indices, stride, chunk, first_chunk=0):
     kw = {} if top is None else {"top": top}
     done = first_chunk * chunk
     try:
-        for t in md.iterload(input, chunk=chunk, stride=stride, atom_indices=atom_indices,
-                             skip=first_chunk * chunk * stride, **kw):
+        for t in dcd_frames_silenced(input, md.iterload(input, chunk=chunk, stride=stride, atom_indices=atom_indices,
+                                                        skip=first_chunk * chunk * stride, **kw)):
             time = np.asarray(t.time, dtype=np.float64) if t.time is not None else None
             done += t.n_frames
             yield t.xyz, time, t.unitcell_vectors
@@ -256,7 +282,8 @@ def convert_trajectory(input, output, model=None, topology=None, samples=1, seed
     input = os.fspath(input)
     output = os.fspath(output)
     if sum(x is not None for x in (client, workers, scheduler)) > 1:
-        raise InputError("give at most one of client, workers (--workers) and scheduler (--scheduler)")
+        raise InputError(option_name("give at most one of --workers and --scheduler",
+                                     "give at most one of client, workers and scheduler"))
     if workers is not None and int(workers) < 1:
         raise InputError(f"workers must be a positive integer, got {workers}")
     if not os.path.exists(input):
@@ -280,14 +307,14 @@ def convert_trajectory(input, output, model=None, topology=None, samples=1, seed
     if export is not None:
         export_top = export_paths(export, _export_prefix(output, export))[0]  # an unknown format raises here
         if not opts.minimize:
-            raise InputError("export writes the relaxed structures; add minimize=True (--minimize)")
+            raise InputError(f"export writes the relaxed structures; add {option_name('--minimize', 'minimize=True')}")
         check_writable(export_top, force=opts.force)
     top, top_source = _load_topology(input, topology)
     check_input_file(input)  # truncated or corrupt files say so before any reader sees them
     model = None if opts.model is None else load_model(opts.model, device=opts.device)
     top, xyz0, box0 = _first_frames(input, top)
-    particles, note = _select_particles(top, model is None or model.transferable)
-    if note:
+    particles, notes = _select_particles(top, model is None or model.transferable)
+    for note in notes:
         warnings.warn(note, UserWarning, stacklevel=2)
     cg = prepare_cg_input(top, xyz0, box0[0] if _is_periodic(box0) else None, particles, model=model, scheme=scheme,
                           device=opts.device, where=f"{top_source}: ", fix_count=": give a C-alpha topology",
@@ -304,14 +331,18 @@ def convert_trajectory(input, output, model=None, topology=None, samples=1, seed
                           atom_indices=None if len(read) == top.n_atoms else read,
                           take=None if np.array_equal(read, cg.particles) else np.searchsorted(read, cg.particles),
                           stride=stride, chunk=chunk, progress=progress, kwargs=cg.pipeline_kwargs(), bonds=cg.bonds)
-    if client is None and workers is None and scheduler is None:
-        summary = _convert_serial(plan)
-    else:
-        from .distributed import convert_on_cluster  # dask is optional: imported only when asked for
+    with sigterm_as_interrupt():  # kill or a batch system's time limit: cleaned up as after Ctrl-C
+        if client is None and workers is None and scheduler is None:
+            summary = _convert_serial(plan)
+        else:
+            from .distributed import convert_on_cluster  # dask is optional: imported only when asked for
 
-        summary = convert_on_cluster(plan, client=client, workers=workers, scheduler=scheduler)
-    if export is not None:
-        summary["export"] = _export(output, top_out, export, opts)
+            summary = convert_on_cluster(plan, client=client, workers=workers, scheduler=scheduler)
+        if not summary["frames_written"]:  # the writers create no file before their first frame
+            raise InputError(f"no frame was written to {output}: all {summary['frames_skipped']} CG frame(s) read "
+                             f"from {input} are bad (NaN, infinite or exploded coordinates; see the warnings)")
+        if export is not None:
+            summary["export"] = _export(output, top_out, export, opts)
     if progress:
         print(format_summary(summary))
         if export is not None:
@@ -338,7 +369,8 @@ def _export(output, top_out, fmt, opts):
     elif output.lower().endswith(".h5"):
         relaxed = md.load(output)
     else:
-        relaxed = md.load(output, top=md.load_pdb(top_out, standard_names=False).topology)
+        with dcd_plugin_silenced(output):
+            relaxed = md.load(output, top=md.load_pdb(top_out, standard_names=False).topology)
     return export_system(relaxed, fmt, _export_prefix(output, fmt), force=opts.force, **relax)
 
 
@@ -381,8 +413,18 @@ class ConversionPlan:
 
     @staticmethod
     def whole(xyz, box, bonds):
-        """``xyz`` with molecules made whole again when ``box`` is a real periodic box (not a placeholder)."""
-        return make_whole(xyz, box, bonds).astype(np.float32) if _is_periodic(box) else xyz
+        """``xyz`` with molecules made whole again when ``box`` is a real periodic box (not a placeholder).
+
+        Frames that no periodic image explains (a bead farther from the others than the box allows, a coordinate
+        out of range: :func:`~openmm_backmap.run.pipeline.good_frames` with the box) are left as they are, so that
+        the bad-frame check after this sees them: wrapping would hide them."""
+        if not _is_periodic(box):
+            return xyz
+        out = np.array(xyz, dtype=np.float32)
+        ok = good_frames(xyz, box)
+        if ok.any():
+            out[ok] = make_whole(xyz[ok], box[ok], bonds)
+        return out
 
     def pipeline_args(self):
         """(CG particles, :class:`BackmapPipeline` keywords, CG bonds)."""
@@ -392,7 +434,8 @@ class ConversionPlan:
         return _progress_bar(self.input, self.stride, batch_text({**pipe.summary(), "chunk": self.chunk}))
 
     def summary(self, pipe):
-        return {"input": self.input, "cg_topology": self.top_source, "chunk": self.chunk, **pipe.summary()}
+        return {"input": self.input, "cg_topology": self.top_source, "chunk": self.chunk,
+                "deterministic": bool(self.options.deterministic), **pipe.summary()}
 
 
 def _convert_serial(plan):
@@ -436,7 +479,7 @@ def _count_frames(input, stride):
     if _is_pdb(input):
         return None
     try:
-        with md.open(input) as f:
+        with dcd_plugin_silenced(input), md.open(input) as f:
             return (len(f) + stride - 1) // stride
     except Exception:  # noqa: BLE001 - the count is only for the bar and for seeking
         return None

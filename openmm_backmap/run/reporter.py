@@ -30,7 +30,7 @@ from ..structure import InputError, make_whole
 from ..structure.constants import DEFAULT_MAX_MEMORY_MB
 from .cg_input import prepare_cg_input
 from .options import resolve_options
-from .pipeline import BackmapPipeline
+from .pipeline import BackmapPipeline, good_frames
 
 __all__ = ["BackmapReporter"]
 
@@ -272,7 +272,9 @@ class BackmapReporter(Closeable):
         if self.pipeline is None:
             self._setup(simulation, pos, box)
         xyz = pos[self.cgParticles]
-        if box is not None and np.isfinite(xyz).all():
+        # the bad-frame check sees the raw positions of a frame that no periodic image explains: wrapping it whole
+        # first would hide a bead blown hundreds of nm away
+        if box is not None and good_frames(xyz[None], box[None])[0]:
             xyz = make_whole(xyz, box, self._bonds)
         self.frames_reported += 1
         if not self.pipeline.filter_frames(xyz[None], index=[simulation.currentStep])[0]:

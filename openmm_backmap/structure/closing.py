@@ -1,10 +1,54 @@
-"""One lifecycle for objects that hold an open output: ``with`` support and a safe finaliser."""
+"""One lifecycle for objects that hold an open output: ``with`` support, a safe finaliser, and SIGTERM handled
+like Ctrl-C while a long run writes (:func:`sigterm_as_interrupt`)."""
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
 import warnings
 
-__all__ = ["Closeable"]
+__all__ = ["Closeable", "Terminated", "sigterm_as_interrupt"]
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived inside :func:`sigterm_as_interrupt`: raised like Ctrl-C's ``KeyboardInterrupt``, so that the
+    same clean-up runs (a failed or interrupted run leaves no partial output)."""
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """Within this block SIGTERM (``kill``, a batch system's time limit) raises :class:`Terminated` in the main
+    thread instead of ending the process without clean-up; the previous handler is restored after.
+
+    Only Python's default disposition is replaced: a handler the program installed itself, or SIGTERM ignored,
+    stays as it is, and outside the main thread (where signals cannot be handled) nothing changes.
+
+    Examples
+    --------
+    >>> import os, signal
+    >>> try:
+    ...     with sigterm_as_interrupt():
+    ...         os.kill(os.getpid(), signal.SIGTERM)
+    ... except KeyboardInterrupt as err:
+    ...     print(type(err).__name__, err)
+    Terminated terminated (SIGTERM)
+    >>> signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    True
+    """
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+
+    def raise_terminated(signum, frame):
+        raise Terminated("terminated (SIGTERM)")
+
+    previous = signal.signal(signal.SIGTERM, raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class Closeable:

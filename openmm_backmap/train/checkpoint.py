@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ..structure import InputError, MissingFileError
+from ..structure.errors import option_name
 
 __all__ = ["save_checkpoint", "load_checkpoint", "rng_state", "restore_rng"]
 
@@ -61,7 +62,21 @@ def load_checkpoint(path: str) -> dict:
         raise InputError(f"{path!r} is not a readable checkpoint: {str(err).splitlines()[0]}") from None
     if not isinstance(ck, dict) or "model" not in ck:
         raise InputError(f"{path!r} is not a training checkpoint (no model state dict)")
-    return ck
+    return _Checkpoint(path, ck)
+
+
+class _Checkpoint(dict):
+    """A loaded checkpoint: an entry it lacks is a one-line user error (e.g. ``best.pt``, which holds the weights
+    only, copied over ``last.pt`` for ``--resume``), not a ``KeyError``."""
+
+    def __init__(self, path, data):
+        super().__init__(data)
+        self.path = path
+
+    def __missing__(self, key):
+        raise InputError(f"{self.path!r} has no {key!r} entry, so training cannot resume from it (best.pt holds the "
+                         f"weights only; {option_name('--resume', 'resume=True')} needs the last.pt that training "
+                         "wrote in the run directory)")
 
 
 def rng_state(rng: np.random.Generator) -> dict:

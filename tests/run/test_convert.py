@@ -125,7 +125,7 @@ def test_user_errors(tmp_path, ca_files, tiny_ca_backmapper, tiny_persystem_mode
     with pytest.raises(ValueError, match="-t/--topology"):
         convert(ca_files["traj"], tmp_path / "o.pdb", model=tiny_ca_backmapper, **QUIET)
     (tmp_path / "exists.pdb").write_text("x")
-    with pytest.raises(FileExistsError, match="--force"):
+    with pytest.raises(FileExistsError, match="force=True"):  # the Python argument; the CLI says --force
         convert(ca_files["pdb"], tmp_path / "exists.pdb", model=tiny_ca_backmapper, **QUIET)
     # per-system Trp-cage model: inputs of another size or sequence do not fit
     with pytest.warns(UserWarning):

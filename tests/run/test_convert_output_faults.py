@@ -111,7 +111,7 @@ def test_kill_9_leaves_a_readable_partial_file_and_the_rerun_replaces_it(tmp_pat
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     partial = tmp_path / "aa.partial.dcd"
     assert not out.exists() and partial.exists()
-    t = md.load(str(partial), top=str(tmp_path / "aa.pdb"))  # the topology beside the output serves it too
+    t = md.load(str(partial), top=str(tmp_path / "aa.partial.pdb"))  # the partial topology goes with it
     assert t.n_frames == 6 and np.isfinite(t.xyz).all()
     with pytest.warns(StalePartialWarning, match="aa.partial.dcd"):
         s = _convert10(out, tiny_ca_backmapper)  # no --force needed, nothing blocks the rerun
