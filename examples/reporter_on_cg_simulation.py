@@ -17,7 +17,7 @@ import openmm.app as app
 from openmm_backmap.cgsystems import calpha_go_model
 from openmm_backmap.run.demo import villin_pdb_path
 from openmm_backmap.io import load_ensemble
-from openmm_backmap.run.pipeline import format_summary
+from openmm_backmap.run import format_summary
 from openmm_backmap.run.reporter import BackmapReporter
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

@@ -17,6 +17,7 @@ import torch
 from ..mapping import SCHEMES, Hierarchy, ca_mapping, cg_topology, scheme_mapping
 from ..structure import (AMINO_ACIDS, TEMPLATES, InputError, MissingFileError, build_topology, canonical_residue_name,
                          residue_type_indices)
+from ..structure.errors import option_name
 from .model_file import read_model_file, read_pdb_text
 
 __all__ = ["Backmapper", "BackmapResult", "load_model", "shipped_model_path", "SCHEME_MODELS", "default_device",
@@ -166,8 +167,9 @@ class Backmapper:
             sequence = canon
         if self.transferable:
             if sequence is None:
-                raise InputError("this C-alpha model needs the sequence: pass sequence=[...] or a CG topology "
-                                 "whose residue names give it (-t/--topology)")
+                how = option_name("give a CG topology whose residue names give it (-t/--topology)",
+                                  "pass sequence=[...] or a CG topology whose residue names give it")
+                raise InputError(f"this C-alpha model needs the sequence: {how}")
             expected = self.n_beads_for(sequence)
             if n_particles is not None and n_particles != expected:
                 if self.scheme == "ca":
@@ -185,8 +187,10 @@ class Backmapper:
                                  f"{own[diff] if diff < len(own) else 'end'}); this model was trained for "
                                  f"{self.metadata.get('name', 'another system')}")
             if n_particles is not None and n_particles != self.n_beads:
+                how = option_name("give a CG input of the model's beads only",
+                                  "select the bead particles (BackmapReporter: cgParticles=[...])")
                 raise InputError(f"the CG input has {n_particles} particles but this model expects {self.n_beads} "
-                                 "beads; pass cgParticles/select the bead particles, or use the matching model")
+                                 f"beads; {how}, or use the matching model")
             sequence = list(own)
             if segment_start is None:
                 segment_start = self.segment_start
@@ -240,11 +244,16 @@ class Backmapper:
         BackmapResult
             ``xyz`` (F * samples, A, 3) nm, frame-major, and the topology.
         """
-        x = torch.as_tensor(np.asarray(cg_xyz, dtype=np.float32))
-        if x.dim() == 2:
-            x = x.unsqueeze(0)
-        if x.dim() != 3 or x.shape[-1] != 3:
-            raise InputError(f"cg_xyz must have shape (frames, beads, 3) in nm, got {tuple(x.shape)}")
+        x64 = np.asarray(cg_xyz, dtype=np.float64)
+        if x64.ndim == 2:
+            x64 = x64[None]
+        if x64.ndim != 3 or x64.shape[-1] != 3:
+            raise InputError(f"cg_xyz must have shape (frames, beads, 3) in nm, got {tuple(x64.shape)}")
+        # every frame goes to the model centred on its beads: in float32, squared distances formed as cdist forms
+        # them lose their precision tens of nm from the origin (a periodic box's far side), which flipped side-chain
+        # choices between two images of one frame (a 15 nm shift changed 64 atoms of a slab by up to 7.8 Å)
+        centre = x64.mean(axis=1, keepdims=True) if x64.shape[1] else np.zeros((len(x64), 1, 3))
+        x = torch.as_tensor((x64 - centre).astype(np.float32))
         if samples < 1:
             raise InputError("samples must be >= 1")
         sequence, segment_start = self.resolve_sequence(sequence, segment_start, x.shape[1])
@@ -258,7 +267,8 @@ class Backmapper:
         with torch.inference_mode():
             out = self.module(x.to(self.device), types.to(self.device), seg.to(self.device), int(seed),
                               int(samples), temp)
-        return BackmapResult(out.cpu().numpy(), self._output_topology(sequence, segment_start), samples)
+        xyz = out.cpu().numpy() + np.repeat(centre, samples, axis=0).astype(np.float32)
+        return BackmapResult(xyz, self._output_topology(sequence, segment_start), samples)
 
     def __repr__(self):
         return (f"Backmapper(kind={self.kind!r}, transferable={self.transferable}, beads={self.n_beads or 'any'}, "
@@ -392,9 +402,9 @@ def shipped_model_path(scheme="ca") -> str:
         raise InputError(f"unknown bead scheme {scheme!r}; use one of {', '.join(SCHEMES)}")
     if scheme not in SCHEME_MODELS:
         raise InputError(f"no shipped model takes {scheme} beads (shipped: {', '.join(SCHEME_MODELS)}); pass a model "
-                         "that does (convert: --model FILE; Python: model=FILE)")
+                         f"that does ({option_name('--model FILE', 'model=FILE')})")
     path = _DATA_FOLDER / SCHEME_MODELS[scheme]
     if not path.is_file():
         raise MissingFileError(f"the shipped {scheme} model ({SCHEME_MODELS[scheme]}) is missing from the "
-                               "installation; pass --model")
+                               f"installation; pass a model file ({option_name('--model FILE', 'model=FILE')})")
     return str(path)

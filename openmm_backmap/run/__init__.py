@@ -22,7 +22,8 @@ from .coarsening import coarsen_files
 from .conversion import convert_trajectory
 from .demo import run_demo
 from .options import BackmapOptions
-from .pipeline import BackmapPipeline, BadFrameWarning, RelaxationWarning, format_summary
+from .pipeline import BackmapPipeline, BadFrameWarning, RelaxationWarning
+from .summary_text import format_summary
 from .relax import FastRelaxer, Relaxer, RelaxResult
 from .reporter import BackmapReporter
 

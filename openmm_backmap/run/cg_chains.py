@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..structure import InputError, LoadWarning
-from ..structure.constants import BEAD_SPACING_RANGE_NM, SCHEME_BREAK_NM, SCHEME_DOUBT_NM
+from ..structure.constants import BEAD_SPACING_RANGE_NM, BREAK_MONITOR_MARGIN_NM, SCHEME_BREAK_NM, SCHEME_DOUBT_NM
 
 __all__ = ["ChainBreaks", "BreakMonitor", "ChainBreakWarning", "check_bead_spacing", "find_chain_breaks",
            "system_bonds"]
@@ -249,9 +249,11 @@ class BreakMonitor:
     """Reports frames whose bead distances disagree with the chain breaks decided at set-up; never re-segments.
 
     A pair joined at set-up that is farther apart than the scheme's limit
-    (a stretched or exploded chain; pairs that bonds joined although they
-    were already that far apart at set-up are left alone), or a break
-    declared from distances alone whose beads have come within it, gets one
+    plus :data:`~openmm_backmap.structure.constants.BREAK_MONITOR_MARGIN_NM`
+    (a stretched or exploded chain, not a bond's thermal stretch; pairs that
+    bonds joined although they were already beyond the limit at set-up are
+    left alone), or a break declared from distances alone whose beads have
+    come within the limit minus that margin, gets one
     :class:`ChainBreakWarning` per pair (with the first frame), and every
     such frame is counted.
 
@@ -263,9 +265,12 @@ class BreakMonitor:
     --------
     >>> b = find_chain_breaks([0, 1], [0, 0], None, None, [[0, 0, 0], [0.38, 0, 0]], 'ca')
     >>> mon = BreakMonitor(b)
-    >>> import warnings; warnings.simplefilter('ignore')
-    >>> mon.check(np.array([[[0, 0, 0], [0.38, 0, 0]], [[0, 0, 0], [0.9, 0, 0]]]), [0, 1]).tolist()
-    [False, True]
+    >>> import warnings
+    >>> frames = np.array([[[0, 0, 0], [0.38, 0, 0]], [[0, 0, 0], [0.45, 0, 0]], [[0, 0, 0], [0.9, 0, 0]]])
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter('ignore')
+    ...     mon.check(frames, [0, 1, 2]).tolist()  # 0.45 nm: a bond's stretch; 0.9 nm: a torn chain
+    [False, False, True]
     >>> mon.frames_changed
     1
     """
@@ -291,8 +296,8 @@ class BreakMonitor:
         d = np.linalg.norm(x[:, self._b] - x[:, self._a], axis=-1)
         thr = self.breaks.threshold_nm
         with np.errstate(invalid="ignore"):
-            stretched = self._joined & (d > thr)
-            closed = self._geometric & (d <= thr)
+            stretched = self._joined & (d > thr + BREAK_MONITOR_MARGIN_NM)
+            closed = self._geometric & (d <= thr - BREAK_MONITOR_MARGIN_NM)
         changed = (stretched | closed).any(axis=1)
         self.frames_changed += int(changed.sum())
         labels = self.breaks.labels
@@ -305,8 +310,10 @@ class BreakMonitor:
                 frame = int(index[f]) if index is not None else int(f)
                 pairs = ", ".join(f"{labels[k]} - {labels[k + 1]} ({d[f, k]:.2f} nm)" for k in new[:5])
                 more = f" and {len(new) - 5} more" if len(new) > 5 else ""
-                what = ("joined at set-up, now farther apart than" if kind == "stretched" else
-                        "a break found from distances at set-up, now closer than")
-                warnings.warn(f"frame {frame}: {pairs}{more}: {what} the {thr} nm limit; the chain breaks are kept "
-                              "as decided on the first frame", ChainBreakWarning, stacklevel=3)
+                what = (f"joined at set-up, now farther apart than {thr + BREAK_MONITOR_MARGIN_NM:.2f} nm (the "
+                        f"{thr} nm limit and a margin)" if kind == "stretched" else
+                        f"a break found from distances at set-up, now closer than {thr - BREAK_MONITOR_MARGIN_NM:.2f} "
+                        "nm")
+                warnings.warn(f"frame {frame}: {pairs}{more}: {what}; the chain breaks are kept as decided on the "
+                              "first frame", ChainBreakWarning, stacklevel=3)
         return changed

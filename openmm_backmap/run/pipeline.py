@@ -34,20 +34,29 @@ from ..io import TrajectoryWriter, check_output_path
 from ..mapping import scheme_mapping
 from ..model import load_model
 from ..structure import InputError, atom_layout, build_topology
-from ..structure.constants import FAILED_ENERGY_KJ_MOL, MAX_COORDINATE_NM
+from ..structure.constants import BROKEN_OUTPUT_BOND_OK_PERCENT, FAILED_ENERGY_KJ_MOL, MAX_COORDINATE_NM
 from .memory_budget import frames_per_call, structures_per_call
 from .cg_chains import BreakMonitor
 from .options import BackmapOptions
 from .relax.systems import DEFAULT_FORCEFIELD, reference_bond_lengths
 
-__all__ = ["BackmapPipeline", "BadFrameWarning", "ChunkResult", "RelaxationWarning", "batch_text", "format_summary",
-           "good_frames"]
+__all__ = ["BackmapPipeline", "BadFrameWarning", "BrokenOutputError", "ChunkResult", "OutputQualityWarning",
+           "RelaxationWarning", "good_frames"]
 
 _STAT_KEYS = ("clash_before", "bond_ok_before", "clash_after", "bond_ok_after", "energy_before", "energy_after")
 
 
 class BadFrameWarning(UserWarning):
     """A CG frame with NaN, infinite or exploded coordinates was skipped."""
+
+
+class OutputQualityWarning(UserWarning):
+    """A written structure fails the reference-free bond check badly (fewer than
+    ``BROKEN_OUTPUT_BOND_OK_PERCENT`` of its bonds within 10 % of their length): the model is wrong for these beads."""
+
+
+class BrokenOutputError(InputError):
+    """Every structure of a run failed the reference-free bond check badly; the output is removed (``convert``)."""
 
 
 class RelaxationWarning(UserWarning):
@@ -194,6 +203,7 @@ class BackmapPipeline(Closeable):
         self.skipped_frames = []
         self.frames_written = 0
         self.relax_failures = 0
+        self.structures_broken = 0
         self.seconds = {"backmap": 0.0, "relax": 0.0, "relax_build": 0.0, "write": 0.0, "quality": 0.0}
         self._stats = {k: [] for k in _STAT_KEYS}
         self._t0 = time.perf_counter()
@@ -402,9 +412,24 @@ class BackmapPipeline(Closeable):
         for k, v in result.stats.items():
             self._stats[k] += v
         self.relax_failures += result.relax_failures
+        self._check_written(result.stats, self.frames_written)
         self.frames_in += result.n_cg
         self.frames_written += len(result.frames)
         return len(result.frames)
+
+    def _check_written(self, stats, first):
+        """Warn (once) about written structures that fail the bond check badly, and count them."""
+        ok = np.asarray(stats.get("bond_ok_after" if self.options.minimize else "bond_ok_before", []), dtype=float)
+        with np.errstate(invalid="ignore"):
+            bad = np.flatnonzero(ok < BROKEN_OUTPUT_BOND_OK_PERCENT)
+        if not len(bad):
+            return
+        if not self.structures_broken:
+            warnings.warn(f"structure {first + int(bad[0])} has only {ok[bad[0]]:.1f} % of its bonds within 10 % of "
+                          f"the force field's length (under {BROKEN_OUTPUT_BOND_OK_PERCENT:g} %): the model's output "
+                          "is broken for these beads (a model for other beads, or other units?); the summary counts "
+                          "such structures", OutputQualityWarning, stacklevel=4)
+        self.structures_broken += len(bad)
 
     def _backmap(self, x, first):
         """Heavy atoms of the frames ``x`` (the first one good frame ``first`` of the output), in model calls that
@@ -509,6 +534,7 @@ class BackmapPipeline(Closeable):
             "break_changes": 0 if self._monitor is None else self._monitor.frames_changed,
             "relax_seconds_per_frame": self.seconds["relax"] / n_relaxed if n_relaxed else None,
             "relax_failures": self.relax_failures,
+            "structures_broken": self.structures_broken,
             "clash_percent": {"before": mean("clash_before"), "after": mean("clash_after")},
             "bond_ok_percent": {"before": mean("bond_ok_before"), "after": mean("bond_ok_after")},
             "energy_kj_mol": {"before": mean("energy_before"), "after": mean("energy_after")},
@@ -519,9 +545,22 @@ class BackmapPipeline(Closeable):
         return self._closed
 
     def close(self):
-        """Close the output file (idempotent)."""
+        """Close the output file (idempotent).
+
+        Raises
+        ------
+        BrokenOutputError
+            When every structure written failed the bond check badly (see :class:`OutputQualityWarning`): the
+            output is aborted instead (removed when written atomically, as ``convert`` writes).
+        """
         if self._closed:
             return
+        if self.frames_written and self.structures_broken == self.frames_written:
+            self.abort()
+            raise BrokenOutputError(f"all {self.frames_written} structure(s) failed the bond check badly (under "
+                                    f"{BROKEN_OUTPUT_BOND_OK_PERCENT:g} % of bonds within 10 % of their length): the "
+                                    f"model {self.model.metadata.get('name') or self.model.path} does not fit these "
+                                    "beads")
         self._closed = True
         if self.writer is not None:
             self.writer.close()
@@ -537,14 +576,17 @@ class BackmapPipeline(Closeable):
 
 
 
-def good_frames(cg_xyz):
+def good_frames(cg_xyz, box=None):
     """Which CG frames are usable: a frame is bad when a coordinate is not finite, exceeds
     :data:`MAX_COORDINATE_NM` in magnitude, or a bead lies farther than ``max(20 nm, 0.5 nm * beads)`` from the
-    centroid.
+    centroid; with ``box``, for raw periodic coordinates (before molecules are made whole), farther than that plus
+    the box diagonal, which is as far as periodic images can separate beads.
 
     Parameters
     ----------
     cg_xyz : array, (F, N, 3), nm
+    box : array, (F, 3, 3), nm, optional
+        Periodic box vectors of each frame.
 
     Returns
     -------
@@ -554,79 +596,18 @@ def good_frames(cg_xyz):
     --------
     >>> good_frames(np.array([[[0.0, 0.0, 0.0]], [[np.nan, 0.0, 0.0]]])).tolist()
     [True, False]
+    >>> split = np.array([[[0.1, 0, 0], [59.9, 0, 0]], [[0.1, 0, 0], [559.9, 0, 0]]])  # split by a 60 nm box
+    >>> good_frames(split).tolist(), good_frames(split, np.eye(3)[None].repeat(2, 0) * 60).tolist()
+    ([False, False], [True, False])
     """
     x = np.asarray(cg_xyz, dtype=np.float64)
     if x.ndim == 2:
         x = x[None]
     good = np.isfinite(x).all(axis=(1, 2))
+    limit = np.full(len(x), max(20.0, 0.5 * x.shape[1]))
+    if box is not None:
+        limit = limit + np.linalg.norm(np.asarray(box, dtype=np.float64).reshape(-1, 3, 3).sum(1), axis=-1)
     with np.errstate(invalid="ignore", over="ignore"):
         good &= (np.abs(np.where(np.isfinite(x), x, 0.0)) <= MAX_COORDINATE_NM).all(axis=(1, 2))
         extent = np.linalg.norm(x - x.mean(1, keepdims=True), axis=-1).max(1) if x.shape[1] else np.zeros(len(x))
-    return good & ~(extent > max(20.0, 0.5 * x.shape[1]))
-
-
-def format_summary(summary: dict) -> str:
-    """A few human-readable lines for a :meth:`BackmapPipeline.summary` result.
-
-    Examples
-    --------
-    >>> print(format_summary(pipe.summary()))  # doctest: +SKIP
-    """
-    def f(x, d=1):
-        return "n/a" if x is None else f"{x:.{d}f}"
-
-    s = summary
-    lines = [f"backmapped {s['frames_in']} CG frame(s) -> {s['frames_written']} structure(s) "
-             f"({s['samples']} per frame) with {s['model']} (seed {s['seed']}) in {s['seconds']['total']:.1f} s "
-             f"wall-clock ({f(s['frames_per_second'], 2)} CG frames per second of backmapping)"
-             + (f" on {s['workers']} Dask worker(s)" if s.get("workers") else "")]
-    lines.append(batch_text(s))
-    if "segments" in s:
-        why = {"bonds": "from bonds", "records": "from chains and residue numbering", "geometry":
-               f"{s['breaks_from_geometry']} of the breaks from bead distances alone", "model": "the model's own"}
-        lines.append(f"chains: {s['segments']} segment(s) ({why.get(s['break_evidence'], s['break_evidence'])})"
-                     + (f"; {s['doubtful_joins']} doubtful join(s) (see the warnings)" if s.get("doubtful_joins")
-                        else "")
-                     + (f"; {s['break_changes']} frame(s) disagreed with them (see the warnings)"
-                        if s.get("break_changes") else ""))
-    if s["frames_skipped"]:
-        shown = ", ".join(str(i) for i in s.get("skipped_frames", [])[:10])
-        more = " ..." if len(s.get("skipped_frames", [])) > 10 else ""
-        lines.append(f"skipped {s['frames_skipped']} bad CG frame(s) (input frames {shown}{more}); later output "
-                     "frames are shifted by the frames skipped before them")
-    if s.get("relax_failures"):
-        lines.append(f"relaxation failed for {s['relax_failures']} structure(s) (written as the minimiser left "
-                     "them)")
-    c, b = s["clash_percent"], s["bond_ok_percent"]
-    if s["energy_kj_mol"]["after"] is not None:
-        lines.append(f"clash (residues, < 1.2 Å): {f(c['before'])} % -> {f(c['after'])} % after relaxation; "
-                     f"bonds within 10 % of the force field's length: {f(b['before'])} % -> {f(b['after'])} %; "
-                     f"relaxation {f(s['relax_seconds_per_frame'], 2)} s/frame")
-    elif c["before"] is not None:
-        lines.append(f"clash (residues, < 1.2 Å): {f(c['before'])} %; bonds within 10 % of the force field's length: "
-                     f"{f(b['before'])} % (no relaxation)")
-    where = s["output"] + (f" (topology {s['topology_file']})" if s.get("topology_file") else "")
-    lines.append(f"wrote {where}")
-    return "\n".join(lines)
-
-
-def batch_text(summary: dict) -> str:
-    """The model batch and memory budget of a :meth:`BackmapPipeline.summary` (``chunk``: the frames per
-    :meth:`~BackmapPipeline.process` call, where the front end caps them), for the progress bar and the summary.
-
-    Examples
-    --------
-    >>> batch_text({'chunk': 12, 'batch_frames': 12, 'batch_structures': 24, 'samples': 2, 'max_memory_mb': 2048.0})
-    'chunk=12 frames x 2 samples (memory budget 2048 MB)'
-    >>> batch_text({'batch_frames': 40, 'batch_structures': 40, 'samples': 1, 'max_memory_mb': 512.0})
-    'chunk=40 frames (memory budget 512 MB)'
-    >>> batch_text({'batch_frames': 1, 'batch_structures': 3, 'samples': 8, 'max_memory_mb': 1024.0})
-    'chunk=3 of the 8 samples of 1 frame (memory budget 1024 MB)'
-    """
-    s = summary
-    budget = f"(memory budget {s['max_memory_mb']:g} MB)"
-    if s["batch_structures"] < s["samples"]:
-        return f"chunk={s['batch_structures']} of the {s['samples']} samples of 1 frame {budget}"
-    frames = min(s.get("chunk") or s["batch_frames"], s["batch_frames"])
-    samples = f" x {s['samples']} samples" if s["samples"] > 1 else ""
-    return f"chunk={frames} frames{samples} {budget}"
+    return good & ~(extent > limit)

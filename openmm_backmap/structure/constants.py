@@ -33,6 +33,10 @@ SCHEME_BREAK_NM = {"ca": 0.43, "com": 0.96, "martini3": 0.5, "martini2": 0.5}
 #: limit (CASP T0862's 8 missing residues leave 0.958 nm). Only for ``com``: the other limits sit within 0.03-0.1 nm of
 #: the corpus's tail, and C-alpha or BB bonds of a simulation cross their tail every few hundred pairs.
 SCHEME_DOUBT_NM = {"com": 0.86}
+#: During a run, a joined pair is reported only once farther apart than the break limit plus this (nm), and a break
+#: found from distances only once closer than the limit minus this: C-alpha bonds of a CG simulation (0.38 nm, about
+#: 0.02 nm at 300 K) cross the 0.43 nm limit every few hundred pairs and frames; a torn chain moves by far more.
+BREAK_MONITOR_MARGIN_NM = 0.1
 #: The median distance between the chain beads of consecutive residues of CG input lies in this range (nm): C-alpha
 #: 0.38, Martini BB 0.33, centre of mass 0.47 in the corpus (docs/benchmarks/break_thresholds.md). Outside it, the
 #: coordinates are in the wrong unit (x0.1: nm written where Å belong; x10), and backmapping them gives nonsense.
@@ -41,6 +45,10 @@ BEAD_SPACING_RANGE_NM = (0.2, 1.0)
 BROKEN_BOND_NM = 0.3
 
 # --- bonds and clashes (metrics, quality checks, relaxation) ---
+#: A backmapped structure with fewer of its bonds within 10 % of the force field's length than this (%) is broken
+#: (a model for other beads, coordinates in other units); trained models give 99-100 % before relaxation, and the
+#: worst per-system model of the k-step table 91.8 % (PED00153, 2-step, before the chemistry rules).
+BROKEN_OUTPUT_BOND_OK_PERCENT = 80.0
 #: Covalent radii (Å) used to infer bonds from distances.
 COVALENT_RADII_ANGSTROM = {"C": 0.76, "N": 0.71, "O": 0.66, "S": 1.05}
 #: A bond exists where ``d < BOND_TOLERANCE * (r_i + r_j)``.

@@ -17,7 +17,6 @@ from openmm_backmap.mapping import scheme_mapping  # noqa: E402
 from openmm_backmap.run import BackmapPipeline, BackmapReporter, convert_trajectory, prepare_cg_input  # noqa: E402
 from openmm_backmap.run.cg_chains import (BreakMonitor, ChainBreakWarning, find_chain_breaks,  # noqa: E402
                                           system_bonds)
-from openmm_backmap.run.relax.systems import reference_bond_lengths  # noqa: E402
 from openmm_backmap.structure.constants import SCHEME_BREAK_NM  # noqa: E402
 
 QUIET = dict(device="cpu", seed=0)
@@ -110,13 +109,6 @@ def test_monitor_reports_a_changed_pattern_and_never_resegments(com_beads):
     assert changed.tolist() == [False, True, True] and mon.frames_changed == 2
     assert len([w for w in caught if issubclass(w.category, ChainBreakWarning)]) == 1  # once per pair
     assert b.n_segments == 1
-
-
-def test_a_lone_residue_still_gets_its_bond_check(trpcage):
-    seg = trpcage.segment_start.copy()
-    seg[[0, 1, 5, 6, 19]] = True  # residues 0, 5 and 19 alone in their segments: no force-field template
-    r0 = reference_bond_lengths(trpcage.sequence, seg, trpcage.xyz[0])
-    assert np.isfinite(r0).all()
 
 
 def _calvados_like(seq, num, xyz, chains=1):

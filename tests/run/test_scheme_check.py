@@ -12,6 +12,7 @@ from openmm_backmap.model import SCHEME_MODELS  # noqa: E402
 from openmm_backmap.run import (BackmapReporter, cg_particle_info, check_scheme, coarsen_files,  # noqa: E402
                                 convert_trajectory)
 from openmm_backmap.run.cg_input import SchemeOverrideWarning  # noqa: E402
+from openmm_backmap.run.pipeline import BrokenOutputError  # noqa: E402
 from openmm_backmap.structure import InputError, LoadWarning  # noqa: E402
 
 QUIET = dict(progress=False, device="cpu", seed=0)
@@ -92,10 +93,11 @@ def test_reporter_refuses_com_beads_at_the_first_report(tmp_path, trpcage, trpca
     with pytest.raises(ValueError, match="look like residue centre-of-mass beads.*scheme='ca'"):
         rep.report(sim, sim.context.getState(getPositions=True))
     rep.close()
-    with pytest.warns(SchemeOverrideWarning, match="clearly residue centre-of-mass beads"):
+    # the user's word is followed, loudly, and the broken chemistry it gives is an error at the end of the run
+    with pytest.warns(SchemeOverrideWarning, match="clearly residue centre-of-mass beads"), \
+            pytest.raises(BrokenOutputError, match="failed the bond check badly"):
         with BackmapReporter(tmp_path / "y.pdb", 1, model=tiny_ca_backmapper, device="cpu", scheme="ca") as rep:
             rep.report(sim, sim.context.getState(getPositions=True))
-    assert (tmp_path / "y.pdb").exists()
 
 
 def test_a_scheme_override_on_c_alphas_is_loud(trpcage, tiny_ca_backmapper, shipped, tmp_path, bead_files):

@@ -445,6 +445,15 @@ def reference_bond_lengths(sequence, segment_start, xyz, forcefield=DEFAULT_FORC
             lay = atom_layout(sequence)
             index = {tuple(b): k for k, b in enumerate(lay.bonds(joined).tolist())}
             _BOND_LENGTHS[key] = full[[index[tuple(b)] for b in lay.bonds(seg).tolist()]]
+        elif seg.sum() > 1:
+            # segments share no bond, and the layout lists bonds segment by segment: one System per distinct
+            # segment, so a condensate's 50 identical chains cost one small System, not a 46,000-atom one (68 s)
+            lay = atom_layout(sequence)
+            starts = np.r_[np.flatnonzero(seg), len(seg)]
+            x = np.asarray(xyz, dtype=np.float64)
+            _BOND_LENGTHS[key] = np.concatenate([
+                reference_bond_lengths(list(sequence[a:b]), None, x[lay.residue_start[a]:lay.residue_start[b]],
+                                       forcefield) for a, b in zip(starts[:-1], starts[1:])])
         else:
             build_force_field_system(list(sequence), key[1], np.asarray(xyz, dtype=np.float64),
                                      forcefield=forcefield)
