@@ -209,6 +209,10 @@ def markdown(report) -> str:
              f"{report['casp_targets_run']} of {report['casp_targets_total']} CASP targets. Deterministic output, "
              "before minimisation. RMSD in Å (heavy atoms, no superposition), ged dimensionless, clash and bond_ok "
              "in %: the metrics of `openmm_backmap.evaluation`, as in [ca2aa_accuracy.md](ca2aa_accuracy.md).", "",
+             "These figures hand the beads to the model in memory with the reference's chain segments. What a user "
+             "gets, bead files written by `coarsen` and martinize2 through the `convert` CLI, is in "
+             "[user_path_accuracy.md](user_path_accuracy.md) (benchmarks/user_path_accuracy.py), beside the same "
+             "in-memory figure.", "",
              "Command (from the repository root):", "", "```bash", report["command"], "```", "",
              "## Bars (issue 11)", "", "| status | bar | value |", "|---|---|---|"]
     lines += [f"| **{b['status']}** | {b['bar']} | {b['value']} |" for b in scheme_bars(report)]

@@ -7,7 +7,8 @@ For each CASP target (``eval/chains/casp``), three inputs are written as files a
   chains and residue numbers);
 - ``calvados``: the same beads as CALVADOS 3 writes a folded domain: OpenMM's PDB writer on a topology that
   numbers residues from 1 and has no bonds (so missing residues show only in the geometry);
-- ``martini3``: ``martinize2 -f TARGET -x cg.pdb -o topol.top -ff martini3001 -dssp`` (PyPI ``vermouth``).
+- ``martini3``: ``martinize2 -f TARGET -x cg.pdb -o topol.top -ff martini3001 -dssp`` (PyPI ``vermouth``);
+- ``ca``: ``openmm-backmap coarsen TARGET --levels ca`` (C-alpha traces; the C-alpha model of ``ca2aa_accuracy.py``).
 
 Each output is compared with the target (``openmm_backmap.evaluation.evaluate``, the reference's bond graph),
 and its chains are counted against the reference's segments. Beside it stands the in-memory figure of the same
@@ -42,8 +43,8 @@ from _ca2aa_report import METRICS  # noqa: E402
 from ca2aa_accuracy import generated, load_set  # noqa: E402
 from scheme_accuracy import com_beads, martinize, read_martini  # noqa: E402
 
-PATHS = ("com", "calvados", "martini3")
-MODEL_OF = {"com": "com", "calvados": "com", "martini3": "martini3"}
+PATHS = ("com", "calvados", "martini3", "ca")
+MODEL_OF = {"com": "com", "calvados": "com", "martini3": "martini3", "ca": "ca"}
 #: the bars of issue 21, through the CLI
 BARS = {"rmsd_vs_memory_angstrom": 0.05, "bond_ok_percent": 99.9, "clash_percent": 0.5}
 
@@ -105,7 +106,7 @@ def main(argv=None):
     ap.add_argument("--out", default="docs/benchmarks/user_path_accuracy", help="PREFIX of .json and .md")
     ap.add_argument("--work", default="runs/user_path", help="where the bead files and outputs go")
     ap.add_argument("--targets", default=None, help="comma-separated CASP target names (default: all 24)")
-    ap.add_argument("--paths", default=",".join(PATHS), help=f"which inputs ({','.join(PATHS)})")
+    ap.add_argument("--paths", default=",".join(PATHS[:3]), help=f"which inputs (of {','.join(PATHS)})")
     ap.add_argument("--martinize-args", default="-dssp")
     args = ap.parse_args(argv)
     root = Path(args.shared) / "eval"
@@ -132,6 +133,12 @@ def main(argv=None):
                 write_calvados_style(ref, folder / "calvados.pdb")
                 row["calvados"] = measure(ref, name, "calvados", folder / "calvados.pdb", folder / "aa_calvados.pdb",
                                           models["com"])
+            if "ca" in paths:
+                with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                    cli(["coarsen", str(source), "--levels", "ca", "-o", str(folder / "t")])
+                row["ca"] = measure(ref, name, "ca", folder / "t_ca.pdb", folder / "aa_ca.pdb", models["ca"])
+                if "cli" in row["ca"]:
+                    row["ca"]["memory"] = in_memory(ref, ref.ca_xyz, models["ca"], "ca-memory")
             if "com" in paths or "calvados" in paths:
                 mem = in_memory(ref, com_beads(ref), models["com"], "com-memory")
                 for p in ("com", "calvados"):
@@ -186,7 +193,7 @@ def summarise(rows, paths):
 def markdown(result):
     s = result["summary"]
     label = {"com": "`coarsen --levels com` PDB", "calvados": "CALVADOS-style PDB (CA names, renumbered, no bonds)",
-             "martini3": "martinize2 `-ff martini3001` PDB"}
+             "martini3": "martinize2 `-ff martini3001` PDB", "ca": "`coarsen --levels ca` PDB"}
     lines = ["# Accuracy through the user's path: bead files and the `convert` CLI", "",
              f"{result['date']}, `{result['command']}`. 24 CASP targets (eval/chains/casp), deterministic output "
              "before minimisation, shipped models. **CLI**: the bead file written by the user's tool, through "
