@@ -5,7 +5,9 @@ One prepared script for a machine with CUDA (issue 13). It measures, in one run 
 1. **Backmapping speed** of every model (default ``models/*.pt``): frames/s at batch sizes 1, 4, 16, 64 and
    256. A transferable C-alpha model gets synthetic C-alpha traces of 100, 1,000 and 10,000 residues
    (persistent random walks with 3.8 Å steps and C-alpha angles near 115 degrees, in segments of 300 residues,
-   sequences drawn from natural amino-acid frequencies); a per-system model its own reference CG frame. A
+   sequences drawn from natural amino-acid frequencies); a bead model (``com2aa``, ``martini3`` ...) the beads
+   of its scheme, coarsened with the package's mapping from the heavy atoms the C-alpha model builds on the same
+   traces; a per-system model its own reference CG frame. A
    combination whose estimated working memory (:func:`openmm_backmap.run.memory_budget.forward_bytes`) exceeds
    ``--max-memory-mb`` (default: 90 % of the free device memory), that runs out of memory anyway, or that does
    not fit the time left is listed as skipped, with the reason.
@@ -20,7 +22,8 @@ One prepared script for a machine with CUDA (issue 13). It measures, in one run 
 Each part gets a share of ``--budget-s`` (45 %, 25 %, 30 %; time a part leaves over goes to the next) and
 measures fewer repeats, or skips a combination, when short. Every timing has warm-up calls before it and
 ``torch.cuda.synchronize()`` around it. Writes ``gpu.json`` and ``gpu.md`` into ``--out`` (default
-``docs/benchmarks`` on CUDA; on the CPU only where ``--out`` is given)::
+``docs/benchmarks`` on CUDA; on the CPU only where ``--out`` is given) and exits with 1 where a section or a
+model gave no figures (:func:`problems`; the others are still written)::
 
     python benchmarks/gpu_figures.py --device cuda --budget-s 500
     python benchmarks/gpu_figures.py --device cpu --quick --out /tmp/gpu   # tiny sizes: checks the script
@@ -134,73 +137,149 @@ def _free_memory(device):
         torch.cuda.empty_cache()
 
 
-def _model_cases(bm, sizes, rng):
-    """(residues, CG frame, sequence, segment_start) to backmap with model ``bm``."""
-    if bm.transferable:
-        for n in sizes:
-            xyz, seq, seg = synthetic_trace(n, rng)
-            yield n, xyz, seq, seg
-    elif bm.reference_cg_xyz is not None:
-        yield len(bm.sequence), np.asarray(bm.reference_cg_xyz, np.float32), None, None
+class _Inputs:
+    """The CG frames of every model, one synthetic structure per residue count shared by all transferable models.
+
+    A C-alpha model gets the trace itself (:func:`synthetic_trace`). A bead model (``com``, ``martini3`` ...)
+    gets the trace's heavy atoms (the C-alpha model's deterministic structure, made once per residue count)
+    coarsened to its scheme with the package's mapping
+    (``scheme_mapping(scheme, sequence).apply_present(xyz, mask)``), as a CG engine of that scheme would give
+    them. A per-system model gets its own reference CG frame.
+    """
+
+    def __init__(self, sizes, rng, ca_model, memory_mb):
+        self.traces = {n: synthetic_trace(n, rng) for n in sizes}
+        self.ca_model, self.memory_mb = ca_model, memory_mb
+        self._heavy = {}
+
+    def heavy_atoms(self, n):
+        """Heavy atoms (A, 3) nm of the trace of ``n`` residues, backmapped once by the C-alpha model."""
+        from openmm_backmap.run.memory_budget import forward_bytes
+        from openmm_backmap.structure.constants import BYTES_PER_MB
+
+        if n not in self._heavy:
+            xyz, seq, seg = self.traces[n]
+            need_mb = forward_bytes(n, 1) / BYTES_PER_MB
+            if self.ca_model is None:
+                raise LookupError("no C-alpha model to build the heavy atoms that are coarsened to its beads")
+            if need_mb > self.memory_mb:
+                raise LookupError(f"memory: the heavy atoms to coarsen need about {need_mb:,.0f} MB, budget "
+                                  f"{self.memory_mb:,.0f} MB")
+            self._heavy[n] = self.ca_model.backmap(xyz, seq, seg, seed=0, deterministic=True).xyz[0]
+        return self._heavy[n]
+
+    def cases(self, bm):
+        """(residues, CG frame or None, sequence, segment_start, why not) to backmap with model ``bm``."""
+        from openmm_backmap.mapping import scheme_mapping
+
+        if not bm.transferable:
+            if bm.reference_cg_xyz is not None:
+                yield len(bm.sequence), np.asarray(bm.reference_cg_xyz, np.float32), None, None, None
+            return
+        for n, (xyz, seq, seg) in self.traces.items():
+            if bm.scheme == "ca":
+                yield n, xyz, seq, seg, None
+                continue
+            try:
+                heavy = self.heavy_atoms(n)
+            except LookupError as err:
+                yield n, None, seq, seg, str(err)
+                continue
+            beads = scheme_mapping(bm.scheme, seq).apply_present(heavy, np.isfinite(heavy).all(-1))
+            yield n, beads.astype(np.float32), seq, seg, None
+
+
+def _input_label(bm):
+    if not bm.transferable:
+        return "per-system, its own CG frame"
+    if bm.scheme == "ca":
+        return "transferable, synthetic C-alpha traces"
+    return f"transferable, {bm.scheme} beads of the synthetic traces' heavy atoms"
+
+
+def _ca_models(models):
+    """The transferable C-alpha models (scheme ``ca``) among loaded ``models``."""
+    return [bm for bm in models if bm.transferable and bm.scheme == "ca"]
 
 
 def backmapping_speed(model_paths, device, cfg, memory_mb, deadline, rng):
-    """frames/s of every model, residue count and batch size; skipped rows say why."""
-    from openmm_backmap.model import load_model
+    """frames/s of every model, residue count and batch size; skipped rows say why, a model that fails says so."""
+    from openmm_backmap.model import load_model, shipped_model_path
     from openmm_backmap.run.memory_budget import forward_bytes
     from openmm_backmap.structure.constants import BYTES_PER_MB
 
     models = [load_model(path, device=str(device)) for path in model_paths]
-    cases = [list(_model_cases(bm, cfg["residues"], rng)) for bm in models]
+    ca_model = next(iter(_ca_models(models)), None)
+    if ca_model is None and any(bm.transferable and bm.scheme != "ca" for bm in models):
+        ca_model = load_model(shipped_model_path("ca"), device=str(device))  # only to make the bead models' input
+    inputs = _Inputs(cfg["residues"], rng, ca_model, memory_mb)
+    cases = [list(inputs.cases(bm)) for bm in models]
     combos_left = sum(len(c) for c in cases) * len(cfg["batches"])  # shares the time left among them
     results = []
     for path, bm, model_cases in zip(model_paths, models, cases):
         name = bm.metadata.get("name") or bm.kind
         entry = {"model": name, "file": os.path.relpath(path, REPO) if path.startswith(REPO) else path,
-                 "transferable": bm.transferable, "rows": []}
+                 "transferable": bm.transferable, "scheme": bm.scheme, "input": _input_label(bm), "rows": []}
         if not model_cases:
             entry["note"] = "per-system model without reference CG coordinates: not timed"
-        for n, xyz, seq, seg in model_cases:
-            per_frame_s, oom = None, False
-            for batch in cfg["batches"]:
-                row = {"residues": n, "batch": batch, "frames_per_second": None, "seconds_per_call": None}
-                need_mb = forward_bytes(n, batch) / BYTES_PER_MB
-                left = deadline - time.perf_counter()
-                if need_mb > memory_mb:
-                    row["skipped"] = f"memory: needs about {need_mb:,.0f} MB, budget {memory_mb:,.0f} MB"
-                elif oom:
-                    row["skipped"] = "out of memory at a smaller batch"
-                elif left <= 0 or (per_frame_s is not None and per_frame_s * batch * (cfg["warmup"] + 1) > left):
-                    row["skipped"] = "time budget"
-                else:
-                    frames = np.repeat(xyz[None], batch, axis=0)
-                    frames += rng.normal(scale=0.02, size=frames.shape).astype(np.float32)  # frames differ
-
-                    def call():
-                        bm.backmap(frames, seq, seg, seed=0)
-
-                    try:
-                        times = _time_calls(call, device, cfg["warmup"], cfg["max_repeats"],
-                                            max(left / combos_left, 0.0))
-                    except (RuntimeError, MemoryError) as err:
-                        if not _out_of_memory(err):
-                            raise
-                        _free_memory(device)
-                        row["skipped"], oom = "out of memory", True
-                    else:
-                        sec = float(np.median(times))
-                        per_frame_s = sec / batch
-                        row.update(frames_per_second=batch / sec, seconds_per_call=sec, calls_timed=len(times))
-                    del frames
-                entry["rows"].append(row)
-                combos_left -= 1
-                shown = (f"{row['frames_per_second']:.1f} frames/s" if row["frames_per_second"]
-                         else f"skipped ({row['skipped']})")
-                print(f"  {name}: {n} residues, batch {batch}: {shown}", flush=True)
+        try:
+            combos_left = _time_model(bm, name, model_cases, entry, device, cfg, memory_mb, deadline, rng,
+                                      combos_left, forward_bytes, BYTES_PER_MB)
+        except Exception as err:  # noqa: BLE001  one model that breaks must not cost the rows of the others
+            traceback.print_exc()
+            entry["error"] = f"{type(err).__name__}: {err}"
+            print(f"  {name}: failed ({entry['error']})", flush=True)
         results.append(entry)
-    del models
+    del models, inputs
     _free_memory(device)
     return results
+
+
+def _time_model(bm, name, model_cases, entry, device, cfg, memory_mb, deadline, rng, combos_left, forward_bytes,
+                bytes_per_mb):
+    """Time ``bm`` on each of its cases and batch sizes into ``entry['rows']``; return the combinations left."""
+    for n, xyz, seq, seg, why_not in model_cases:
+        per_frame_s, oom = None, False
+        for batch in cfg["batches"]:
+            row = {"residues": n, "batch": batch, "frames_per_second": None, "seconds_per_call": None}
+            if xyz is not None:
+                row["particles"] = int(xyz.shape[0])
+            need_mb = forward_bytes(n, batch) / bytes_per_mb
+            left = deadline - time.perf_counter()
+            if why_not is not None:
+                row["skipped"] = why_not
+            elif need_mb > memory_mb:
+                row["skipped"] = f"memory: needs about {need_mb:,.0f} MB, budget {memory_mb:,.0f} MB"
+            elif oom:
+                row["skipped"] = "out of memory at a smaller batch"
+            elif left <= 0 or (per_frame_s is not None and per_frame_s * batch * (cfg["warmup"] + 1) > left):
+                row["skipped"] = "time budget"
+            else:
+                frames = np.repeat(xyz[None], batch, axis=0)
+                frames += rng.normal(scale=0.02, size=frames.shape).astype(np.float32)  # frames differ
+
+                def call():
+                    bm.backmap(frames, seq, seg, seed=0)
+
+                try:
+                    times = _time_calls(call, device, cfg["warmup"], cfg["max_repeats"],
+                                        max(left / combos_left, 0.0))
+                except (RuntimeError, MemoryError) as err:
+                    if not _out_of_memory(err):
+                        raise
+                    _free_memory(device)
+                    row["skipped"], oom = "out of memory", True
+                else:
+                    sec = float(np.median(times))
+                    per_frame_s = sec / batch
+                    row.update(frames_per_second=batch / sec, seconds_per_call=sec, calls_timed=len(times))
+                del frames
+            entry["rows"].append(row)
+            combos_left -= 1
+            shown = (f"{row['frames_per_second']:.1f} frames/s" if row["frames_per_second"]
+                     else f"skipped ({row['skipped']})")
+            print(f"  {name}: {n} residues, batch {batch}: {shown}", flush=True)
+    return combos_left
 
 
 def relaxation_speed(model_path, device, cfg, deadline, rng):
@@ -357,7 +436,8 @@ def main(argv=None):
         acc += share
         deadlines[part] = start + acc * args.budget_s
     rng = np.random.default_rng(args.seed)
-    transferable = [m for m in models if load_model(m, device="cpu").transferable]
+    # relaxation and the reporter backmap C-alpha traces: they need a transferable C-alpha model (scheme "ca")
+    ca_paths = [m for m in models if _ca_models([load_model(m, device="cpu")])]
     print(f"device: {_device_label(device)}; memory budget {memory_mb:,.0f} MB; budget {args.budget_s:.0f} s",
           flush=True)
     result = {"benchmark": "gpu_figures", "device": str(device), "device_label": _device_label(device),
@@ -365,9 +445,9 @@ def main(argv=None):
     import openmm
 
     parts = {"backmapping": lambda: backmapping_speed(models, device, cfg, memory_mb, deadlines["backmapping"], rng)}
-    if transferable:
-        parts["relaxation"] = lambda: relaxation_speed(transferable[0], device, cfg, deadlines["relaxation"], rng)
-        parts["reporter"] = lambda: reporter_speed(transferable[0], device, cfg, deadlines["reporter"], args.quick)
+    if ca_paths:
+        parts["relaxation"] = lambda: relaxation_speed(ca_paths[0], device, cfg, deadlines["relaxation"], rng)
+        parts["reporter"] = lambda: reporter_speed(ca_paths[0], device, cfg, deadlines["reporter"], args.quick)
     if device.type == "cuda" and "CUDA" not in [openmm.Platform.getPlatform(i).getName()
                                                 for i in range(openmm.Platform.getNumPlatforms())]:
         print("OpenMM has no CUDA platform here (pip install 'openmm[cuda12]'): the reporter is not measured",
@@ -404,7 +484,36 @@ def main(argv=None):
         with open(os.path.join(out_dir, "gpu.md"), "w") as fh:
             fh.write(md)
         print(f"wrote {out_dir}/gpu.json and gpu.md ({result['seconds']:.0f} s)")
+    for problem in problems(result):
+        print(f"no figures: {problem}", file=sys.stderr, flush=True)
     return result
+
+
+def problems(r):
+    """What of a result of :func:`main` gave no figures: a section that failed or is empty, a model that failed
+    or has no timed row. Empty when every section produced figures (rows skipped for memory or time are fine
+    where others were timed).
+
+    Examples
+    --------
+    >>> problems({"backmapping": None, "backmapping_error": "InputError: ...", "relaxation": None,
+    ...           "reporter": None, "reporter_missing": "OpenMM has no CUDA platform here"})[:2]
+    ['backmapping: InputError: ...', 'relaxation: not measured']
+    """
+    out = []
+    for part in SHARES:
+        if r.get(part) is None:
+            out.append(f"{part}: {r.get(part + '_error') or r.get(part + '_missing') or 'not measured'}")
+    for m in r.get("backmapping") or []:
+        if m.get("error"):
+            out.append(f"backmapping of {m['model']}: {m['error']}")
+        elif not m.get("note") and not any(row["frames_per_second"] for row in m["rows"]):
+            out.append(f"backmapping of {m['model']}: no combination timed")
+    if r.get("relaxation") is not None and not any(x.get("seconds_per_frame") for x in r["relaxation"]["rows"]):
+        out.append("relaxation: no row timed")
+    if r.get("reporter") is not None and not any(run["reporter"] is not None for run in r["reporter"]["runs"]):
+        out.append("reporter: no run with the reporter")
+    return out
 
 
 def markdown(r):
@@ -422,8 +531,14 @@ def markdown(r):
     if r.get("backmapping_error"):
         lines += ["", f"Failed: {r['backmapping_error']}"]
     for m in r["backmapping"] or []:
-        kind = "transferable, synthetic C-alpha traces" if m["transferable"] else "per-system, its own CG frame"
+        kind = m.get("input") or ("transferable, synthetic C-alpha traces" if m["transferable"]
+                                  else "per-system, its own CG frame")
         lines += ["", f"### {m['model']} (`{m['file']}`, {kind})", ""]
+        if m.get("error"):
+            lines.append(f"Failed: {m['error']}")
+            if not m["rows"]:
+                continue
+            lines.append("")
         if m.get("note"):
             lines.append(m["note"])
             continue
@@ -441,7 +556,7 @@ def markdown(r):
     rel = r["relaxation"]
     if rel is None:
         lines.append(f"Failed: {r['relaxation_error']}" if r.get("relaxation_error")
-                     else "No transferable model given: not measured.")
+                     else "No transferable C-alpha model given: not measured.")
     else:
         lines += [f"`FastRelaxer.relax_batch` on frames backmapped by {rel['model']} from synthetic traces, as the "
                   "pipeline calls it (the frames of a chunk at once), after a one-frame warm-up call.", "",
@@ -461,7 +576,7 @@ def markdown(r):
     if rep is None:
         lines.append(f"Failed: {r['reporter_error']}" if r.get("reporter_error") else
                      f"Not measured: {r['reporter_missing']}." if r.get("reporter_missing")
-                     else "No transferable model given: not measured.")
+                     else "No transferable C-alpha model given: not measured.")
     else:
         lines += [f"{rep['system']} on the OpenMM {rep['platform']} platform (10 fs steps), backmapped by {rep['model']} with an "
                   f"asynchronous BackmapReporter; {rep['steps_per_run']:,} steps per run, interleaved repeats: "
@@ -486,4 +601,4 @@ def markdown(r):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(1 if problems(main()) else 0)  # a CI run fails where a section gave no figures

@@ -120,7 +120,17 @@ class CGVAETask:
     level : str
         Input level name (``ucgN``).
     model : CGVAE
+    unused_parameters_in_loss : bool
+        True: the loss leaves some parameters of :class:`CGVAE` out, so a
+        distributed run asks DDP to find them (see
+        :func:`~openmm_backmap.train.distributed.wrap_model`).
     """
+
+    # CGVAE's loss never uses some of its parameters: the coordinate-update heads (x_ff, x_fb) of the encoder and
+    # prior blocks, which do not move coordinates, and the feature update (ln, node) of the last decoder block,
+    # whose features nothing reads. They stay in the model so that its weights, checkpoints and exported files keep
+    # their layout; DDP must be told (find_unused_parameters), or a 2-process run stops in its second step.
+    unused_parameters_in_loss = True
 
     def __init__(self, cfg, train, val, summary, log=print):
         if cfg.init:

@@ -243,6 +243,12 @@ def wrap_model(task, ctx: DistContext):
     every rank starts from the same weights; ``no_sync()`` skips the
     all-reduce on gradient-accumulation steps that are not the last.
 
+    A task whose loss leaves some of its model's parameters out by
+    construction says so with ``task.unused_parameters_in_loss = True``
+    (the cgvae task): DDP then looks for them in every step
+    (``find_unused_parameters``), at the cost of one graph traversal, instead
+    of failing in the second step. Other tasks keep the cheaper default.
+
     Examples
     --------
     >>> step, no_sync = wrap_model(task, SINGLE_PROCESS)  # doctest: +SKIP
@@ -252,7 +258,11 @@ def wrap_model(task, ctx: DistContext):
 
         return task.loss, nullcontext
     ids = [ctx.device.index] if ctx.device.type == "cuda" else None
-    ddp = nn.parallel.DistributedDataParallel(_TaskLoss(task), device_ids=ids)
+    # Parameters that never enter the loss get no gradient; without find_unused_parameters DDP waits for them and
+    # stops the next step ("parameters that were not used in producing loss"). With it, DDP leaves a parameter
+    # that no rank used without a gradient (None), as a single process does, so the optimiser skips it alike.
+    find_unused = bool(getattr(task, "unused_parameters_in_loss", False))
+    ddp = nn.parallel.DistributedDataParallel(_TaskLoss(task), device_ids=ids, find_unused_parameters=find_unused)
     return ddp, ddp.no_sync
 
 

@@ -30,7 +30,7 @@ from .distributed import (SINGLE_PROCESS, DistContext, agree, gather_objects, me
                           rank_rng_state, restore_rank_rng, weights_digest, wrap_model)
 from .protocol import Task
 
-__all__ = ["train_task"]
+__all__ = ["train_task", "RUN_FILES"]
 
 
 def train_task(task: Task, cfg: RunConfig, resume: bool = False, log=print,
@@ -44,16 +44,15 @@ def train_task(task: Task, cfg: RunConfig, resume: bool = False, log=print,
     distributed run's checkpoint holds every rank's random states and must
     be resumed with as many processes; with ``optim.check_sync_every`` its
     ranks compare weight digests (``sync.csv``) and stop if they differ.
+    These files are written (and a fresh run's predecessors in ``run_dir``
+    removed) only once the run has trained, at its first sync check or
+    validation: a run that fails to start leaves the directory as it was.
 
     Examples
     --------
     >>> summary = train_task(make_task(cfg, train, val, data), cfg)  # doctest: +SKIP
     """
     main = dist.is_main
-    if main:
-        os.makedirs(cfg.run_dir, exist_ok=True)
-        with open(os.path.join(cfg.run_dir, "config.yaml"), "w") as fh:
-            yaml.safe_dump(asdict(cfg), fh, sort_keys=False)
     if cfg.optim.threads:
         torch.set_num_threads(cfg.optim.threads)
     elif dist.active:  # share the cores among the local processes
@@ -80,11 +79,16 @@ def train_task(task: Task, cfg: RunConfig, resume: bool = False, log=print,
         state = ck["state"]
         rng = restore_rank_rng(ck, dist, last_path)
         log(f"resumed from step {state['step']}")
-    elif main:
-        for path in (log_path, sync_path):
-            if os.path.exists(path):
-                os.remove(path)
     forward, no_sync = wrap_model(task, dist)  # after loading: DDP starts every rank from rank 0's weights
+    # Nothing in the run directory changes before this run has trained: config.yaml, and a fresh run's removal of
+    # an earlier run's files (allowed by --force only, see pipeline.check_run_dir), wait for the first file this
+    # run writes (a sync row or the first validation), so a run that fails to start leaves the earlier run intact.
+    started = [False]
+
+    def start_files():
+        if main and not started[0]:
+            _start_run_files(cfg, resume)
+            started[0] = True
 
     fields = None
     t0 = time.time() - state["elapsed"]
@@ -111,6 +115,7 @@ def train_task(task: Task, cfg: RunConfig, resume: bool = False, log=print,
         if state["step"] % 20 == 0:
             bar.set_postfix(loss=f"{np.mean(running[-50:]):.3f}", lr=f"{opt.param_groups[0]['lr']:.1e}")
         if cfg.optim.check_sync_every and dist.active and state["step"] % cfg.optim.check_sync_every == 0:
+            start_files()
             _check_sync(dist, model, state["step"], sync_path)
         elapsed = agree(dist, time.time() - t0)[0]
         last = state["step"] >= cfg.optim.max_steps or elapsed > 60 * cfg.optim.time_limit_min
@@ -142,6 +147,7 @@ def train_task(task: Task, cfg: RunConfig, resume: bool = False, log=print,
             state["elapsed"] = elapsed
             rngs = gather_objects(dist, rank_rng_state(rng, dist))
             if main:
+                start_files()
                 fields = _write_row(log_path, row, fields, resume)
                 if improved:
                     save_checkpoint(best_path, {"model": model.state_dict(), "step": state["step"], "metrics": row})
@@ -173,6 +179,22 @@ def train_task(task: Task, cfg: RunConfig, resume: bool = False, log=print,
     log(f"training stopped ({stop_reason}) after {state['step']} steps, {state['elapsed'] / 60:.1f} min; "
         f"best val_loss {state['best']:.4f} at step {best['step']}")
     return summary
+
+
+#: What a run writes in its run directory besides the model: a fresh run replaces all of them.
+RUN_FILES = ("config.yaml", "log.csv", "sync.csv", "last.pt", "best.pt", "summary.json")
+
+
+def _start_run_files(cfg, resume):
+    """Rank 0, once this run has trained: a fresh run removes an earlier run's files; both write config.yaml."""
+    os.makedirs(cfg.run_dir, exist_ok=True)
+    if not resume:
+        for name in RUN_FILES:
+            path = os.path.join(cfg.run_dir, name)
+            if os.path.exists(path):
+                os.remove(path)
+    with open(os.path.join(cfg.run_dir, "config.yaml"), "w") as fh:
+        yaml.safe_dump(asdict(cfg), fh, sort_keys=False)
 
 
 def _write_row(log_path, row, fields, resume):

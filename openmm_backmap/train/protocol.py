@@ -32,6 +32,10 @@ class Task(Protocol):
     device : torch.device
         Where batches and validation tensors are put; the loop sets it to
         the model's device (a GPU per process with NCCL, else the CPU).
+    unused_parameters_in_loss : bool, optional
+        True when ``loss`` leaves some of the model's parameters out by
+        construction: distributed runs then build DDP with
+        ``find_unused_parameters`` (default False).
 
     Examples
     --------

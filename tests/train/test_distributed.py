@@ -4,6 +4,7 @@ import csv
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -149,3 +150,145 @@ def test_launch_reports_a_user_error_of_the_workers_in_one_line(tiny_config, cap
     tiny_config.write_text(yaml.safe_dump(bad))
     assert main(["train", str(tiny_config), "--nproc", "2"]) == 2
     assert "no files match" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Every example config, 2 processes (issue 23, item 2): the cgvae configs stopped in their second step with DDP's
+# "parameters that were not used in producing loss". Each config keeps its own model section (and init); only the
+# data (the 10 Trp-cage frames of tests/data), the batch and the step count are made tiny. Both processes are
+# spawned once and train every config in turn, so the cost is the configs' training, not 8 process start-ups.
+
+EXAMPLE_CONFIGS = sorted((Path(__file__).resolve().parents[2] / "examples" / "configs").glob("*.yaml"))
+
+
+def _tiny_overrides(config: Path, tests_data, out: Path) -> list:
+    """``--set`` values that shrink ``config``'s run to 2 steps on tests/data (its model section untouched)."""
+    kind = yaml.safe_load(config.read_text()).get("kind", "ca2aa")
+    sets = [f"run_dir={out}", f"output={out / 'model.pt'}", f"data.root={tests_data}",
+            "data.files=[trpcage_train10.pdb.gz]", "data.stride=1", "data.max_frames=0", "data.validation_fraction=0.2",
+            'data.corpus=""', 'data.cache_dir=""', "optim.max_steps=2", "optim.validate_every=2", "optim.threads=1",
+            "optim.batch_residues=60", "optim.time_limit_min=10", "optim.check_sync_every=1", "task.val_frames=2"]
+    if kind == "cgvae":
+        sets.append("task.batch_frames=2")
+    return sets
+
+
+def _train_examples(rank, store, jobs):
+    """One rank: train every job, each in a fresh gloo group with a timeout, so a failure stays with its config."""
+    import datetime
+    import traceback
+
+    import torch.distributed as dist
+
+    from openmm_backmap.train import train_model
+    from openmm_backmap.train.distributed import init_distributed
+
+    os.environ.update(RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE="2")
+    torch.set_num_threads(1)
+    for i, (config, overrides, out) in enumerate(jobs):
+        dist.init_process_group("gloo", init_method=f"file://{store}-{i}", rank=rank, world_size=2,
+                                timeout=datetime.timedelta(seconds=120))
+        try:
+            train_model(config, overrides=overrides, dist=init_distributed(), log=lambda *a: None)
+        except Exception:
+            Path(out).mkdir(parents=True, exist_ok=True)
+            (Path(out) / f"error-rank{rank}.txt").write_text(traceback.format_exc())
+        finally:
+            dist.destroy_process_group()
+
+
+@pytest.fixture(scope="module")
+def example_runs(tmp_path_factory, tests_data):
+    """Run directory of each example config after its 2-step 2-process run (by config file name)."""
+    import torch.multiprocessing as mp
+
+    here = tmp_path_factory.mktemp("examples-ddp")
+    runs = {c.name: here / c.stem for c in EXAMPLE_CONFIGS}
+    jobs = [(str(c), _tiny_overrides(c, tests_data, runs[c.name]), str(runs[c.name])) for c in EXAMPLE_CONFIGS]
+    old = os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = "1"  # inherited by the spawned ranks
+    try:
+        mp.spawn(_train_examples, args=(str(here / "store"), jobs), nprocs=2, join=True)
+    finally:
+        if old is None:
+            os.environ.pop("OMP_NUM_THREADS")
+        else:
+            os.environ["OMP_NUM_THREADS"] = old
+    return runs
+
+
+def test_every_step_kind_has_an_example_config():
+    kinds = {yaml.safe_load(c.read_text()).get("kind") for c in EXAMPLE_CONFIGS}
+    assert {"cgvae", "ca2aa", "bead2aa"} <= kinds
+
+
+@needs_dist
+@pytest.mark.parametrize("config", [c.name for c in EXAMPLE_CONFIGS])
+def test_every_example_config_trains_on_two_processes(example_runs, config):
+    from openmm_backmap.model import load_model
+
+    run = example_runs[config]
+    errors = sorted(run.glob("error-rank*.txt")) if run.is_dir() else []
+    assert not errors, errors[0].read_text()[-3000:]
+    assert (run / "model.pt").exists()
+    rows = [line.split(",") for line in (run / "sync.csv").read_text().split()]
+    assert [int(r[0]) for r in rows] == [1, 2] and all(r[1] == r[2] for r in rows)  # ranks in step
+    assert rows[0][1] != rows[1][1]  # the weights moved
+    assert [int(r["step"]) for r in csv.DictReader(open(run / "log.csv"))] == [2]
+    assert load_model(str(run / "model.pt"), device="cpu").metadata["training"]["processes"] == 2
+
+
+def _earlier_run(run: Path) -> dict:
+    """An earlier run's files in ``run`` (no model: check_model_output is not what protects them)."""
+    run.mkdir(parents=True, exist_ok=True)
+    files = {"config.yaml": "kind: earlier\n", "log.csv": "step,train_loss\n100,0.5\n", "last.pt": "earlier",
+             "best.pt": "earlier"}
+    for name, text in files.items():
+        (run / name).write_text(text)
+    return files
+
+
+@needs_dist
+def test_cli_two_processes_train_the_cgvae_example_and_keep_an_earlier_run_unless_forced(tmp_path, tests_data,
+                                                                                         capsys):
+    """The issue's command, ``train trpcage-ucg4-step1.yaml --nproc 2``: refused (one line, nothing changed) in a
+    run directory that holds an earlier run; with --force it trains past the second step and replaces that run."""
+    from openmm_backmap.cli import main
+
+    config = next(c for c in EXAMPLE_CONFIGS if c.name == "trpcage-ucg4-step1.yaml")
+    run = tmp_path / "run"
+    earlier = _earlier_run(run)
+    sets = sum((["--set", s] for s in _tiny_overrides(config, tests_data, run)
+                if not s.startswith(("optim.max_steps", "optim.check_sync_every"))), [])
+    sets += ["--set", "optim.max_steps=4"]
+    assert main(["train", str(config), "--nproc", "2", *sets]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "earlier training run" in err and "--resume" in err and "--force" in err
+    assert {p.name: p.read_text() for p in run.iterdir()} == earlier
+    assert main(["train", str(config), "--nproc", "2", "--force", *sets]) == 0
+    assert [int(r["step"]) for r in csv.DictReader(open(run / "log.csv"))] == [2, 4]
+    assert yaml.safe_load((run / "config.yaml").read_text())["kind"] == "cgvae"
+    assert (run / "model.pt").exists()
+
+
+def test_a_forced_run_that_fails_before_training_leaves_the_earlier_run(tiny_config, monkeypatch):
+    """--force replaces an earlier run only once the new one has trained: a run that fails in its first step
+    (as the 2-process cgvae runs did) leaves config.yaml, log.csv and the checkpoints of the earlier run."""
+    import openmm_backmap.train.loop as loop
+    from openmm_backmap.train import train_model
+
+    run = tiny_config.parent / "run"
+    earlier = _earlier_run(run)
+
+    def broken(task, ctx):
+        def step(batch):
+            raise RuntimeError("a step that fails")
+
+        from contextlib import nullcontext
+
+        return step, nullcontext
+
+    monkeypatch.setattr(loop, "wrap_model", broken)
+    with pytest.raises(RuntimeError, match="a step that fails"):
+        train_model(str(tiny_config), force=True, log=lambda *a: None)
+    assert {p.name: p.read_text() for p in run.iterdir()} == earlier
