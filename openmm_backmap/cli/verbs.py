@@ -69,7 +69,7 @@ def _convert(args):
             keep_hydrogens=args.keep_hydrogens, deterministic=args.deterministic, force=args.force,
             append=args.append, on_bad_frame=args.on_bad_frame, max_memory_mb=args.max_memory,
             relax_options=relax_options, workers=args.workers, scheduler=args.scheduler, scheme=args.scheme,
-            export=args.export)
+            export=args.export, security=args.security)
 
 
 def _train(args):
@@ -248,6 +248,10 @@ def build_parser() -> argparse.ArgumentParser:
     cluster.add_argument("--scheduler", default=None, metavar="ADDRESS",
                          help="run on an existing Dask cluster, e.g. tcp://host:8786 (started with 'dask "
                               "scheduler' and 'dask worker ADDRESS')")
+    v.add_argument("--security", default=None, metavar="FILE",
+                   help="with --scheduler tls://...: YAML naming tls_ca_file, tls_client_cert, tls_client_key "
+                        "(or a Dask config file); without it Dask's distributed.comm.tls config is used "
+                        "(docs/scaling.md)")
     v.set_defaults(func=_convert)
 
     t = verb("train", "train a model from a YAML config")

@@ -158,7 +158,7 @@ def convert_trajectory(input, output, model=None, topology=None, samples=1, seed
                        chunk=100, minimize=False, keep_hydrogens=False, deterministic=False, force=False,
                        on_bad_frame="skip", progress=True, append=False, relax_options=None,
                        max_memory_mb=DEFAULT_MAX_MEMORY_MB, options=None, client=None, workers=None,
-                       scheduler=None, scheme=None, export=None) -> dict:
+                       scheduler=None, scheme=None, export=None, security=None) -> dict:
     """Backmap a CG structure or trajectory file to an all-atom trajectory.
 
     Parameters
@@ -232,6 +232,10 @@ def convert_trajectory(input, output, model=None, topology=None, samples=1, seed
         Address of a running Dask scheduler (``dask scheduler``), e.g.
         ``tcp://10.0.0.5:8786``. Give at most one of ``client``,
         ``workers`` and ``scheduler``; none runs in this process.
+    security : str, os.PathLike or distributed.security.Security, optional
+        With ``scheduler``: the client's TLS credentials (a YAML file, see
+        :func:`~openmm_backmap.run.distributed.load_security`); without it
+        Dask's config is used, and a ``tls://`` scheduler needs one of them.
     scheme : str, optional
         What the CG beads are (``'ca'``, ``'com'``, ``'martini3'``,
         ``'martini2'``); default: found from their names and positions
@@ -284,6 +288,8 @@ def convert_trajectory(input, output, model=None, topology=None, samples=1, seed
     if sum(x is not None for x in (client, workers, scheduler)) > 1:
         raise InputError(option_name("give at most one of --workers and --scheduler",
                                      "give at most one of client, workers and scheduler"))
+    if security is not None and scheduler is None:
+        raise InputError(option_name("--security is for --scheduler", "security is for scheduler"))
     if workers is not None and int(workers) < 1:
         raise InputError(f"workers must be a positive integer, got {workers}")
     if not os.path.exists(input):
@@ -337,7 +343,8 @@ def convert_trajectory(input, output, model=None, topology=None, samples=1, seed
         else:
             from .distributed import convert_on_cluster  # dask is optional: imported only when asked for
 
-            summary = convert_on_cluster(plan, client=client, workers=workers, scheduler=scheduler)
+            summary = convert_on_cluster(plan, client=client, workers=workers, scheduler=scheduler,
+                                         security=security)
         if not summary["frames_written"]:  # the writers create no file before their first frame
             raise InputError(f"no frame was written to {output}: all {summary['frames_skipped']} CG frame(s) read "
                              f"from {input} are bad (NaN, infinite or exploded coordinates; see the warnings)")
@@ -431,7 +438,12 @@ class ConversionPlan:
         return len(self.particles), self.kwargs, self.bonds
 
     def progress_bar(self, pipe):
-        return _progress_bar(self.input, self.stride, batch_text({**pipe.summary(), "chunk": self.chunk}))
+        """A progress bar in CG frames that also moves within a chunk: it is set as ``pipe``'s
+        :attr:`~openmm_backmap.run.pipeline.BackmapPipeline.on_progress` (after each model call and relaxed
+        structure); :meth:`FrameBar.chunk_done` puts it on the exact count after each chunk."""
+        bar = FrameBar(_progress_bar(self.input, self.stride, batch_text({**pipe.summary(), "chunk": self.chunk})))
+        pipe.on_progress = bar.advance
+        return bar
 
     def summary(self, pipe):
         return {"input": self.input, "cg_topology": self.top_source, "chunk": self.chunk,
@@ -453,7 +465,7 @@ def _convert_serial(plan):
             good = pipe.filter_frames(xyz, index=np.arange(base, base + len(xyz)) * plan.stride)
             pipe.process(xyz[good], None if time_ps is None else time_ps[good])
             if bar is not None:
-                bar.update(len(xyz))
+                bar.chunk_done(len(xyz))
         if pipe is None:
             raise InputError(f"{plan.input!r} has no frames")
     except BaseException:
@@ -466,6 +478,33 @@ def _convert_serial(plan):
         if pipe is not None:
             pipe.close()
     return plan.summary(pipe)
+
+
+class FrameBar:
+    """A tqdm bar of whole CG frames fed with fractions of frames (:meth:`advance`) within a chunk."""
+
+    def __init__(self, bar):
+        self.bar = bar
+        self._chunk_done = 0.0  # frames' worth of work done in the current chunk
+        self._chunk_shown = 0  # of which the bar shows
+
+    def advance(self, frames):
+        self._chunk_done += frames
+        step = int(self._chunk_done + 1e-9) - self._chunk_shown
+        if step > 0:
+            self.bar.update(step)
+            self._chunk_shown += step
+
+    def chunk_done(self, n_frames):
+        """The chunk of ``n_frames`` frames read (bad ones included) is written: the bar counts all of it."""
+        if n_frames > self._chunk_shown:
+            self.bar.update(n_frames - self._chunk_shown)
+        self._chunk_done, self._chunk_shown = 0.0, 0
+
+    update = chunk_done  # the Dask run (:mod:`~openmm_backmap.run.distributed`) counts whole chunks
+
+    def close(self):
+        self.bar.close()
 
 
 def _progress_bar(input, stride, batch):

@@ -20,6 +20,11 @@ Dask (``pip install "openmm-backmap[distributed]"``) is imported only here.
   Warnings raised on a worker are raised again here.
 * A worker that dies loses its tasks; Dask runs them again elsewhere (its
   ``allowed-failures``), so the output stays complete.
+* The cluster is trusted (as Dask states): results are unpickled here, so anyone
+  who can join the scheduler can run code in this process. ``security=``
+  (``--security FILE``, :func:`load_security`) or Dask's ``distributed.comm.tls.*``
+  config gives the client TLS certificates; a ``tls://`` scheduler without them
+  is refused before any connection.
 """
 
 from __future__ import annotations
@@ -39,18 +44,25 @@ from ..structure import InputError
 from ..structure.errors import option_name
 from .pipeline import BackmapPipeline, good_frames
 
-__all__ = ["convert_on_cluster", "CONNECT_TIMEOUT_S", "REQUIRED_PACKAGES"]
+__all__ = ["convert_on_cluster", "load_security", "CONNECT_TIMEOUT_S", "REQUIRED_PACKAGES", "SECURITY_KEYS"]
 
 #: Seconds to wait for a scheduler (``--scheduler``) to answer, and for its first worker.
 CONNECT_TIMEOUT_S = 10
 #: What a worker must be able to import.
 REQUIRED_PACKAGES = ("openmm_backmap", "torch", "openmm", "mdtraj", "numpy")
 
+#: The keys of a ``--security`` file, and the Dask config key each one stands for.
+SECURITY_KEYS = {"tls_ca_file": "distributed.comm.tls.ca-file",
+                 "tls_client_cert": "distributed.comm.tls.client.cert",
+                 "tls_client_key": "distributed.comm.tls.client.key",
+                 "require_encryption": "distributed.comm.require-encryption",
+                 "tls_ciphers": "distributed.comm.tls.ciphers"}
+
 # The compute-only pipeline of this worker process, by run key: built on a worker's first chunk, reused after.
 _WORKER_PIPELINES: dict = {}
 
 
-def convert_on_cluster(plan, client=None, workers=None, scheduler=None) -> dict:
+def convert_on_cluster(plan, client=None, workers=None, scheduler=None, security=None) -> dict:
     """Run a planned conversion on a Dask cluster; the summary of :func:`convert_trajectory` plus ``workers``.
 
     Parameters
@@ -63,25 +75,141 @@ def convert_on_cluster(plan, client=None, workers=None, scheduler=None) -> dict:
         Start a local cluster of this many single-threaded worker processes (closed at the end).
     scheduler : str, optional
         Connect to this scheduler address (``dask scheduler``).
+    security : str, os.PathLike or distributed.security.Security, optional
+        With ``scheduler`` only: the client's TLS credentials, a file read by
+        :func:`load_security` or a ``Security``. Without it, Dask's config
+        (``distributed.comm.tls.*``) is used; a ``tls://`` scheduler needs one
+        of the two.
 
     Raises
     ------
     InputError
-        Dask not installed, the scheduler unreachable or without workers, or
-        a worker that cannot import a :data:`REQUIRED_PACKAGES` package.
+        Dask not installed, the scheduler unreachable or without workers, a
+        worker that cannot import a :data:`REQUIRED_PACKAGES` package, or
+        missing or bad TLS credentials.
 
     Examples
     --------
     >>> convert_trajectory('cg.dcd', 'aa.dcd', topology='cg.pdb', seed=1, workers=2)  # doctest: +SKIP
     """
-    with _connect(client, workers, scheduler) as cl:
+    with _connect(client, workers, scheduler, security) as cl:
         n_workers = _check_workers(cl, plan)
         summary = _run(cl, plan, n_workers)
     return {**summary, "workers": n_workers}
 
 
+def load_security(path):
+    """The client's TLS credentials from a small YAML file, as a ``distributed.security.Security``.
+
+    The file names ``tls_ca_file`` (the CA that signed the cluster's
+    certificates), ``tls_client_cert`` and ``tls_client_key`` (this client's
+    certificate and key; the key may be left out when the certificate file
+    holds it), and optionally ``require_encryption`` (default true) and
+    ``tls_ciphers``; or it is a Dask config file with the same settings under
+    ``distributed.comm`` (:data:`SECURITY_KEYS`). Relative paths are taken from
+    the file's folder.
+
+    Raises
+    ------
+    InputError
+        The file missing, not YAML, with unknown or missing keys, or naming
+        files that do not exist (one line each).
+
+    Examples
+    --------
+    >>> load_security('sec.yaml')  # doctest: +SKIP
+    Security(require_encryption=True, tls_ca_file=..., tls_client_cert=..., tls_client_key=...)
+    """
+    import yaml
+
+    name = option_name("--security file", "security file")
+    path = os.path.expanduser(os.fspath(path))
+    if not os.path.isfile(path):
+        raise InputError(f"{name} {path!r} does not exist")
+    try:
+        with open(path) as fh:
+            data = yaml.safe_load(fh)
+    except (yaml.YAMLError, UnicodeDecodeError, OSError) as err:
+        raise InputError(f"{name} {path!r} is not readable YAML ({' '.join(str(err).split())[:160]})") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{name} {path!r} must be a mapping with the keys {', '.join(SECURITY_KEYS)}")
+    if "distributed" in data:  # a Dask config file
+        def at(*keys):
+            node = data
+            for key in keys:
+                node = node.get(key) if isinstance(node, dict) else None
+            return node
+
+        kwargs = {key: at(*dotted.split(".")) for key, dotted in SECURITY_KEYS.items()}
+    else:
+        unknown = sorted(map(str, set(data) - set(SECURITY_KEYS)))
+        if unknown:
+            raise InputError(f"{name} {path!r} has unknown key(s) {', '.join(unknown)}; the keys are "
+                             f"{', '.join(SECURITY_KEYS)}")
+        kwargs = dict(data)
+    kwargs = {key: value for key, value in kwargs.items() if value is not None}
+    missing = [key for key in ("tls_ca_file", "tls_client_cert") if not kwargs.get(key)]
+    if missing:
+        raise InputError(f"{name} {path!r} lacks {' and '.join(missing)} (the CA of the cluster and this client's "
+                         "certificate signed by it)")
+    kwargs.setdefault("require_encryption", True)
+    if not isinstance(kwargs["require_encryption"], bool):
+        raise InputError(f"{name} {path!r}: require_encryption must be true or false")
+    for key in ("tls_ca_file", "tls_client_cert", "tls_client_key"):
+        if key in kwargs:
+            kwargs[key] = os.path.join(os.path.dirname(os.path.abspath(path)), os.path.expanduser(str(kwargs[key])))
+    from distributed.security import Security
+
+    return _checked(Security(**kwargs), f"{name} {path!r}")
+
+
+def _checked(security, source):
+    """``security`` after checking that its files exist and load (``InputError`` naming ``source`` if not)."""
+    import ssl
+
+    for key in ("tls_ca_file", "tls_client_cert", "tls_client_key"):
+        value = getattr(security, key, None)
+        if value and "\n" not in value and not os.path.isfile(value):  # Dask takes PEM text too
+            raise InputError(f"{source}: {key} {value!r} does not exist")
+    try:
+        security.get_connection_args("client")  # loads the CA, certificate and key
+    except (ssl.SSLError, OSError, ValueError, TypeError) as err:
+        raise InputError(f"{source}: the TLS files do not load ({' '.join(str(err).split())[:160]}); they must be "
+                         "PEM files, the key matching the certificate") from None
+    return security
+
+
+def _security(security, scheduler):
+    """The ``Security`` to reach ``scheduler`` with: from ``security``, else Dask's config (``InputError`` when a
+    ``tls://`` address gets no credentials or credentials meet a plain address)."""
+    from distributed.security import Security
+
+    if security is None:
+        security = _checked(Security(), "the Dask config (distributed.comm.tls)")
+        source = "the Dask config (distributed.comm.require-encryption)"
+    elif isinstance(security, Security):
+        security = _checked(security, option_name("--security", "security"))
+        source = option_name("--security", "security")
+    else:
+        security = load_security(security)
+        source = option_name("--security file", "security file")
+    tls = scheduler.partition("://")[0].lower() == "tls" if "://" in scheduler else False
+    if tls and not (security.tls_ca_file and security.tls_client_cert):
+        raise InputError(f"the Dask scheduler {scheduler!r} uses TLS and needs credentials: give "
+                         f"{option_name('--security FILE', 'security=FILE')} (tls_ca_file, tls_client_cert, "
+                         "tls_client_key) or set distributed.comm.tls.ca-file and distributed.comm.tls.client.cert "
+                         "and .key in the Dask config")
+    if not tls and security.require_encryption:
+        raise InputError(f"{source} requires encryption, but the scheduler address {scheduler!r} is not tls://; "
+                         "start the scheduler with TLS and give its tls:// address")
+    return security
+
+
 @contextlib.contextmanager
-def _connect(client, workers, scheduler):
+def _connect(client, workers, scheduler, security=None):
+    if security is not None and scheduler is None:
+        raise InputError(f"{option_name('--security', 'security')} is for {option_name('--scheduler', 'scheduler')} "
+                         "(a cluster this run does not start)")
     if client is not None:
         yield client
         return
@@ -91,12 +219,16 @@ def _connect(client, workers, scheduler):
         raise InputError(f"{option_name('--workers and --scheduler', 'workers and scheduler')} need Dask: "
                          "pip install 'dask[distributed]'") from None
     if scheduler is not None:
+        scheduler = str(scheduler)
+        sec = _security(security, scheduler)
         try:
-            cl = Client(scheduler, timeout=CONNECT_TIMEOUT_S)
+            cl = Client(scheduler, timeout=CONNECT_TIMEOUT_S, security=sec)
         except (OSError, TimeoutError, ValueError) as err:
+            why = str(err).splitlines()[0][:160] if str(err) else type(err).__name__
+            hint = ("; with TLS, the certificate must be signed by the CA the scheduler trusts, and the scheduler's "
+                    "by tls_ca_file") if sec.tls_client_cert else ""
             raise InputError(f"cannot reach the Dask scheduler at {scheduler!r} within {CONNECT_TIMEOUT_S} s "
-                             f"({str(err).splitlines()[0][:160]}); start it with 'dask scheduler' and check the "
-                             "address") from None
+                             f"({why}); start it with 'dask scheduler' and check the address{hint}") from None
         with cl:
             yield cl
         return

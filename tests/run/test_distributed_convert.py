@@ -203,3 +203,142 @@ def test_minimize_on_workers(tmp_path, cg, tiny_ca_model):
     assert s["energy_kj_mol"]["after"] < s["energy_kj_mol"]["before"]
     t = md.load(str(tmp_path / "aa.xtc"), top=s["topology_file"])
     assert t.n_frames == 10 and sum(a.element.symbol == "H" for a in t.topology.atoms) > 100
+
+
+# ---------------------------------------------------------------------- TLS (--security)
+def _openssl(*args, cwd):
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   timeout=30)
+
+
+def _make_ca(d, name):
+    """A throwaway CA ``name``.pem/-key.pem and one certificate it signed (``name``-cert.pem/-cert-key.pem), with
+    the openssl commands of docs/scaling.md."""
+    d.mkdir(parents=True, exist_ok=True)
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN={name} CA",
+             "-keyout", f"{name}-key.pem", "-out", f"{name}.pem", cwd=d)
+    (d / "ext.cnf").write_text("basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth,clientAuth\n"
+                               "subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=dask", "-keyout", f"{name}-cert-key.pem",
+             "-out", "cert.csr", cwd=d)
+    _openssl("x509", "-req", "-in", "cert.csr", "-CA", f"{name}.pem", "-CAkey", f"{name}-key.pem",
+             "-CAcreateserial", "-days", "2", "-extfile", "ext.cnf", "-out", f"{name}-cert.pem", cwd=d)
+    return {"ca": str(d / f"{name}.pem"), "cert": str(d / f"{name}-cert.pem"), "key": str(d / f"{name}-cert-key.pem")}
+
+
+@pytest.fixture(scope="module")
+def tls_cluster(tmp_path_factory):
+    """A TLS-only scheduler on 127.0.0.1 with one in-process worker, both with a certificate of a throwaway CA;
+    yields (address, that CA's files, a foreign CA's files)."""
+    import shutil
+
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command")
+    from distributed import LocalCluster
+    from distributed.security import Security
+
+    d = tmp_path_factory.mktemp("tls")
+    ours, foreign = _make_ca(d, "ca"), _make_ca(d / "foreign", "rogue")
+    sec = Security(tls_ca_file=ours["ca"], tls_scheduler_cert=ours["cert"], tls_scheduler_key=ours["key"],
+                   tls_worker_cert=ours["cert"], tls_worker_key=ours["key"], tls_client_cert=ours["cert"],
+                   tls_client_key=ours["key"], require_encryption=True)
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, protocol="tls", host="127.0.0.1",
+                      security=sec, dashboard_address=None, silence_logs=50) as cluster:
+        assert cluster.scheduler_address.startswith("tls://127.0.0.1:")
+        yield cluster.scheduler_address, ours, foreign
+
+
+def _security_file(path, files, **extra):
+    import yaml
+
+    path.write_text(yaml.safe_dump({"tls_ca_file": files["ca"], "tls_client_cert": files["cert"],
+                                    "tls_client_key": files["key"], **extra}))
+    return str(path)
+
+
+def _convert_cli(cg, tiny_ca_model, out, *extra):
+    return main(["convert", cg["traj"], "-t", cg["pdb"], "-o", str(out), "--model", str(tiny_ca_model),
+                 "--chunk", "2", "--samples", "2", "--seed", "3", "--device", "cpu", *extra])
+
+
+def test_tls_scheduler_refuses_a_client_without_credentials(tmp_path, cg, tiny_ca_model, tls_cluster, monkeypatch,
+                                                             capsys):
+    from distributed import Client
+    from distributed.security import Security
+
+    address, ours, foreign = tls_cluster
+    monkeypatch.setattr(distributed, "CONNECT_TIMEOUT_S", 3)
+    # no credentials: one line, before any connection
+    rc = _convert_cli(cg, tiny_ca_model, tmp_path / "aa.xtc", "--scheduler", address)
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1, err
+    assert "uses TLS and needs credentials" in err and "--security FILE" in err
+    # a certificate of another CA: the scheduler itself refuses it
+    rogue = Security(tls_ca_file=foreign["ca"], tls_client_cert=foreign["cert"], tls_client_key=foreign["key"],
+                     require_encryption=True)
+    with pytest.raises((OSError, TimeoutError)):
+        Client(address, security=rogue, timeout=3)
+    rc = _convert_cli(cg, tiny_ca_model, tmp_path / "aa.xtc", "--scheduler", address, "--security",
+                      _security_file(tmp_path / "rogue.yaml", foreign))
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1, err
+    assert "cannot reach the Dask scheduler" in err and "signed by the CA" in err
+    assert not list(tmp_path.glob("aa*"))
+
+
+def test_tls_scheduler_with_security_file_is_byte_identical(tmp_path, cg, tiny_ca_model, serial, tls_cluster,
+                                                            capsys):
+    address, ours, _ = tls_cluster
+    out = tmp_path / "aa.xtc"
+    rc = _convert_cli(cg, tiny_ca_model, out, "--scheduler", address, "--security",
+                      _security_file(tmp_path / "sec.yaml", ours))
+    assert rc == 0, capsys.readouterr().err[-2000:]
+    assert out.read_bytes() == serial and "on 1 Dask worker(s)" in capsys.readouterr().out
+
+
+def test_tls_credentials_from_the_dask_config(tmp_path, cg, tiny_ca_model, serial, tls_cluster):
+    import dask
+
+    address, ours, _ = tls_cluster
+    out = tmp_path / "aa.xtc"
+    with dask.config.set({"distributed.comm.tls.ca-file": ours["ca"], "distributed.comm.tls.client.cert": ours["cert"],
+                          "distributed.comm.tls.client.key": ours["key"]}), pytest.warns(BadFrameWarning):
+        s = convert(cg["traj"], out, scheduler=address, **_args(cg, tiny_ca_model))
+    assert s["workers"] == 1 and out.read_bytes() == serial
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "does not exist"),
+    ("tls_ca_file: [unclosed", "is not readable YAML"),
+    ("- a list", "must be a mapping"),
+    ("tls_ca_file: ca.pem\ntls_client_cert: c.pem\ntls_cert: x\n", "unknown key(s) tls_cert"),
+    ("tls_client_cert: c.pem\n", "lacks tls_ca_file"),
+    ("distributed: {comm: {tls: {ca-file: ca.pem}}}\n", "lacks tls_client_cert"),
+    ("tls_ca_file: nowhere.pem\ntls_client_cert: c.pem\n", "tls_ca_file '"),
+    ("tls_ca_file: ca.pem\ntls_client_cert: ca.pem\ntls_client_key: ca.pem\n", "the TLS files do not load"),
+    ("tls_ca_file: ca.pem\ntls_client_cert: c.pem\nrequire_encryption: maybe\n", "require_encryption must be"),
+])
+def test_bad_security_file_is_one_line(tmp_path, cg, tiny_ca_model, content, message, monkeypatch, capsys):
+    def no_cluster(*args, **kwargs):
+        raise AssertionError("the cluster was contacted")
+
+    monkeypatch.setattr("distributed.Client", no_cluster)
+    (tmp_path / "ca.pem").write_text("not a certificate\n")
+    (tmp_path / "c.pem").write_text("not a certificate\n")
+    sec = tmp_path / "sec.yaml"
+    if content is not None:
+        sec.write_text(content)
+    rc = _convert_cli(cg, tiny_ca_model, tmp_path / "aa.xtc", "--scheduler", "tls://127.0.0.1:9",
+                      "--security", str(sec))
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and message in err, err
+    assert "--security file" in err and not list(tmp_path.glob("aa*"))
+
+
+def test_security_needs_a_tls_scheduler(tmp_path, cg, tiny_ca_model, tls_cluster, capsys):
+    sec = _security_file(tmp_path / "sec.yaml", tls_cluster[1])
+    for extra, message in [(["--workers", "1"], "--security is for --scheduler"),
+                           (["--scheduler", "tcp://127.0.0.1:9"], "not tls://")]:
+        rc = _convert_cli(cg, tiny_ca_model, tmp_path / "aa.xtc", *extra, "--security", sec)
+        err = capsys.readouterr().err.strip()
+        assert rc == 2 and len(err.splitlines()) == 1 and message in err, err
