@@ -5,6 +5,7 @@ The file format is described in :mod:`openmm_backmap.model.model_file`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import dataclass
@@ -51,6 +52,16 @@ class BackmapResult:
         import mdtraj as md
 
         return md.Trajectory(self.xyz, self.topology)
+
+
+def _first_call_unoptimised():
+    """The context of a model's first call: TorchScript's graph optimisation off.
+
+    The profiling executor spends about 1.7 CPU-seconds profiling and optimising a model's graph over its first
+    calls (0.7 s of them in the first); a one-frame ``convert`` makes one call, which unoptimised costs about
+    0.04 s. Later calls are optimised as before, so long runs keep their speed; the numbers are the same
+    (benchmarks/startup_cost.py, docs/benchmarks/startup_cost.md)."""
+    return torch.jit.optimized_execution(False)
 
 
 class Backmapper:
@@ -264,9 +275,11 @@ class Backmapper:
         seg = torch.as_tensor(segment_start)
         if not self.transferable:
             types, seg = types[:0], seg[:0]
-        with torch.inference_mode():
+        first = not getattr(self, "_called", False)
+        with torch.inference_mode(), (_first_call_unoptimised() if first else contextlib.nullcontext()):
             out = self.module(x.to(self.device), types.to(self.device), seg.to(self.device), int(seed),
                               int(samples), temp)
+        self._called = True
         xyz = out.cpu().numpy() + np.repeat(centre, samples, axis=0).astype(np.float32)
         return BackmapResult(xyz, self._output_topology(sequence, segment_start), samples)
 

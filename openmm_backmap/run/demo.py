@@ -143,6 +143,7 @@ def run_demo(output_dir="backmap-demo", steps=None, model=None, seed=0, report_i
         raise OutputExistsError(f"{output_dir} holds the files of an earlier demo ({', '.join(existing)}); use "
                                 f"{option_name('--force', 'force=True')} to overwrite them, or another "
                                 f"{option_name('--output', 'output_dir')}")
+    say("loading the model ...")
     if model is None:
         try:
             bm = load_model(None, device=device)
@@ -159,6 +160,7 @@ def run_demo(output_dir="backmap-demo", steps=None, model=None, seed=0, report_i
         if os.path.exists(files[key]):
             os.unlink(files[key])  # the demo's own outputs from an earlier run (force)
 
+    say("building villin's C-alpha Go model ...")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # test.pdb has waters and ions, dropped on purpose
         native = load_ensemble(villin_pdb_path())
@@ -184,7 +186,14 @@ def run_demo(output_dir="backmap-demo", steps=None, model=None, seed=0, report_i
     say(f"running {steps} steps of 10 fs ({steps * 0.01:g} ps), backmapping and relaxing every {interval} steps ...")
     t0 = time.perf_counter()
     try:
-        sim.step(steps)
+        parts = min(10, steps)  # the same trajectory as one step() call, with a line every tenth
+        done = 0
+        for k in range(1, parts + 1):
+            n = steps * k // parts - done
+            sim.step(n)
+            done += n
+            say(f"  step {done}/{steps} ({reporter.frames_reported} frame(s) reported, "
+                f"{time.perf_counter() - t0:.0f} s)")
     finally:
         reporter.close()
         sim.reporters.clear()
@@ -194,6 +203,7 @@ def run_demo(output_dir="backmap-demo", steps=None, model=None, seed=0, report_i
     if not summary or summary["frames_written"] == 0:
         raise InputError("no frame was backmapped (fewer steps than the report interval?)")
 
+    say("comparing the backmapped frames with native villin and drawing the Ramachandran plot ...")
     generated = load_ensemble(files["trajectory"], topology=files["topology"])
     rmsd_first = _superposed_rmsd_angstrom(generated, native)
     ca_rmsd_first = _superposed_rmsd_angstrom(generated, native, native.layout.ca_index)

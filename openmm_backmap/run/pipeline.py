@@ -154,6 +154,13 @@ class BackmapPipeline(Closeable):
     batch_frames : int
         CG frames in one model call at most
         (:func:`~openmm_backmap.run.memory_budget.frames_per_call`).
+    on_progress : callable or None
+        Called as ``on_progress(frames)`` after each model call and each
+        relaxed structure (a whole batch for ``relax_method='fast'``), with
+        the CG frames' worth of work it finished (a float: with relaxation,
+        backmapping is half of it and relaxing the other half); the calls of
+        one :meth:`compute` add up to its frames. ``convert`` moves its
+        progress bar with it.
 
     Examples
     --------
@@ -196,6 +203,7 @@ class BackmapPipeline(Closeable):
             self.writer = TrajectoryWriter(self.output, self.topology, append=opts.append, force=opts.force,
                                            atomic=self._atomic)
         self._bond_lengths = None
+        self.on_progress = None
         self.chain_breaks = chain_breaks
         self._monitor = None if chain_breaks is None else BreakMonitor(chain_breaks)
         self.frames_in = 0
@@ -442,11 +450,18 @@ class BackmapPipeline(Closeable):
             calls = [(i, 1, j, min(self.batch_structures, samples - j))
                      for i in range(len(x)) for j in range(0, samples, self.batch_structures)]
         out = []
+        share = 0.5 if self.options.minimize else 1.0  # with relaxation, backmapping is half of a chunk's progress
         for i, n, j, k in calls:
             seed = (self.seed + 7919 * (first + i) + 104729 * j) % (2**31 - 1)
             out.append(self.model.backmap(x[i:i + n], self.sequence, self.segment_start, samples=k, seed=seed,
                                           deterministic=self.options.deterministic).xyz)
+            self._progress(share * n * k / samples)
         return out[0] if len(out) == 1 else np.concatenate(out)
+
+    def _progress(self, frames):
+        """Tell :attr:`on_progress` (when set) that ``frames`` CG frames' worth of work is done."""
+        if self.on_progress is not None:
+            self.on_progress(frames)
 
     def _relax(self, out, cg_xyz, first_structure, res):
         """Relax backmapped frames (structure ``first_structure`` of the output onwards) into ``res``; warn about
@@ -461,7 +476,10 @@ class BackmapPipeline(Closeable):
         else:
             results = (self.relaxer.relax(frame, cg_xyz=cg_xyz[j // opts.samples] if cg_restraint else None,
                                           keep_hydrogens=opts.keep_hydrogens) for j, frame in enumerate(out))
+        per_structure = 0.5 / opts.samples  # relaxation: the other half of a chunk's progress
         for j, r in enumerate(results):
+            if opts.relax_method != "fast":
+                self._progress(per_structure)
             relaxed.append(r.xyz)
             if opts.keep_hydrogens:
                 full.append(r.xyz_h)
@@ -473,6 +491,8 @@ class BackmapPipeline(Closeable):
                                     f"{r.clash_before:.1f} -> {r.clash_after:.1f} %")
                 warnings.warn(f"relaxation of structure {first_structure + j} failed: {why}",
                               RelaxationWarning, stacklevel=4)
+        if opts.relax_method == "fast":
+            self._progress(per_structure * len(out))
         res.seconds["relax"] = time.perf_counter() - t0
         relaxed = np.stack(relaxed)
         if opts.quality:

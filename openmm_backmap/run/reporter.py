@@ -62,6 +62,8 @@ class _Worker:
         self.queue = queue.Queue(maxsize=maxsize)
         self.error = None
         self.reported = False
+        self._lock = threading.Lock()
+        self._pending = 0  # CG frames queued or being backmapped
         self.thread = threading.Thread(target=self._run, name="BackmapReporter-worker", daemon=True)
         self.thread.start()
 
@@ -76,7 +78,16 @@ class _Worker:
             except BaseException as err:  # noqa: BLE001 - re-raised in the simulation's thread
                 self.error = err
             finally:
+                if item is not _STOP:
+                    with self._lock:
+                        self._pending -= len(item[0])
                 self.queue.task_done()
+
+    @property
+    def pending_frames(self) -> int:
+        """CG frames queued or being backmapped."""
+        with self._lock:
+            return self._pending
 
     def put(self, item, even_after_error=False):
         """Queue an item; blocks while the queue is full (never drops a frame).
@@ -86,10 +97,15 @@ class _Worker:
         while True:
             if (self.error is not None and not even_after_error) or not self.thread.is_alive():
                 return False
+            n = 0 if item is _STOP else len(item[0])
+            with self._lock:  # counted before the worker can take it
+                self._pending += n
             try:
                 self.queue.put(item, timeout=0.1)
                 return True
             except queue.Full:
+                with self._lock:
+                    self._pending -= n
                 continue
 
     def stop(self):
@@ -367,6 +383,10 @@ class BackmapReporter(Closeable):
         finally:
             w = self._worker
             if w is not None:
+                n = w.pending_frames
+                if n and self.verbose and w.error is None:
+                    print(f"BackmapReporter: backmapping {n} queued frame(s) before closing {self.file} ...",
+                          file=sys.stderr, flush=True)
                 w.stop()
                 if error is None and w.error is not None and not w.reported:
                     w.reported = True

@@ -200,3 +200,51 @@ def test_rss_of_a_large_conversion_stays_within_the_budget(tmp_path):
     assert out["written"] == 6 and out["calls"] == structures_per_call(n, budget_mb)
     # margin for what is outside the model call: reading, the output arrays, the writer, allocator slack
     assert out["growth"] < (budget_mb + 256) * BYTES_PER_MB, out
+
+
+def test_progress_moves_within_a_chunk(tmp_path, ca_traj, tiny_ca_backmapper, monkeypatch):
+    """Issue 23, item 5: one chunk of several model calls moves the bar after each call, not once at its end."""
+    import openmm_backmap.run.conversion as conversion
+
+    updates = []
+    real = conversion._progress_bar
+
+    def spy(*args, **kw):
+        bar = real(*args, **kw)
+        update = bar.update
+        bar.update = lambda n=1: (updates.append(n), update(n))[1]
+        return bar
+
+    monkeypatch.setattr(conversion, "_progress_bar", spy)
+    s = convert(ca_traj["dcd"], tmp_path / "aa.dcd", topology=ca_traj["pdb"], model=tiny_ca_backmapper, seed=0,
+                samples=4, chunk=100, max_memory_mb=_budget_mb(ca_traj["n_res"], 1), progress=True)
+    assert (s["chunk"], s["batch_structures"]) == (1, 1)  # 6 chunks of one frame, 4 model calls each
+    assert sum(updates) == 6 and len(updates) == 6
+    # fractions of a frame are shown once whole: check the callback itself
+    calls = []
+    pipe_cls = conversion.BackmapPipeline
+    monkeypatch.setattr(pipe_cls, "_progress", lambda self, f: calls.append(f))
+    convert(ca_traj["dcd"], tmp_path / "bb.dcd", topology=ca_traj["pdb"], model=tiny_ca_backmapper, seed=0,
+            samples=4, chunk=100, max_memory_mb=_budget_mb(ca_traj["n_res"], 1), progress=False)
+    assert len(calls) == 24 and sum(calls) == pytest.approx(6)  # one call per model call
+
+
+def test_progress_bar_moves_per_model_call_of_a_big_chunk(tmp_path, ca_traj, tiny_ca_backmapper, monkeypatch):
+    """A chunk split over several model calls (samples over the budget) updates the bar more than once."""
+    import openmm_backmap.run.conversion as conversion
+
+    updates = []
+    real = conversion._progress_bar
+
+    def spy(*args, **kw):
+        bar = real(*args, **kw)
+        update = bar.update
+        bar.update = lambda n=1: (updates.append(n), update(n))[1]
+        return bar
+
+    monkeypatch.setattr(conversion, "_progress_bar", spy)
+    monkeypatch.setattr(conversion, "frames_per_call", lambda *a: 100)  # one chunk of all 6 frames
+    s = convert(ca_traj["dcd"], tmp_path / "aa.dcd", topology=ca_traj["pdb"], model=tiny_ca_backmapper, seed=0,
+                samples=1, chunk=100, max_memory_mb=_budget_mb(ca_traj["n_res"], 2), progress=True)
+    assert s["batch_frames"] == 2 and s["frames_written"] == 6
+    assert updates == [2, 2, 2]  # after each of the three model calls of the one chunk

@@ -248,3 +248,30 @@ def test_unclosed_reporter_is_finalised_by_del(tmp_path, trpcage_go, tiny_ca_bac
     gc.collect()
     text = (tmp_path / "d.pdb").read_text()
     assert text.count("MODEL ") == 2 and text.rstrip().endswith("END")
+
+
+def test_close_says_what_it_waits_for(tmp_path, trpcage_go, tiny_ca_backmapper, capsys):
+    """Issue 23, item 5: closing with frames still queued prints one line saying so (verbose only)."""
+    import threading
+
+    gate = threading.Event()
+    for verbose in (True, False):
+        gate.clear()
+        sim = _simulation(*trpcage_go)
+        rep = BackmapReporter(tmp_path / f"q{verbose}.dcd", 10, model=tiny_ca_backmapper, seed=1, batchSize=1,
+                              asynchronous=True, queueSize=8, verbose=verbose)
+        sim.reporters.append(rep)
+        sim.step(10)  # sets the pipeline up
+        rep._worker.queue.join()  # its first frame written
+        process = rep.pipeline.process
+        rep.pipeline.process = lambda *a: (gate.wait(), process(*a))[1]
+        sim.step(20)
+        threading.Timer(0.5, gate.set).start()
+        capsys.readouterr()
+        rep.close()
+        err = capsys.readouterr().err
+        assert _load(tmp_path / f"q{verbose}.dcd").n_frames == 3
+        if verbose:
+            assert "BackmapReporter: backmapping 2 queued frame(s) before closing" in err
+        else:
+            assert "queued" not in err

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...structure.constants import BONDI_RADII_NM, OXT_BOND_NM
+from .bond_table import template_bond_lengths as _template_bond_lengths
 from ...structure import (TEMPLATES, InputError, atom_layout, canonical_atom_name, canonical_residue_name,
                           disulfide_bonds)
 
@@ -455,8 +456,12 @@ def reference_bond_lengths(sequence, segment_start, xyz, forcefield=DEFAULT_FORC
                 reference_bond_lengths(list(sequence[a:b]), None, x[lay.residue_start[a]:lay.residue_start[b]],
                                        forcefield) for a, b in zip(starts[:-1], starts[1:])])
         else:
-            build_force_field_system(list(sequence), key[1], np.asarray(xyz, dtype=np.float64),
-                                     forcefield=forcefield)
+            table = _template_bond_lengths(key[0], key[1], key[2], xyz)
+            if table is not None:
+                _BOND_LENGTHS[key] = table
+            else:
+                build_force_field_system(list(sequence), key[1], np.asarray(xyz, dtype=np.float64),
+                                         forcefield=forcefield)
     return _BOND_LENGTHS[key]
 
 
