@@ -6,7 +6,8 @@ Classes (docs/reliability.md lists what the user sees for each):
   topology. Each either raises a one-line user error, or converts every frame the damage did not reach with its own
   coordinates and index, and says (a warning) what it did not convert. The formats carry no checksum, so a frame
   the damage reached may be converted with changed coordinates. Nothing else may escape (no IndexError, no crash).
-* clear errors: damaged model metadata, a best.pt used to resume: one line each.
+* clear errors: damaged model metadata, a best.pt used to resume, a foreign model (wrong output shape, or no
+  step modules for export), a training config that is bad YAML or has a !!python tag: one line each.
 * damaged model files and checkpoints: truncated or flipped bytes are a user error, never an unpickled object.
 * crashes while writing: a child process killed with SIGKILL while a reporter writes leaves every completed frame
   readable.
@@ -315,3 +316,72 @@ def test_best_checkpoint_used_to_resume_is_one_line(tmp_path):
     with pytest.raises(UserError, match="'optim'.*cannot resume") as info:
         ck["optim"]  # what train --resume reads next
     assert "\n" not in str(info.value)
+
+
+def _foreign_model(path):
+    """A TorchScript module with the package's metadata (saved by save_model) whose output has the wrong shape
+    and which has no step modules."""
+    import torch
+
+    from openmm_backmap.model import save_model
+
+    class Foreign(torch.nn.Module):
+        def forward(self, cg_xyz: torch.Tensor, residue_types: torch.Tensor, segment_start: torch.Tensor, seed: int,
+                    samples: int, temperature: float) -> torch.Tensor:
+            return cg_xyz[:, :2]
+
+    save_model(torch.jit.script(Foreign()), str(path), {"kind": "ca2aa", "transferable": True})
+    return path
+
+
+def test_foreign_model_with_the_wrong_output_shape_is_one_line(ca_inputs, tmp_path, capsys):
+    from openmm_backmap.cli import main
+    from openmm_backmap.model import load_model
+
+    model = _foreign_model(tmp_path / "foreign.pt")
+    bm = load_model(str(model), device="cpu")
+    with pytest.raises(UserError, match=r"expected \(B\*samples, A, 3\) = \(2, 153, 3\).*got \(1, 2, 3\)") as info:
+        bm.backmap(ca_inputs["xyz"][:1], sequence=[r.name for r in md.load_topology(ca_inputs["top"]).residues],
+                   samples=2, seed=0)
+    assert "\n" not in str(info.value)
+    out = tmp_path / "aa.pdb"
+    assert main(["convert", ca_inputs["top"], "-o", str(out), "--model", str(model), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "expected (B*samples, A, 3)" in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("kind", ["foreign", "plain", "junk"])
+def test_export_of_a_foreign_model_is_one_line(tmp_path, kind, capsys):
+    import torch
+
+    from openmm_backmap.cli import main
+
+    path = tmp_path / f"{kind}.pt"
+    if kind == "foreign":  # package metadata, but no step modules inside
+        _foreign_model(path)
+    elif kind == "plain":  # a TorchScript file without the package's metadata
+        torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), str(path))
+    else:
+        path.write_bytes(b"not a model at all")
+    out = tmp_path / "kstep.pt"
+    assert main(["export", str(path), "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("openmm-backmap export: error:") and str(path) in err[0]
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("text, line", [("optim:\n  max_steps: 3\n  lr: [1e-3,\nrun_dir: x\n", "line 3"),
+                                        ("optim: !!python/object:os.system {}\n", "line 1")])
+def test_bad_yaml_config_is_one_line(tmp_path, text, line, capsys):
+    from openmm_backmap.cli import main
+    from openmm_backmap.train.config import load_config
+
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(UserError, match=f"bad.yaml.*{line}") as info:
+        load_config(path)
+    assert "\n" not in str(info.value)
+    assert main(["train", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "bad.yaml" in err[0] and line in err[0]

@@ -280,8 +280,16 @@ class Backmapper:
             out = self.module(x.to(self.device), types.to(self.device), seg.to(self.device), int(seed),
                               int(samples), temp)
         self._called = True
+        topology = self._output_topology(sequence, segment_start)
+        expected = (len(x) * int(samples), topology.n_atoms, 3)
+        if not isinstance(out, torch.Tensor) or tuple(out.shape) != expected:
+            got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise InputError(f"model {self.metadata.get('_path', '?')!r} gave output of the wrong shape: expected "
+                             f"(B*samples, A, 3) = {expected} for {len(x)} frame(s), {samples} sample(s) and "
+                             f"{topology.n_atoms} atoms, got {got}; it was not exported by openmm-backmap for this "
+                             "input")
         xyz = out.cpu().numpy() + np.repeat(centre, samples, axis=0).astype(np.float32)
-        return BackmapResult(xyz, self._output_topology(sequence, segment_start), samples)
+        return BackmapResult(xyz, topology, samples)
 
     def __repr__(self):
         return (f"Backmapper(kind={self.kind!r}, transferable={self.transferable}, beads={self.n_beads or 'any'}, "

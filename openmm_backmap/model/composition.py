@@ -49,9 +49,15 @@ def export_kstep(step_paths, output: str, force: bool = False, name: str | None 
     check_step_order(step_paths, models)
     first = models[0]
     steps = []
-    for m in models:
+    for p, m in zip(step_paths, models):
         # a loaded script ModuleList cannot be indexed; its children are named "0", "1", ...
-        steps += [getattr(m.module.steps, str(i)) for i in range(len(m.metadata.get("steps", [1])))]
+        listed = m.metadata.get("steps", [1])
+        n_steps = len(listed) if isinstance(listed, list) else 0
+        parts = getattr(m.module, "steps", None)
+        if parts is None or not n_steps or not all(hasattr(parts, str(i)) for i in range(n_steps)):
+            raise InputError(f"{p!r} has openmm-backmap metadata but is not a k-step model this package exported "
+                             "(its step modules, or their list in the metadata, are missing): export it again")
+        steps += [getattr(parts, str(i)) for i in range(n_steps)]
     module = KStepModel(steps, torch.as_tensor(residue_type_indices(first.sequence)) if first.sequence else None,
                         torch.as_tensor(first.segment_start) if first.sequence else None, first.n_beads)
     # the CG side (sequence, beads, levels) comes from the first part; what describes one part only

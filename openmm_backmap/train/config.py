@@ -150,7 +150,26 @@ def _apply_override(data: dict, item: str):
     parts = key.split(".")
     for p in parts[:-1]:
         node = node.setdefault(p, {})
-    node[parts[-1]] = yaml.safe_load(value)
+    try:
+        node[parts[-1]] = yaml.safe_load(value)
+    except yaml.YAMLError as err:
+        raise InputError(f"override {item!r}: the value cannot be read as YAML: {_yaml_problem(err)}") from None
+
+
+def _yaml_problem(err) -> str:
+    """One line for a yaml error: what went wrong and where (lines and columns 1-based, where yaml gives them)."""
+    def at(mark):
+        return f"line {mark.line + 1}, column {mark.column + 1}"
+
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    mark, context = getattr(err, "problem_mark", None), getattr(err, "context", None)
+    context_mark = getattr(err, "context_mark", None)
+    text = f"{at(mark)}: {problem}" if mark is not None else problem
+    if context:
+        text += f" ({context}" + (f" started at {at(context_mark)}" if context_mark is not None else "") + ")"
+    if isinstance(err, yaml.constructor.ConstructorError):
+        text += "; a config holds plain values only (no !!python tags)"
+    return text
 
 
 def load_config(path, overrides=()) -> RunConfig:
@@ -166,7 +185,10 @@ def load_config(path, overrides=()) -> RunConfig:
     path = Path(path)
     if not path.is_file():
         raise MissingFileError(f"config file {str(path)!r} does not exist")
-    data = yaml.safe_load(path.read_text()) or {}
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:  # a syntax error, or a tag safe_load will not construct (!!python/object ...)
+        raise InputError(f"config file {str(path)!r} cannot be read as YAML: {_yaml_problem(err)}") from None
     for item in overrides:
         _apply_override(data, item)
     cfg = from_dict(RunConfig, data)
