@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import os
+import sys
 import warnings
 
 import mdtraj as md
@@ -105,7 +106,13 @@ def _main_with_warnings_shown(args):
     with warnings.catch_warnings():
         warnings.resetwarnings()
         warnings.simplefilter("default")
+        # pytest's warnings plugin records warnings instead of printing them: print them as Python does
+        warnings.showwarning = _python_format
         return main(args)
+
+
+def _python_format(message, category, filename, lineno, file=None, line=None):
+    sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
 
 
 def _flush_c_stdout():
