@@ -202,10 +202,8 @@ def test_rss_of_a_large_conversion_stays_within_the_budget(tmp_path):
     assert out["growth"] < (budget_mb + 256) * BYTES_PER_MB, out
 
 
-def test_progress_moves_within_a_chunk(tmp_path, ca_traj, tiny_ca_backmapper, monkeypatch):
-    """Issue 23, item 5: one chunk of several model calls moves the bar after each call, not once at its end."""
-    import openmm_backmap.run.conversion as conversion
-
+def _record_bar_updates(conversion, monkeypatch):
+    """The list every update of convert's progress bar is appended to."""
     updates = []
     real = conversion._progress_bar
 
@@ -216,6 +214,14 @@ def test_progress_moves_within_a_chunk(tmp_path, ca_traj, tiny_ca_backmapper, mo
         return bar
 
     monkeypatch.setattr(conversion, "_progress_bar", spy)
+    return updates
+
+
+def test_progress_moves_within_a_chunk(tmp_path, ca_traj, tiny_ca_backmapper, monkeypatch):
+    """Issue 23, item 5: one chunk of several model calls moves the bar after each call, not once at its end."""
+    import openmm_backmap.run.conversion as conversion
+
+    updates = _record_bar_updates(conversion, monkeypatch)
     s = convert(ca_traj["dcd"], tmp_path / "aa.dcd", topology=ca_traj["pdb"], model=tiny_ca_backmapper, seed=0,
                 samples=4, chunk=100, max_memory_mb=_budget_mb(ca_traj["n_res"], 1), progress=True)
     assert (s["chunk"], s["batch_structures"]) == (1, 1)  # 6 chunks of one frame, 4 model calls each
@@ -233,16 +239,7 @@ def test_progress_bar_moves_per_model_call_of_a_big_chunk(tmp_path, ca_traj, tin
     """A chunk split over several model calls (samples over the budget) updates the bar more than once."""
     import openmm_backmap.run.conversion as conversion
 
-    updates = []
-    real = conversion._progress_bar
-
-    def spy(*args, **kw):
-        bar = real(*args, **kw)
-        update = bar.update
-        bar.update = lambda n=1: (updates.append(n), update(n))[1]
-        return bar
-
-    monkeypatch.setattr(conversion, "_progress_bar", spy)
+    updates = _record_bar_updates(conversion, monkeypatch)
     monkeypatch.setattr(conversion, "frames_per_call", lambda *a: 100)  # one chunk of all 6 frames
     s = convert(ca_traj["dcd"], tmp_path / "aa.dcd", topology=ca_traj["pdb"], model=tiny_ca_backmapper, seed=0,
                 samples=1, chunk=100, max_memory_mb=_budget_mb(ca_traj["n_res"], 2), progress=True)
