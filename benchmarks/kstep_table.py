@@ -36,7 +36,10 @@ system's training files (once per system and seed, shared by its rows).
 Rows: adenylate kinase with 12, 22 and 60 beads (train: DIMS + TMD paths;
 eval: an independent DIMS path), Trp-cage with 4 beads (train: frames
 0-3999; eval: frames 4000-4998), PED00153 with 10 beads (train: ensembles
-e007-e010; eval: ensemble e011).
+e007-e010; eval: ensemble e011). k = 3 rows (``--variants threestep``):
+adenylate kinase 12 -> 60 -> 214 C-alphas -> atoms and PED00153 10 -> 30 -> 100
+C-alphas -> atoms; PED00151, the iterative paper's IDP, is in eval/ only, so no
+per-system step may be trained on it.
 """
 
 from __future__ import annotations
@@ -87,6 +90,15 @@ ROWS = {
                  "onestep": ("trpcage-ucg4-step1.yaml", TRP_ONESTEP_OVERRIDES)},
     "ped153-10": {"system": "PED00153", "beads": 10, "step1": (PED_STEP1, {}),
                   "onestep": (PED_STEP1, PED_ONESTEP_OVERRIDES)},
+    # k = 3: UCG -> finer UCG -> C-alpha -> atoms. The finer level is partitioned first and the input level groups
+    # its beads; the second step is the first step of the finer row (same data, same partition), so the k = 3 model
+    # is the k = 2 model of the finer row with one more step in front.
+    "adk12-60": {"system": "adk", "beads": 12, "mid": 60,
+                 "threestep": (("adk-ucg12-step1.yaml", {"task.target": "ucg60", "name": "adk-ucg12-ucg60"}),
+                               ("adk-ucg12-step1.yaml", {"task.beads": 60}))},
+    "ped153-10-30": {"system": "PED00153", "beads": 10, "mid": 30,
+                     "threestep": ((PED_STEP1, {"task.target": "ucg30", "name": "ped153-ucg10-ucg30"}),
+                                   (PED_STEP1, {"task.beads": 30}))},
 }
 EVAL = {
     "adk": ("eval/md/adk/adk_dims2.xtc", "eval/md/adk/adk.pdb"),
@@ -96,7 +108,9 @@ EVAL = {
 SYSTEM_NAMES = {"adk": "adenylate kinase (214 res)", "trpcage": "Trp-cage (20 res)",
                 "PED00153": "PED00153 IDP (100 res)"}
 VARIANTS = {"onestep": "1-step UCG→AA", "twostep": "2-step UCG→CA→AA",
-            "twostep_ft": "2-step, CA→AA fine-tuned on the system"}
+            "twostep_ft": "2-step, CA→AA fine-tuned on the system", "threestep": "3-step UCG→UCG→CA→AA"}
+#: --variants names: the models a row trains (step1 is the first step of the 2-step model)
+TRAINED = ("onestep", "step1", "threestep")
 QUICK = {"optim.max_steps": 3, "optim.validate_every": 3, "optim.time_limit_min": 2.0, "data.max_frames": 12,
          "model.hidden": 16, "model.latent": 2, "model.encoder_layers": 1, "model.prior_layers": 1,
          "model.coarse_layers": 1, "model.decoder_layers": 1, "task.val_frames": 4}
@@ -300,6 +314,8 @@ def markdown(result: dict) -> str:
         for variant, name in VARIANTS.items():
             if variant not in r:
                 continue
+            if variant == "threestep":
+                name = name.replace("UCG→UCG", f"UCG{r['beads']}→UCG{r['mid']}")
             a = r[variant]["aggregate"]
             seeds = ",".join(str(run["seed"]) for run in r[variant]["runs"])
             lines.append(f"| {row} | {SYSTEM_NAMES[r['system']]} | {r['beads']} | {name} | {seeds} | "
@@ -335,9 +351,10 @@ def main(argv=None):
                     help="training budget of every run in minutes (default: each config's optim.time_limit_min)")
     ap.add_argument("--eval-frames", type=int, default=100, help="evenly spaced eval frames per system (0 = all)")
     ap.add_argument("--samples", type=int, default=1, help="samples per frame at temperature 1")
-    ap.add_argument("--variants", default="onestep,step1",
-                    help="which models of each row to train and evaluate: onestep, step1 (the 2-step model) or "
-                         "both; e.g. one process per variant trains a row's two models in parallel")
+    ap.add_argument("--variants", default="onestep,step1,threestep",
+                    help="which models of each row to train and evaluate: onestep, step1 (the 2-step model), "
+                         "threestep (the k = 3 rows), or several; e.g. one process per variant trains a row's "
+                         "models in parallel. A row trains only the variants it defines")
     ap.add_argument("--quick", action="store_true", help="tiny models and a few steps: checks the plumbing only")
     ap.add_argument("--merge", nargs="+", metavar="PART.json[:MODELS]",
                     help="only combine the rows of result files written by separate runs (e.g. --rows in parallel "
@@ -371,8 +388,8 @@ def main(argv=None):
     if unknown:
         ap.error(f"unknown row(s) {unknown}; choose from {list(ROWS)}")
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
-    if not variants or set(variants) - {"onestep", "step1"}:
-        ap.error(f"--variants {args.variants!r}: choose onestep, step1 or onestep,step1")
+    if not variants or set(variants) - set(TRAINED):
+        ap.error(f"--variants {args.variants!r}: choose from {', '.join(TRAINED)}")
     if not (data_root / "train").is_dir() or not (data_root / "eval").is_dir():
         ap.error(f"--data {data_root} must contain train/ and eval/")
     ca_model = Path(args.ca_model)
@@ -400,9 +417,14 @@ def main(argv=None):
         ref = eval_ensemble(spec["system"], data_root, eval_frames)
         entry = {"system": spec["system"], "beads": spec["beads"], "eval": str(EVAL[spec["system"]][0]),
                  "eval_frames": int(ref.n_frames)}
-        per = {"onestep": [], "twostep": []}
+        per = {"onestep": [], "twostep": [], "threestep": []}
+        if "mid" in spec:
+            entry["mid"] = spec["mid"]
         for seed in args.seeds:
-            for variant in variants:
+            for variant in (v for v in variants if v in spec):
+                if variant == "threestep":
+                    per[variant].append(three_step(row, spec, seed, ca_model, runs, data_root, ref, args, log))
+                    continue
                 base, over = spec[variant]
                 over = dict(over, **(QUICK if args.quick else {}))
                 if args.time_limit_min is not None and not args.quick:
@@ -443,6 +465,31 @@ def main(argv=None):
         _write(out, result)  # after every row: partial results survive interruptions
     log(f"wrote {out}.json and {out}.md")
     return result
+
+
+def three_step(row: str, spec: dict, seed: int, ca_model, runs: Path, data_root: Path, ref, args, log) -> dict:
+    """Train the two per-system steps of a k = 3 row, compose them with the C-alpha model, evaluate."""
+    from openmm_backmap.model import export_kstep
+
+    run_dir = runs / row / f"threestep_s{seed}"
+    models, summaries = [], []
+    for tag, (base, over) in zip(("a", "b"), spec["threestep"]):
+        over = dict(over, **(QUICK if args.quick else {}))
+        if args.time_limit_min is not None and not args.quick:
+            over["optim.time_limit_min"] = args.time_limit_min
+        cfg = build_config(base, over, data_root, run_dir / tag, seed, args.threads, f"{row}-threestep-{tag}")
+        summaries.append(train_one(cfg, run_dir / tag, args.reuse, args.threads, log))
+        models.append(str(run_dir / tag / "model.pt"))
+    kstep = str(run_dir / "kstep.pt")
+    export_kstep(models + [str(ca_model)], kstep, force=True)  # checks that the middle level is one partition
+    ev = evaluate_model(kstep, ref, seed, args.samples)
+    log(f"  threestep seed {seed}: RMSD det {ev['det']['rmsd_angstrom']:.2f} Å, CA {ev['det']['ca_rmsd_angstrom']:.2f}"
+        f" Å, bond ok {ev['det']['bond_ok_percent']:.1f} %")
+    total = lambda key: sum(s.get(key) or 0 for s in summaries)  # noqa: E731
+    keep = {"steps": [s.get("steps") for s in summaries], "train_time_s": total("train_time_s"),
+            "wall_s": total("wall_s"), "peak_rss_mb": max(s.get("peak_rss_mb") or 0 for s in summaries),
+            "best_metrics": summaries[-1].get("best_metrics"), "parts": summaries}
+    return {"seed": seed, "model": os.path.relpath(kstep, REPO), "train": keep, "eval": ev}
 
 
 def evaluate_files(args) -> dict:

@@ -111,7 +111,12 @@ def _input_text(bm) -> str:
 
 
 def _output_text(bm) -> str:
-    return "a C-alpha trace (compose it with a C-alpha model: export)" if bm.output_level == "ca" else "heavy atoms"
+    if bm.output_level == "ca":
+        return "a C-alpha trace (compose it with a C-alpha model: export)"
+    if bm.output_level != "aa":
+        return (f"{bm.output_level} beads (compose it with a {bm.output_level} -> C-alpha step and a C-alpha model: "
+                "export)")
+    return "heavy atoms"
 
 
 def _training_text(t: dict) -> str:

@@ -215,18 +215,22 @@ class Backmapper:
 
     @property
     def output_level(self) -> str:
-        """``'aa'`` (heavy atoms) or ``'ca'`` for a UCG -> C-alpha step exported on its own."""
+        """``'aa'`` (heavy atoms), or the level of a step exported on its own: ``'ca'`` (UCG -> C-alpha) or
+        ``'ucgM'`` (UCG -> finer UCG)."""
         steps = self.metadata.get("steps") or [{}]
         return steps[-1].get("output", "aa") if isinstance(steps[-1], dict) else "aa"
 
     def topology(self, sequence=None, segment_start=None):
-        """mdtraj topology of the model's output (heavy atoms, or C-alphas for a C-alpha-level model)."""
+        """mdtraj topology of the model's output (heavy atoms, or the beads of a C-alpha or UCG-level model)."""
         sequence, segment_start = self.resolve_sequence(sequence, segment_start)
         return self._output_topology(sequence, segment_start)
 
     def _output_topology(self, sequence, segment_start):
         if self.output_level == "ca":
             return cg_topology(ca_mapping(sequence), sequence, "ca", segment_start=segment_start)
+        if self.output_level != "aa" and self.hierarchy is not None and self.output_level in self.hierarchy.levels:
+            level = self.output_level
+            return cg_topology(self.hierarchy.composed(level), sequence, level, segment_start=segment_start)
         return build_topology(sequence, segment_start)
 
     # ---- backmapping --------------------------------------------------------

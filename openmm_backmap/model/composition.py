@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 
+import numpy as np
 import torch
 
 from ..io import check_writable
@@ -105,7 +106,28 @@ def _chain_error(names, models):
             return f"{b} takes {into!r} input but follows {a}, which outputs {out!r}"
         if not mb.transferable and ma.sequence and list(mb.sequence or []) != list(ma.sequence):
             return f"{b} was trained for another sequence than {a}"
+        if out not in ("ca", "aa") and not _same_level(ma, mb, out):
+            return (f"the {out!r} beads that {a} outputs are not the {out!r} beads that {b} takes (another "
+                    "partition): train both steps on the same data.files with the same partition options")
     return None
+
+
+def _same_level(ma, mb, level) -> bool:
+    """True if both parts carry ``level`` in their hierarchies and it groups the atoms the same way.
+
+    A UCG level between two per-system steps is a partition learned from the training frames; equal names do
+    not make equal partitions, and a step fed another partition's beads would give silently wrong output.
+    """
+    maps = []
+    for m in (ma, mb):
+        h = m.hierarchy
+        if h is None or level not in h.levels:
+            return False
+        maps.append(h.composed(level))
+    x, y = maps
+    return (x.n_fine == y.n_fine and x.n_beads == y.n_beads
+            and all(np.array_equal(p, q) and np.allclose(v, w) for p, q, v, w in
+                    zip(x.members, y.members, x.weights, y.weights)))
 
 
 def check_step_order(step_paths, models) -> None:

@@ -179,9 +179,11 @@ class BackmapPipeline(Closeable):
             check_output_path(self.output, append=opts.append, force=opts.force)
         self.model = load_model(opts.model, device=opts.device)
         if self.model.output_level != "aa":
+            rest = "models/ca2aa.pt" if self.model.output_level == "ca" else \
+                f"<{self.model.output_level} -> ca step> models/ca2aa.pt"
             raise InputError(f"{self.model.path} outputs {self.model.output_level!r} positions, not atoms; compose it "
-                             "with a C-alpha -> atoms model first (openmm-backmap export <this model> "
-                             "models/ca2aa.pt -o <model>.pt), or call load_model(...).backmap() for the C-alpha trace")
+                             f"with the finer steps first (openmm-backmap export <this model> {rest} -o <model>.pt), "
+                             "or call load_model(...).backmap() for those positions")
         self.n_particles = int(n_particles)
         per_system = not self.model.transferable
         self.sequence, self.segment_start = self.model.resolve_sequence(

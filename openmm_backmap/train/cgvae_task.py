@@ -4,10 +4,12 @@ The task trains one system (one sequence) from its all-atom frames:
 
 1. training ensembles are concatenated (they must share the sequence) and
    frames missing an atom the target level needs are dropped (logged);
-2. the hierarchy ``aa -> ca -> ucgN`` is built on the TRAINING frames
+2. the hierarchy ``aa -> ca -> ucgN`` (``aa -> ca -> ucgM -> ucgN`` for a
+   ``ucgM`` target) is built on the TRAINING frames
    (:func:`openmm_backmap.mapping.build_hierarchy`, AutoGrain-like partition);
-3. every frame gives (fine, beads) pairs: fine = C-alphas (``target: ca``) or
-   all heavy atoms (``target: aa``), beads = the mapped C-alphas;
+3. every frame gives (fine, beads) pairs: fine = C-alphas (``target: ca``),
+   all heavy atoms (``target: aa``) or the finer beads (``target: ucgM``),
+   beads = the mapped C-alphas;
 4. the loss is the :meth:`CGVAE.loss <openmm_backmap.model.steps.cgvae.CGVAE.loss>`
    negative ELBO (+ bond and deterministic terms); validation reports it and
    the RMSD (Å, no alignment: the beads fix the frame) of the deterministic
@@ -22,6 +24,7 @@ Example config (``examples/configs/trpcage-ucg4-step1.yaml``)::
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -48,8 +51,13 @@ class CGVAETaskConfig:
     beads : int
         Ultra-coarse beads (the input level is ``ucg{beads}``).
     target : str
-        ``'ca'`` (UCG -> C-alpha, first step of a 2-step model) or ``'aa'``
-        (UCG -> heavy atoms in one step).
+        ``'ca'`` (UCG -> C-alpha, first step of a 2-step model), ``'aa'``
+        (UCG -> heavy atoms in one step) or ``'ucgM'`` (UCG -> M finer beads,
+        the first step of a k = 3 model such as ucg12 -> ucg60 -> ca -> aa;
+        M > ``beads``). The finer level is partitioned first and the input
+        level groups its beads, so the ``ucgM`` level is the one a
+        ``beads: M, target: ca`` run on the same data builds, and the two
+        steps compose (``export`` checks that the partitions agree).
     beta : float
         Weight of the KL term (nats) relative to the reconstruction (Å^2).
     free_bits : float
@@ -89,6 +97,23 @@ class CGVAETaskConfig:
     refine: bool = True
     fragment_penalty: float = 1.0
     context_frames: int = 200
+
+
+_TARGET_NAMES = {"ca": "C-alpha", "aa": "heavy atoms"}
+
+
+def _finer_beads(opts) -> int:
+    """M of a ``ucgM`` target (0 for ``ca`` / ``aa``); a one-line error for anything else."""
+    t = str(opts.target)
+    if t in _TARGET_NAMES:
+        return 0
+    m = re.fullmatch(r"ucg(\d+)", t)
+    if m is None:
+        raise InputError(f"task.target must be 'ca', 'aa' or 'ucgM' (M finer beads, e.g. 'ucg60'), got {t!r}")
+    if int(m.group(1)) <= int(opts.beads):
+        raise InputError(f"task.target {t!r} must be finer than the input ({opts.beads} beads): "
+                         f"use more than {opts.beads} beads")
+    return int(m.group(1))
 
 
 def _one_system(ensembles, what):
@@ -138,8 +163,7 @@ class CGVAETask:
                              "remove 'init' from this cgvae config")
         self.cfg = cfg
         self.opts = o = from_dict(CGVAETaskConfig, cfg.task, "task")
-        if o.target not in ("ca", "aa"):
-            raise InputError(f"task.target must be 'ca' or 'aa', got {o.target!r}")
+        self.fine_beads = _finer_beads(o)
         self.summary = summary
         self.device = torch.device("cpu")  # where batches go; the training loop sets it
         tr = _one_system(train, "training")
@@ -154,28 +178,34 @@ class CGVAETask:
         self.sequence = list(tr.sequence)
         self.segment_start = np.asarray(tr.segment_start, dtype=bool).copy()
         self.segment_start[0] = True
-        self.hierarchy, _ = build_hierarchy(tr, f"ucg:{o.beads}", refine=o.refine,
-                                            fragment_penalty=o.fragment_penalty)
+        levels = f"ucg:{o.beads}" if not self.fine_beads else f"ucg:{self.fine_beads},ucg:{o.beads}"
+        self.hierarchy, _ = build_hierarchy(tr, levels, refine=o.refine, fragment_penalty=o.fragment_penalty)
         self.level = self.hierarchy.levels[-1]
         self.bead_mapping = self.hierarchy.composed(self.level)
+        self.fine_mapping = self.hierarchy.composed(o.target) if self.fine_beads else None
         self.train_fine, self.train_beads = self._pairs(tr)
         self.train_index = np.arange(len(self.train_fine))  # the frames this process samples from
         self.val_fine, self.val_beads = self._pairs(va)
         if o.val_frames and len(self.val_fine) > o.val_frames:
             keep = np.linspace(0, len(self.val_fine) - 1, o.val_frames).round().astype(int)
             self.val_fine, self.val_beads = self.val_fine[keep], self.val_beads[keep]
-        residue_bead = self.hierarchy.mappings[-1].assignment()
+        residue_unit = None
+        if self.fine_beads:  # aa -> ca -> ucgM -> ucgN: residues to finer beads, those to beads
+            residue_unit = self.hierarchy.mappings[-2].assignment()
+            residue_bead = self.hierarchy.mappings[-1].assignment()[residue_unit]
+        else:
+            residue_bead = self.hierarchy.mappings[-1].assignment()
         model_cfg = from_dict(CGVAEConfig, cfg.model, "model")
         pick = np.linspace(0, len(self.train_fine) - 1, min(o.context_frames, len(self.train_fine)))
         self.context = system_context(self.sequence, self.segment_start, residue_bead, o.target,
                                       self.train_fine[pick.round().astype(int)], model_cfg.fine_neighbors,
-                                      model_cfg.bead_neighbors)
+                                      model_cfg.bead_neighbors, residue_unit=residue_unit)
         self.model = CGVAE(model_cfg, self.context)
         self.model_config = model_cfg
         n_res = len(self.sequence)
         self.batch_frames = o.batch_frames or max(1, cfg.optim.batch_residues // n_res)
         log(f"cgvae: {self.level} ({o.beads} beads, rho {n_res / o.beads:.1f} residues/bead) -> "
-            f"{'C-alpha' if o.target == 'ca' else 'heavy atoms'} ({self.model.n_fine} particles); "
+            f"{_TARGET_NAMES.get(o.target, o.target + ' beads')} ({self.model.n_fine} particles); "
             f"{len(self.train_fine)} training / {len(self.val_fine)} validation frames, {self.batch_frames} per "
             f"batch; {sum(p.numel() for p in self.model.parameters())} parameters")
 
@@ -189,7 +219,7 @@ class CGVAETask:
         self.train_index = np.concatenate([frames[i][f] for i, f in picks])
 
     def _complete(self, ens, what, log):
-        ok = ens.complete if self.opts.target == "aa" else ens.ca_mask.all(1)
+        ok = ens.complete if self.opts.target == "aa" else ens.ca_mask.all(1)  # ucgM beads need C-alphas
         if not ok.all():
             need = "heavy atom" if self.opts.target == "aa" else "C-alpha"
             log(f"cgvae: dropped {int((~ok).sum())} of {ens.n_frames} {what} frames with a missing {need} "
@@ -201,8 +231,12 @@ class CGVAETask:
 
     def _pairs(self, ens):
         """Fine (F, n_fine, 3) and bead (F, N, 3) coordinates in Å, float32."""
-        fine = ens.ca_xyz if self.opts.target == "ca" else ens.xyz
-        beads = self.bead_mapping.apply(np.nan_to_num(ens.xyz.astype(np.float64)))
+        xyz = np.nan_to_num(ens.xyz.astype(np.float64))
+        if self.fine_mapping is not None:
+            fine = self.fine_mapping.apply(xyz)
+        else:
+            fine = ens.ca_xyz if self.opts.target == "ca" else ens.xyz
+        beads = self.bead_mapping.apply(xyz)
         return (fine * ANGSTROM_PER_NM).astype(np.float32), (beads * ANGSTROM_PER_NM).astype(np.float32)
 
     def sample_batch(self, rng):

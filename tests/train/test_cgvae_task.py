@@ -129,3 +129,82 @@ def test_example_configs_parse(tmp_path):
     bad.write_text("kind: cgvae\ntask: {beads: 4}\noptim: {max_stepz: 3}\n")
     with pytest.raises(ValueError, match="unknown key"):
         load_config(bad)
+
+
+def _train_export(task, cfg, path, steps=2):
+    rng = np.random.default_rng(0)
+    opt = torch.optim.Adam(task.model.parameters(), lr=1e-3)
+    for _ in range(steps):
+        loss, _ = task.loss(task.sample_batch(rng))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    task.model.eval()
+    return export_step(task, cfg, {"steps": steps}, str(path))
+
+
+def test_three_step_model_composes_and_backmaps(system, noisy_copies, tmp_path):
+    """k = 3: ucg4 -> ucg10 -> ca -> aa. The middle level nests in the input level and is the partition that a
+    ``beads: 10`` run on the same frames builds, so the parts compose and the output follows the chain."""
+    from openmm_backmap.model.steps import CA2AA, CA2AAConfig
+
+    ens, val = system, noisy_copies(system, 2, 0.03, 1)
+    logs = []
+    task_a = CGVAETask(_cfg(tmp_path / "a", target="ucg10"), [ens], [val], {"files": []}, log=logs.append)
+    assert "ucg10 beads (10 particles)" in logs[-1]
+    assert task_a.hierarchy.levels == ["aa", "ca", "ucg10", "ucg4"]
+    assert task_a.train_fine.shape[1:] == (10, 3) and task_a.train_beads.shape[1:] == (4, 3)
+    # the input beads are the centroids of the finer beads' C-alphas: the levels nest
+    unit = task_a.hierarchy.mappings[1].assignment()  # residue -> finer bead
+    for b, members in enumerate(task_a.hierarchy.mappings[2].members):
+        inside = np.isin(unit, members)
+        assert set(task_a.context["fine_bead"][unit[inside]]) == {b}
+    path_a = _train_export(task_a, task_a.cfg, tmp_path / "a.pt")
+    bm_a = load_model(path_a, device="cpu")
+    assert bm_a.output_level == "ucg10" and bm_a.topology().n_atoms == 10
+
+    task_b = CGVAETask(_cfg(tmp_path / "b", beads=10), [ens], [val], {"files": []}, log=lambda *a: None)
+    path_b = _train_export(task_b, task_b.cfg, tmp_path / "b.pt")
+    torch.manual_seed(0)
+    ca_model = KStepModel([CA2AA(CA2AAConfig(hidden=16, layers=1, heads=2, neighbors=4, mixture=2, rbf=4,
+                                             edge_dim=8))])
+    ca_path = save_model(ca_model, str(tmp_path / "ca2aa.pt"), {"kind": "ca2aa", "name": "tiny", "transferable": True,
+                                                                "steps": [{"kind": "ca2aa"}]})
+    out = export_kstep([path_a, path_b, ca_path], str(tmp_path / "k3.pt"))
+    bm = load_model(out, device="cpu")
+    assert [(s["input"], s["output"]) for s in bm.metadata["steps"][:2]] == [("ucg4", "ucg10"), ("ucg10", "ca")]
+    assert bm.n_beads == 4 and bm.output_level == "aa"
+    cg = coarsen(ens, hierarchy=bm.hierarchy, levels="ucg4")["ucg4"][0][:2]
+    res = bm.backmap(cg, deterministic=True, seed=0)
+    assert res.xyz.shape == (2, atom_layout(ens.sequence).n_atoms, 3) and np.isfinite(res.xyz).all()
+    # the C-alphas of the composed model are step b's output on step a's output
+    mid = bm_a.backmap(cg, deterministic=True, seed=0).xyz
+    ca = load_model(path_b, device="cpu").backmap(mid, deterministic=True, seed=0).xyz
+    assert np.allclose(res.xyz[:, atom_layout(ens.sequence).ca_index], ca, atol=1e-4)
+
+
+def test_three_step_refuses_another_partition(system, noisy_copies, tmp_path):
+    """Two ucg10 levels with one name but different partitions must not compose: the second step would read
+    beads it was not trained on, and the output would be silently wrong."""
+    ens, val = system, noisy_copies(system, 2, 0.03, 1)
+    task_a = CGVAETask(_cfg(tmp_path / "a", target="ucg10"), [ens], [val], {"files": []}, log=lambda *a: None)
+    path_a = _train_export(task_a, task_a.cfg, tmp_path / "a.pt", steps=1)
+    other = CGVAETask(_cfg(tmp_path / "b", beads=10, refine=False, fragment_penalty=0.0), [ens], [val],
+                      {"files": []}, log=lambda *a: None)
+    mine = task_a.hierarchy.composed("ucg10").members
+    theirs = other.hierarchy.composed("ucg10").members
+    if all(np.array_equal(x, y) for x, y in zip(mine, theirs)):  # make sure the partitions really differ
+        other = CGVAETask(_cfg(tmp_path / "b", beads=10), [noisy_copies(ens, 6, 0.3, 7)], [val], {"files": []},
+                          log=lambda *a: None)
+        theirs = other.hierarchy.composed("ucg10").members
+    assert not all(np.array_equal(x, y) for x, y in zip(mine, theirs))
+    path_b = _train_export(other, other.cfg, tmp_path / "b.pt", steps=1)
+    with pytest.raises(ValueError, match="another partition"):
+        export_kstep([path_a, path_b], str(tmp_path / "k.pt"))
+
+
+@pytest.mark.parametrize("target,match", [("ucg4", "finer than the input"), ("ucg2", "finer than the input"),
+                                          ("ucgx", "'ca', 'aa' or 'ucgM'"), ("ucg99", "beads")])
+def test_bad_finer_targets(system, tmp_path, target, match):
+    with pytest.raises(ValueError, match=match):
+        CGVAETask(_cfg(tmp_path, target=target), [system], [system], {}, log=lambda *a: None)

@@ -1,10 +1,11 @@
 """Ultra-coarse beads -> finer particles: a per-system equivariant conditional VAE (CGVAE style).
 
 One step of a k-step model, ``p(x_fine | X_beads)``, for ONE protein whose
-mapping is fixed: the fine particles are either its C-alphas (UCG -> CA, the
+mapping is fixed: the fine particles are its C-alphas (UCG -> CA, the
 first step of the 2-step model, followed by the transferable C-alpha -> atoms
-step) or all its heavy atoms in canonical order (UCG -> AA directly, the
-one-step baseline of the same family).
+step), all its heavy atoms in canonical order (UCG -> AA directly, the
+one-step baseline of the same family), or the beads of a finer ultra-coarse
+level (UCG -> finer UCG, the first step of a k = 3 model).
 
 Model (after Wang and Gomez-Bombarelli, "Generative coarse-graining of
 molecular conformations", ICML 2022):
@@ -125,7 +126,7 @@ class CGVAEConfig:
 # per-system context (numpy, at training time)
 # --------------------------------------------------------------------------
 def system_context(sequence, segment_start, residue_bead, target: str, fine_xyz_A, fine_neighbors: int = 12,
-                   bead_neighbors: int = 8, max_frames: int = 200) -> dict:
+                   bead_neighbors: int = 8, max_frames: int = 200, residue_unit=None) -> dict:
     """Buffers and data-derived scales of one system.
 
     Parameters
@@ -135,12 +136,20 @@ def system_context(sequence, segment_start, residue_bead, target: str, fine_xyz_
     residue_bead : array of int, (R,)
         Bead of every residue (the UCG partition of the C-alphas).
     target : str
-        ``'ca'`` (fine particles = C-alphas) or ``'aa'`` (canonical heavy atoms).
+        ``'ca'`` (fine particles = C-alphas), ``'aa'`` (canonical heavy atoms)
+        or ``'ucgM'`` (the M beads of a finer ultra-coarse level, which
+        ``residue_unit`` gives; the middle step of a k = 3 model).
     fine_xyz_A : array, (T, F, 3), Å
         Reference fine coordinates (training frames, complete).
     fine_neighbors, bead_neighbors : int
     max_frames : int
         Frames used for the statistics (evenly spaced).
+    residue_unit : array of int, (R,), optional
+        Finer bead of every residue, for a ``'ucgM'`` target. The levels must
+        nest: all residues of a finer bead lie in one bead of
+        ``residue_bead``. A finer bead is represented by its middle residue
+        (type embedding, sequence separation); its bonds join beads
+        consecutive along the sequence within a chain segment.
 
     Returns
     -------
@@ -158,18 +167,42 @@ def system_context(sequence, segment_start, residue_bead, target: str, fine_xyz_
         raise InputError("residue_bead needs one bead index >= 0 per residue")
     n_beads = int(residue_bead.max()) + 1
     lay = atom_layout(seq)
+    segid = np.cumsum(seg) - 1
+    seg_end = np.zeros(n_res, dtype=bool)
+    seg_end[:-1] = seg[1:]
+    seg_end[-1] = True
+    # fine -> bead weights: the beads are the C-alpha centroids (a C-alpha-less atom weighs 0)
     if target == "ca":
         fine_res = np.arange(n_res)
         fine_slot = np.ones(n_res, dtype=np.int64)
-        ca_idx = np.arange(n_res)
+        weight = np.ones(n_res)
         bonds = np.array([(r, r + 1) for r in range(n_res - 1) if not seg[r + 1]], dtype=np.int64).reshape(-1, 2)
+        static = np.stack([seg, seg_end], axis=1)
     elif target == "aa":
         fine_res = lay.atom_residue.copy()
         fine_slot = np.arange(lay.n_atoms) - lay.residue_start[lay.atom_residue]
-        ca_idx = lay.ca_index.copy()
+        weight = np.zeros(lay.n_atoms)
+        weight[lay.ca_index] = 1.0
         bonds = lay.bonds(seg)
+        static = np.stack([seg[fine_res], seg_end[fine_res]], axis=1)
+    elif target.startswith("ucg") and residue_unit is not None:
+        unit = np.asarray(residue_unit, dtype=np.int64)
+        if unit.shape != (n_res,) or unit.min() < 0:
+            raise InputError("residue_unit needs one finer-bead index >= 0 per residue")
+        members = [np.flatnonzero(unit == u) for u in range(int(unit.max()) + 1)]
+        if any(len(m) == 0 for m in members):
+            raise InputError("residue_unit leaves a finer bead without residues")
+        if any(len(np.unique(residue_bead[m])) != 1 for m in members):
+            raise InputError(f"the levels do not nest: a bead of {target} spans two coarser beads")
+        fine_res = np.array([m[len(m) // 2] for m in members], dtype=np.int64)
+        fine_slot = np.ones(len(members), dtype=np.int64)
+        weight = np.array([len(m) for m in members], dtype=np.float64)
+        first = np.array([m[0] for m in members])
+        bonds = np.array([(u, u + 1) for u in range(len(members) - 1) if segid[first[u]] == segid[first[u + 1]]],
+                         dtype=np.int64).reshape(-1, 2)
+        static = np.array([[seg[m].any(), seg_end[m].any()] for m in members])
     else:
-        raise InputError(f"target must be 'ca' or 'aa', got {target!r}")
+        raise InputError(f"target must be 'ca', 'aa' or 'ucgM' with residue_unit, got {target!r}")
     n_fine = len(fine_res)
     x = np.asarray(fine_xyz_A, dtype=np.float64)
     if x.ndim != 3 or x.shape[1:] != (n_fine, 3):
@@ -179,6 +212,7 @@ def system_context(sequence, segment_start, residue_bead, target: str, fine_xyz_
     if x.shape[0] > max_frames:
         x = x[np.linspace(0, x.shape[0] - 1, max_frames).round().astype(int)]
     fine_bead = residue_bead[fine_res]
+    weight = weight / np.bincount(fine_bead, weights=weight, minlength=n_beads)[fine_bead]
     kf = max(1, min(int(fine_neighbors), n_fine - 1))
     xt = torch.as_tensor(x, dtype=torch.float64)
     mean_d = torch.zeros(n_fine, n_fine, dtype=torch.float64)
@@ -192,22 +226,17 @@ def system_context(sequence, segment_start, residue_bead, target: str, fine_xyz_
     bonded = np.zeros((n_fine, n_fine), dtype=bool)
     if len(bonds):
         bonded[bonds[:, 0], bonds[:, 1]] = bonded[bonds[:, 1], bonds[:, 0]] = True
-    segid = np.cumsum(seg) - 1
     ri, rj = fine_res[:, None], fine_res[nb]
     sep = np.where(segid[rj] != segid[ri], 5, np.minimum(np.abs(rj - ri), 5))
     feat = np.zeros((n_fine, kf, N_STATIC), dtype=np.float32)
     feat[..., 0] = bonded[np.arange(n_fine)[:, None], nb]
     feat[..., 1] = ri == rj
     feat[np.arange(n_fine)[:, None], np.arange(kf)[None, :], 2 + sep] = 1.0
-    # chain ends
-    seg_end = np.zeros(n_res, dtype=bool)
-    seg_end[:-1] = seg[1:]
-    seg_end[-1] = True
-    static = np.stack([seg[fine_res], seg_end[fine_res]], axis=1).astype(np.float32)
+    static = static.astype(np.float32)  # chain start / chain end
     # data-derived scales (Å): bead-bead and fine-bead distances over (at most 50) frames
     xs = x[np.linspace(0, x.shape[0] - 1, min(50, x.shape[0])).round().astype(int)]
-    ca = xs[:, ca_idx]
-    beads = np.stack([ca[:, residue_bead == b].mean(1) for b in range(n_beads)], axis=1)  # (T, N, 3)
+    beads = np.zeros((len(xs), n_beads, 3))
+    np.add.at(beads, (slice(None), fine_bead), xs * weight[None, :, None])  # (T, N, 3)
     kb = max(1, min(int(bead_neighbors), n_beads))
     dbb = np.linalg.norm(beads[:, :, None] - beads[:, None], axis=-1)
     nbb = np.argsort(dbb, axis=-1, kind="stable")[..., :kb]  # (T, N, kb)
