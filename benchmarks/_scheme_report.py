@@ -213,7 +213,10 @@ def markdown(report) -> str:
              "gets, bead files written by `coarsen` and martinize2 through the `convert` CLI, is in "
              "[user_path_accuracy.md](user_path_accuracy.md) (benchmarks/user_path_accuracy.py), beside the same "
              "in-memory figure.", "",
-             "Command (from the repository root):", "", "```bash", report["command"], "```", "",
+             "Command (from the repository root):", "",
+             "<!-- docs-test: slow: martinize2 and three models on the 24 CASP targets of ../shared/data "
+             "(tens of minutes) -->",
+             "```bash", report["command"], "```", "",
              "## Bars (issue 11)", "", "| status | bar | value |", "|---|---|---|"]
     lines += [f"| **{b['status']}** | {b['bar']} | {b['value']} |" for b in scheme_bars(report)]
     summary = _summary(report)

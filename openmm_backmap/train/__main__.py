@@ -16,14 +16,8 @@ from ..structure.errors import command_line_spelling
 from .launch import run_rank
 
 
-def main(argv=None) -> int:
-    """Run this process's rank of the training given on the command line; 2 on a user's mistake.
-
-    Examples
-    --------
-    >>> main(["examples/configs/ca2aa.yaml", "--set", "optim.max_steps=5"])  # doctest: +SKIP
-    0
-    """
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m openmm_backmap.train`` (also checked against the docs' examples)."""
     p = argparse.ArgumentParser(prog="python -m openmm_backmap.train", description=__doc__.split("\n\n")[0])
     p.add_argument("config")
     p.add_argument("-o", "--output", help="run directory (default: from the config)")
@@ -33,6 +27,18 @@ def main(argv=None) -> int:
                    "the run directory")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set optim.max_steps=2 (repeatable)")
+    return p
+
+
+def main(argv=None) -> int:
+    """Run this process's rank of the training given on the command line; 2 on a user's mistake.
+
+    Examples
+    --------
+    >>> main(["examples/configs/ca2aa.yaml", "--set", "optim.max_steps=5"])  # doctest: +SKIP
+    0
+    """
+    p = build_parser()
     args = p.parse_args(argv)
     try:
         with command_line_spelling():
