@@ -1,16 +1,20 @@
-"""benchmarks/md_ready.py (issue 25) end to end on trp-cage (20 residues): the CLI calls, the single-point
-energies and a 0.2 ps implicit-solvent MD stability verdict for the crystal, raw and minimised output."""
+"""benchmarks/md_ready.py (issue 25): the stability rule on core heavy atoms, the summary and the issue's bars on
+made-up numbers (fast), end to end on trp-cage (20 residues: the CLI calls for every structure kind, the crystal
+relaxed the same ways, energies and a 0.2 ps implicit-solvent MD verdict), and --jobs 2 keeping target order."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
 import math
+import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytest.importorskip("openmm")
+from openmm_backmap.io import load_ensemble  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("md_ready", ROOT / "benchmarks" / "md_ready.py")
@@ -18,17 +22,108 @@ md_ready = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(md_ready)
 
 
+# ------------------------------------------------------------------ stability rule (fast)
+def test_core_heavy_atoms_leave_out_three_residues_at_each_chain_end():
+    assert md_ready.TERMINAL_RESIDUES == 3
+    # chain A: 8 glycines (4 heavy atoms each), chain B (a segment): 5 glycines, too short for a core
+    seq, seg = ["GLY"] * 13, [True] + [False] * 7 + [True] + [False] * 4
+    idx = md_ready.core_heavy_atoms(seq, seg)
+    assert idx.tolist() == list(range(12, 20))  # residues 3 and 4 of chain A
+    # one chain of 13: residues 3..9
+    idx = md_ready.core_heavy_atoms(seq, [True] + [False] * 12)
+    assert idx.tolist() == list(range(12, 40))
+    # nothing but short chains: all heavy atoms rather than none
+    assert len(md_ready.core_heavy_atoms(["GLY"] * 4, [True, False, True, False])) == 16
+
+
+def test_max_displacement_counts_core_heavy_atoms_after_their_own_superposition():
+    rng = np.random.default_rng(0)
+    seq, seg = ["GLY"] * 10, [True] + [False] * 9
+    heavy = np.arange(40)  # 40 heavy atoms, then 10 "hydrogens"
+    core = heavy[md_ready.core_heavy_atoms(seq, seg)]
+    start = rng.normal(scale=1.0, size=(50, 3))
+    c, s = np.cos(0.7), np.sin(0.7)
+    rot = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
+    x = start @ rot.T + np.array([3.0, -2.0, 5.0])  # a rigid move: nothing moved
+    x[0] += [2.0, 0, 0]      # a terminal heavy atom (residue 0) flies off
+    x[45] += [0, 1.5, 0]     # so does a hydrogen
+    d_core, d_all = md_ready.max_displacements(start, x, core, heavy)
+    assert d_core < 1e-6
+    assert d_all > md_ready.MAX_DISPLACEMENT_NM  # the issue's literal rule would call it unstable
+    x[20] += [0, 0, 1.5]     # a core heavy atom (residue 5) moves: the core rule sees it
+    d_core, _ = md_ready.max_displacements(start, x, core, heavy)
+    assert d_core > md_ready.MAX_DISPLACEMENT_NM
+
+
+# ------------------------------------------------------------------ summary and bars (fast, made-up numbers)
+def _row(energy, stable=True, n_res=50):
+    return {"n_residues": n_res, "energy_kj_per_res": energy, "stable": stable, "drift_rmsd_end_A": 1.0,
+            "drift_rmsd_max_A": 1.2, "max_displacement_nm": 0.3 if stable else 1.4,
+            "max_displacement_all_atoms_nm": 0.8, "bond_ok_percent_start": 100.0, "clash_percent_start": 0.0,
+            "bond_ok_min_percent": 100.0, "cpu_s_total": 10.0, "cpu_s_md": 5.0, "md_ps": 2.0}
+
+
+def _target(name, crystal, raw, cmin, mini, comm, omm, raw_stable=True):
+    rows = ["crystal", "raw", "crystal+minimized", "minimized", "crystal+openmm", "openmm"]
+    t = {"target": name, "rows": rows, "structures": ["raw", "minimized", "openmm"],
+         "convert_cpu_s": {"raw": 3.0, "minimized": 3.0, "openmm": 9.0},
+         "relax_cpu_s": {"crystal+minimized": 0.1, "crystal+openmm": 2.0}}
+    for key, e in zip(rows, (crystal, raw, cmin, mini, comm, omm)):
+        t[key] = _row(e, stable=raw_stable if key == "raw" else True)
+    return t
+
+
+def test_summary_compares_like_with_like_and_states_the_bars():
+    targets = [_target("A", -100, -80, -90, -86, -120, -100),
+               _target("B", -110, -90, -100, -94, -130, -108, raw_stable=False),
+               {"target": "C", "error": "RuntimeError: boom"}]
+    report = md_ready.build_report(targets, 2.0, "CPU", "test", structures=("raw", "minimized", "openmm"))
+    s = report["summary"]
+    assert list(s) == ["crystal", "raw", "crystal+minimized", "minimized", "crystal+openmm", "openmm"]
+    assert s["raw"]["compared_with"] == "crystal" and s["raw"]["mean_delta_vs_reference"] == pytest.approx(20)
+    assert s["minimized"]["compared_with"] == "crystal+minimized"
+    assert s["minimized"]["mean_delta_vs_reference"] == pytest.approx(5)  # not 12, its gap to the raw crystal
+    assert s["openmm"]["compared_with"] == "crystal+openmm"
+    assert s["openmm"]["mean_delta_vs_reference"] == pytest.approx(21)
+    assert s["crystal+minimized"]["mean_delta_vs_reference"] == pytest.approx(10)
+    assert s["raw"]["stable"] == 1 and s["raw"]["n"] == 2 and s["minimized"]["stable"] == 2
+    assert s["raw"]["md_cpu_s_per_ps_per_res"] == pytest.approx(0.05)
+    verdict = {(b["structure"], b["bar"].split()[0]): b["verdict"] for b in report["bars"]}
+    assert verdict[("minimized", "100")] == "met"
+    assert verdict[("minimized", "energy")] == "met"      # 5 kJ/mol/res <= 10
+    assert verdict[("openmm", "energy")] == "missed"      # 21 > 10
+    assert verdict[("raw", "raw")] == "missed"            # 1/2 < 95 %
+    assert verdict[("sampled", "raw")] == "not measured"
+    assert "2 targets at 2 ps" in report["bars"][0]["protocol"] and "24" in report["bars"][0]["protocol"]
+    text = md_ready.markdown(report)
+    assert "100 % stable after `--minimize`: **met** (2/2 stable)" in text
+    assert "| minimized | 2/2 | -90.0 | 5.0 | crystal+minimized |" in text
+    assert "| A | 50 | minimized | -86.0 | 4.0 | crystal+minimized |" in text
+    assert "| C | | | error: RuntimeError: boom" in text
+    assert "<!-- docs-test: slow:" in text and "```bash" in text  # the docs test runs the page's blocks
+
+
+def test_structures_option_is_checked():
+    with pytest.raises(SystemExit):
+        md_ready.main(["--structures", "raw,relaxed"])
+    with pytest.raises(ValueError):
+        md_ready.run_target(str(ROOT / "tests" / "data" / "trpcage.pdb"), "/nonexistent", structures=("fast",))
+
+
+# ------------------------------------------------------------------ end to end (CLI calls, OpenMM)
 def test_md_ready_on_trpcage(tmp_path, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    result = md_ready.run_target(str(ROOT / "tests" / "data" / "trpcage.pdb"), str(tmp_path / "work"),
-                                 ps=0.2, platform="CPU")
+    work = tmp_path / "work"
+    result = md_ready.run_target(str(ROOT / "tests" / "data" / "trpcage.pdb"), str(work), ps=0.2, platform="CPU")
     report = md_ready.build_report([result], 0.2, "CPU", "test")
     out = tmp_path / "md_ready"
     (out.with_suffix(".json")).write_text(json.dumps(report))
     (out.with_suffix(".md")).write_text(md_ready.markdown(report))
     loaded = json.loads(out.with_suffix(".json").read_text())
     t = loaded["targets"][0]
-    for key in ("crystal", "raw", "minimized"):
+    n_heavy = load_ensemble(str(ROOT / "tests" / "data" / "trpcage.pdb")).n_atoms
+    assert t["rows"] == ["crystal", "raw", "sampled", "crystal+minimized", "minimized", "crystal+openmm", "openmm"]
+    for key in t["rows"]:
         r = t[key]
         assert r["n_residues"] == 20
         assert math.isfinite(r["energy_kj_per_res"])
@@ -36,6 +131,39 @@ def test_md_ready_on_trpcage(tmp_path, monkeypatch):
         assert isinstance(r["stable"], bool)
         assert r["md_ps_requested"] == pytest.approx(0.2)
         assert r["heavy_atoms_moved_in_h_relax_nm"] == 0.0  # heavy atoms frozen while H relax
+        assert 0 < r["n_core_heavy_atoms"] < n_heavy  # residues 4-17 of 20
+        assert 0 <= r["max_displacement_nm"] < 1 and 0 < r["max_displacement_all_atoms_nm"] < 1
     assert t["crystal"]["stable"]
-    assert "CG2AT2 (quoted)" in out.with_suffix(".md").read_text()
-    assert loaded["summary"]["raw"]["n"] == 1
+    assert set(t["convert_cpu_s"]) == {"raw", "sampled", "minimized", "openmm"}
+    assert set(t["relax_cpu_s"]) == {"crystal+minimized", "crystal+openmm"}
+    assert all(t["crystal_relax"][c]["converged"] for c in t["relax_cpu_s"])
+    # the crystal really went through both relaxers (the OpenMM one lowers its energy), and the sampled frame
+    # is not the deterministic one
+    assert 0 < t["crystal_relax"]["crystal+openmm"]["rmsd_A"] < 1
+    assert t["crystal+openmm"]["energy_kj_per_res"] < t["crystal"]["energy_kj_per_res"] - 5
+    assert (work / "crystal_openmm.pdb").is_file() and (work / "crystal_minimized.pdb").is_file()
+    assert (work / "sampled.pdb").read_text() != (work / "raw.pdb").read_text()
+    text = out.with_suffix(".md").read_text()
+    assert "CG2AT2 (quoted)" in text
+    assert "| trpcage | 20 | openmm |" in text and "| crystal+openmm |" in text
+    assert loaded["summary"]["raw"]["n"] == 1 and loaded["summary"]["openmm"]["compared_with"] == "crystal+openmm"
+
+
+def test_jobs_runs_targets_in_worker_processes_and_keeps_their_order(tmp_path):
+    # the larger target first: it finishes last, yet comes first in the report
+    first = tmp_path / "zz_t0872.pdb"
+    shutil.copy(ROOT / "tests" / "data" / "t0872_fragment.pdb", first)
+    second = tmp_path / "aa_trp.pdb"
+    shutil.copy(ROOT / "tests" / "data" / "trpcage.pdb", second)
+    out = tmp_path / "r"
+    report = md_ready.main(["--targets", f"{first},{second}", "--ps", "0.02", "--structures", "raw", "--jobs", "2",
+                            "--workdir", str(tmp_path / "work"), "--out", str(out)])
+    loaded = json.loads(out.with_suffix(".json").read_text())
+    assert [t["target"] for t in loaded["targets"]] == ["zz_t0872", "aa_trp"]
+    assert report["jobs"] == 2 and "2 worker processes" in report["machine"]
+    for t in loaded["targets"]:
+        assert "error" not in t, t.get("error")
+        assert t["rows"] == ["crystal", "raw"]
+        assert t["raw"]["md_ps_requested"] == pytest.approx(0.02)
+    assert (tmp_path / "work" / "zz_t0872" / "raw.pdb").is_file()
+    assert "--jobs 2" in out.with_suffix(".md").read_text()
