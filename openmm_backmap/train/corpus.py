@@ -31,6 +31,7 @@ import numpy as np
 
 from ..io import LoadWarning, load_ensemble
 from ..structure import InputError, MissingFileError, ProteinEnsemble, torn_frames
+from .progress import Progress
 
 __all__ = ["CorpusChain", "read_manifest", "load_corpus", "split_clusters"]
 
@@ -195,13 +196,12 @@ def load_corpus(manifest, cache_dir, validation_fraction=0.05, fraction=1.0, see
             by_file[r.file].append(r)
     dropped, warning_kinds = Counter(), Counter()
     train, train_cluster, val, val_seen = [], [], [], set()
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # pragma: no cover
-        tqdm = None
     files = sorted(by_file)
-    it = tqdm(files, desc="corpus", unit="file", disable=None) if tqdm else files
-    for name in it:
+    log(f"corpus: reading {len(files)} files (parsed once, then cached in {cache_dir})")
+    progress = Progress(len(files), "corpus: file", "file", write=log)
+    for k, name in enumerate(files):
+        if k:
+            progress.update()  # the files before this one are read
         path = os.path.join(root, name)
         try:
             ens, messages = _parse_cached(path, cache_dir)
@@ -227,6 +227,9 @@ def load_corpus(manifest, cache_dir, validation_fraction=0.05, fraction=1.0, see
             else:
                 train.append(chain)
                 train_cluster.append(row.cluster)
+    if files:
+        progress.update()
+    progress.close()
     size = Counter(train_cluster)
     weights = np.array([1.0 / size[c] for c in train_cluster])
     summary = {"manifest": os.path.basename(manifest), "chains_in_manifest": len(rows),

@@ -11,6 +11,7 @@ import numpy as np
 from ..io import LoadWarning, load_ensemble
 from ..structure import MissingFileError, torn_frames
 from .corpus import load_corpus
+from .progress import Progress
 
 __all__ = ["load_training_data"]
 
@@ -56,7 +57,11 @@ def load_training_data(cfg, log=print):
     train, val, summary = [], [], {"files": [], "train_frames": 0, "val_frames": 0, "residues": 0}
     singles, groups = [], []
     n_warn = 0
-    for path, top in items:
+    log(f"data: reading {len(items)} file(s) under {cfg.root}")
+    progress = Progress(len(items), "data: file", "file", write=log)
+    for k, (path, top) in enumerate(items):
+        if k:
+            progress.update()  # the files before this one are read
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", LoadWarning)
             ens = load_ensemble(path, topology=top, stride=cfg.stride)
@@ -81,6 +86,9 @@ def load_training_data(cfg, log=print):
             val.append(ens.select_frames(slice(ens.n_frames - n_val, None)))
         train.append(ens.select_frames(slice(0, ens.n_frames - n_val)))
         groups.append(rel)
+    if items:
+        progress.update()
+    progress.close()
     order = rng.permutation(len(singles))
     n_val = int(round(cfg.validation_fraction * len(singles)))
     for k, i in enumerate(order):

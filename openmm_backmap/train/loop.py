@@ -3,8 +3,9 @@
 A *task* (see :class:`openmm_backmap.train.protocol.Task`) owns the model and knows how
 to draw a batch, compute its loss and validate; this loop owns everything
 else: optimiser, learning-rate reduction on plateau, early stopping,
-checkpoint and resume, gradient accumulation, a progress bar, and a CSV log
-of losses and validation metrics. In a distributed run (:mod:`.distributed`)
+checkpoint and resume, gradient accumulation, progress (a bar on a terminal,
+a line every few seconds otherwise: :mod:`.progress`), and a CSV log of
+losses and validation metrics. In a distributed run (:mod:`.distributed`)
 every rank runs this loop on its own data shard; rank 0 validates, logs and
 writes checkpoints, and broadcasts what the other ranks need to decide alike
 (its clock and the validation loss).
@@ -21,13 +22,13 @@ from dataclasses import asdict
 import numpy as np
 import torch
 import yaml
-from tqdm.auto import tqdm
 
 from ..structure import MissingFileError
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import RunConfig
 from .distributed import (SINGLE_PROCESS, DistContext, agree, gather_objects, mean_over_ranks, rank_generators,
                           rank_rng_state, restore_rank_rng, weights_digest, wrap_model)
+from .progress import Progress, tqdm
 from .protocol import Task
 
 __all__ = ["train_task", "RUN_FILES"]
@@ -92,8 +93,9 @@ def train_task(task: Task, cfg: RunConfig, resume: bool = False, log=print,
 
     fields = None
     t0 = time.time() - state["elapsed"]
-    bar = tqdm(total=cfg.optim.max_steps, initial=state["step"], desc=f"train {cfg.kind}", unit="step",
-               disable=None if main else True, dynamic_ncols=True)
+    # step, loss, s/step and ETA every few seconds, also where no bar is drawn (output to a file or a pipe)
+    bar = Progress(cfg.optim.max_steps, "step", "step", initial=state["step"], enabled=main,
+                   deadline_s=60 * cfg.optim.time_limit_min - state["elapsed"])
     running = []
     stop_reason = "max_steps"
     peak_rss = state.get("peak_rss_mb") or 0.0
@@ -111,9 +113,7 @@ def train_task(task: Task, cfg: RunConfig, resume: bool = False, log=print,
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.clip_grad)
         opt.step()
         state["step"] += 1
-        bar.update(1)
-        if state["step"] % 20 == 0:
-            bar.set_postfix(loss=f"{np.mean(running[-50:]):.3f}", lr=f"{opt.param_groups[0]['lr']:.1e}")
+        bar.update(1, loss=f"{np.mean(running[-50:]):.4f}", lr=f"{opt.param_groups[0]['lr']:.1e}")
         if cfg.optim.check_sync_every and dist.active and state["step"] % cfg.optim.check_sync_every == 0:
             start_files()
             _check_sync(dist, model, state["step"], sync_path)

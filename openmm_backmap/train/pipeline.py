@@ -133,6 +133,8 @@ def train_model(config, output_dir=None, resume=False, overrides=(), log=print,
         raise InputError("training needs both training and validation data; add files or change "
                          "data.validation_fraction")
     torch.manual_seed(cfg.seed)  # the task initialises the model: same seed, same start (on every rank too)
+    if dist.is_main:  # mappings, partitions and features are built here: long for big data sets
+        log(f"{cfg.kind}: preparing the model and its training data")
     task = make_task(cfg, train_set, val_set, data_summary)
     for key in ("train_weights", "train_groups"):  # per-item sampling data: the task's business, not metadata
         data_summary.pop(key, None)
