@@ -246,7 +246,8 @@ def convert_trajectory(input, output, model=None, topology=None, samples=1, seed
         With ``minimize``: also write the relaxed structures as a ready-to-run
         all-atom system for that engine, named ``<output stem>_<export>``
         (``run_gromacs.top`` and ``run_gromacs.gro`` for ``run.dcd``; one
-        coordinate file per structure when there are several). Whichever
+        coordinate file per structure when there are several), the names
+        :func:`~openmm_backmap.run.relax.export_system` gives ``prefix='run'``. Whichever
         relaxer ran, the System is the OpenMM relaxer's, built on the relaxed
         heavy atoms: its ``forcefield``, ``implicit``, ``ph`` and
         ``nonbonded_cutoff`` from ``relax_options``, else its defaults; see
@@ -311,7 +312,7 @@ def convert_trajectory(input, output, model=None, topology=None, samples=1, seed
         raise InputError(f"the output's topology file {top_out} would overwrite the input; choose another output "
                          "name")
     if export is not None:
-        export_top = export_paths(export, _export_prefix(output, export))[0]  # an unknown format raises here
+        export_top = export_paths(export, _export_prefix(output))[0]  # an unknown format raises here
         if not opts.minimize:
             raise InputError(f"export writes the relaxed structures; add {option_name('--minimize', 'minimize=True')}")
         check_writable(export_top, force=opts.force)
@@ -357,8 +358,10 @@ def convert_trajectory(input, output, model=None, topology=None, samples=1, seed
     return summary
 
 
-def _export_prefix(output, fmt):
-    return os.path.splitext(output)[0] + "_" + fmt
+def _export_prefix(output):
+    """The output without its extension: :func:`~.relax.handoff.export_paths` adds ``_<format>`` and the extensions
+    (``run.dcd`` -> ``run_amber.prmtop``), the same rule as :func:`~.relax.export_system` called directly."""
+    return os.path.splitext(output)[0]
 
 
 def _export(output, top_out, fmt, opts):
@@ -378,7 +381,7 @@ def _export(output, top_out, fmt, opts):
     else:
         with dcd_plugin_silenced(output):
             relaxed = md.load(output, top=md.load_pdb(top_out, standard_names=False).topology)
-    return export_system(relaxed, fmt, _export_prefix(output, fmt), force=opts.force, **relax)
+    return export_system(relaxed, fmt, _export_prefix(output), force=opts.force, **relax)
 
 
 @dataclasses.dataclass

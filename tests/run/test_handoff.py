@@ -7,6 +7,8 @@ files store to 6-8 significant digits (GROMACS ``.top`` charges and force consta
 measured differences are ~1e-7 relative.
 """
 
+from pathlib import Path
+
 import mdtraj as md
 import numpy as np
 import openmm
@@ -54,7 +56,7 @@ def test_export_energy_matches_openmm(tmp_path, relaxed, fmt):
     relaxer, _, heavy = relaxed
     paths = export_system(heavy, fmt, tmp_path / "trp")
     suffixes = {"gromacs": (".top", ".gro"), "amber": (".prmtop", ".inpcrd"), "openmm": (".xml", ".pdb")}[fmt]
-    assert paths == [str(tmp_path / "trp") + s for s in suffixes]
+    assert paths == [str(tmp_path / f"trp_{fmt}") + s for s in suffixes]
     system, pos, names = _load_back(fmt, paths)
     assert names == [a.name for a in relaxer.topology_h.atoms()]  # hydrogens and OXT, in the relaxer's order
     e_export = _energy(system, pos)
@@ -85,7 +87,7 @@ def test_export_several_frames(tmp_path, relaxed):
     _, _, heavy = relaxed
     two = md.Trajectory(np.concatenate([heavy.xyz, heavy.xyz + 0.1]), heavy.topology)
     paths = export_system(two, "amber", tmp_path / "pair")
-    assert paths == [str(tmp_path / f) for f in ("pair.prmtop", "pair_0.inpcrd", "pair_1.inpcrd")]
+    assert paths == [str(tmp_path / f) for f in ("pair_amber.prmtop", "pair_amber_0.inpcrd", "pair_amber_1.inpcrd")]
     xyz = [np.asarray(parmed.load_file(paths[0], xyz=p).coordinates) for p in paths[1:]]
     np.testing.assert_allclose(xyz[1] - xyz[0], 1.0, atol=1e-4)  # one file per frame, 0.1 nm = 1 Å apart
 
@@ -101,7 +103,7 @@ def test_export_bad_input(tmp_path, relaxed):
     with pytest.raises(OutputExistsError):
         export_system(heavy, "gromacs", tmp_path / "x")
     assert export_system(heavy, "gromacs", tmp_path / "x", force=True) == paths
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "x.gro", "x.top"]  # no partial files left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "x_gromacs.gro", "x_gromacs.top"]  # no partial files
 
 
 @pytest.fixture(scope="module")
@@ -135,3 +137,17 @@ def test_convert_export_needs_minimize(tmp_path, ca_pdb, tiny_ca_model, capsys):
     with pytest.raises(InputError, match="unknown export format"):
         convert_trajectory(ca_pdb, out, model=tiny_ca_model, minimize=True, export="lammps", progress=False)
     assert not list(tmp_path.iterdir())  # refused before anything was written
+
+
+def test_python_export_names_are_the_cli_names(tmp_path, relaxed, ca_pdb, tiny_ca_model, capsys):
+    """Issue 23, item 9: ``export_system(relaxed, 'amber', 'py')`` wrote ``py.prmtop`` where ``convert -o py.pdb
+    --export amber`` writes ``py_amber.prmtop``. Both now take their names from ``export_paths``."""
+    _, _, heavy = relaxed
+    cli, py = tmp_path / "cli", tmp_path / "py"
+    assert main(["convert", ca_pdb, "-o", str(cli / "run.pdb"), "--model", str(tiny_ca_model), "--minimize",
+                 "--export", "amber"]) == 0
+    written = sorted(p.name for p in cli.iterdir() if "_amber" in p.name)
+    paths = export_system(heavy, "amber", py / "run")
+    assert written == sorted(p.name for p in py.iterdir()) == sorted(Path(p).name for p in paths) \
+        == ["run_amber.inpcrd", "run_amber.prmtop"]
+    assert "amber system: " + ", ".join(str(cli / n) for n in reversed(written)) in capsys.readouterr().out
