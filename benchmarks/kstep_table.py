@@ -326,9 +326,11 @@ def markdown(result: dict) -> str:
                          f"{_fmt(a['det_bond_ok_percent'], 1)} | {_fmt(a['det_ms_per_frame'], 1)} | "
                          f"{r[variant].get('measured', result['created'])[:10]} |")
     lines += ["", "val RMSD: the step's own validation RMSD on held-out training frames (C-alpha for the first step "
-              "of the 2-step model, heavy atoms for the 1-step model). measured: the date of the run that trained "
-              "and evaluated the model (`--merge` combines runs; the 1-step models do not use the C-alpha model). "
-              "ms/frame is measured while other runs share the machine.", ""]
+              "of the 2-step model and the last per-system step of the 3-step model, heavy atoms for the 1-step "
+              "model). Train min of the 3-step model is the sum of its two per-system steps, peak MB the larger. "
+              "measured: the date of the run that trained and evaluated the model (`--merge` combines runs; the "
+              "1-step models do not use the C-alpha model). ms/frame is measured while other runs share the "
+              "machine.", ""]
     return "\n".join(lines)
 
 
