@@ -23,9 +23,11 @@ from dataclasses import dataclass
 from functools import cached_property, lru_cache
 
 import numpy as np
+from .constants import OXT_BOND_NM
 from .errors import InputError, LoadWarning
 
 __all__ = [
+    "place_oxt",
     "ResidueTemplate",
     "TEMPLATES",
     "AMINO_ACIDS",
@@ -418,3 +420,35 @@ def _has_chain_id_arg() -> bool:
     import mdtraj as md
 
     return "chain_id" in inspect.signature(md.Topology.add_chain).parameters
+
+
+def place_oxt(ca, c, o, bond=OXT_BOND_NM):
+    """Place terminal OXT atoms in the plane of CA, C, O.
+
+    The carboxylate is built with OXT opposite the bisector of the C->CA and
+    C->O directions, which gives angles of about 120 degrees to both.
+
+    Parameters
+    ----------
+    ca, c, o : ndarray, shape (..., 3), nm
+    bond : float
+        C-OXT distance (nm).
+
+    Returns
+    -------
+    ndarray, shape (..., 3), nm
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> oxt = place_oxt(np.array([-0.15, 0, 0]), np.zeros(3), np.array([0.0625, 0.108, 0]))
+    >>> round(float(np.linalg.norm(oxt)), 3)
+    0.125
+    """
+    u1 = ca - c
+    u2 = o - c
+    u1 = u1 / np.maximum(np.linalg.norm(u1, axis=-1, keepdims=True), 1e-9)
+    u2 = u2 / np.maximum(np.linalg.norm(u2, axis=-1, keepdims=True), 1e-9)
+    d = -(u1 + u2)
+    d = d / np.maximum(np.linalg.norm(d, axis=-1, keepdims=True), 1e-9)
+    return c + bond * d

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...structure import atom_layout, disulfide_bonds
+from ...structure import atom_layout, disulfide_bonds, place_oxt
 
 #: Per-template bond lengths of the default force field (benchmarks/build_bond_length_table.py writes them from
 #: OpenMM Systems; tests/run/test_bond_lengths.py checks them against Systems built here).
@@ -60,8 +60,6 @@ def histidine_variants(sequence, xyz) -> dict:
     >>> histidine_variants(seq, xyz)
     {1: 'HID'}
     """
-    from .systems import place_oxt
-
     seq = list(sequence)
     his = [r for r, name in enumerate(seq) if name == "HIS"]
     if not his:

@@ -26,9 +26,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ...structure.constants import BONDI_RADII_NM, OXT_BOND_NM
+from ...structure.constants import BONDI_RADII_NM
 from .bond_table import template_bond_lengths as _template_bond_lengths
-from ...structure import (TEMPLATES, InputError, atom_layout, canonical_atom_name, canonical_residue_name,
+from ...structure import (TEMPLATES, place_oxt, InputError, atom_layout, canonical_atom_name, canonical_residue_name,
                           disulfide_bonds)
 
 __all__ = ["ForceFieldSystem", "Restraints", "build_force_field_system", "build_soft_system", "place_oxt",
@@ -46,38 +46,6 @@ RESTRAINT_GROUP = 1
 #: Topologies whose reference bond lengths are kept.
 _CACHE_SIZE = 32
 _BOND_LENGTHS: dict = {}
-
-
-def place_oxt(ca, c, o, bond=OXT_BOND_NM):
-    """Place terminal OXT atoms in the plane of CA, C, O.
-
-    The carboxylate is built with OXT opposite the bisector of the C->CA and
-    C->O directions, which gives angles of about 120 degrees to both.
-
-    Parameters
-    ----------
-    ca, c, o : ndarray, shape (..., 3), nm
-    bond : float
-        C-OXT distance (nm).
-
-    Returns
-    -------
-    ndarray, shape (..., 3), nm
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> oxt = place_oxt(np.array([-0.15, 0, 0]), np.zeros(3), np.array([0.0625, 0.108, 0]))
-    >>> round(float(np.linalg.norm(oxt)), 3)
-    0.125
-    """
-    u1 = ca - c
-    u2 = o - c
-    u1 = u1 / np.maximum(np.linalg.norm(u1, axis=-1, keepdims=True), 1e-9)
-    u2 = u2 / np.maximum(np.linalg.norm(u2, axis=-1, keepdims=True), 1e-9)
-    d = -(u1 + u2)
-    d = d / np.maximum(np.linalg.norm(d, axis=-1, keepdims=True), 1e-9)
-    return c + bond * d
 
 
 def pick_platform(platform):
