@@ -240,7 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--export", choices=list(EXPORT_FORMATS), default=None,
                    help="with --minimize: also write the relaxed structures as a ready-to-run all-atom system "
                         "(hydrogens, force field) for this engine: OUT_gromacs.top/.gro, OUT_amber.prmtop/.inpcrd "
-                        "or OUT_openmm.xml/.pdb (one coordinate file per structure when there are several)")
+                        "or OUT_openmm.xml/.pdb (one coordinate file per structure when there are several); "
+                        "relaxes with --relax openmm unless --relax says otherwise, since the system is meant to "
+                        "start MD")
     v.add_argument("--on-bad-frame", choices=["skip", "raise"], default="skip",
                    help="what to do with NaN or exploded CG frames (default: %(default)s)")
     v.add_argument("--force", action="store_true", help="overwrite the output")

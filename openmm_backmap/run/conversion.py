@@ -247,10 +247,15 @@ def convert_trajectory(input, output, model=None, topology=None, samples=1, seed
         all-atom system for that engine, named ``<output stem>_<export>``
         (``run_gromacs.top`` and ``run_gromacs.gro`` for ``run.dcd``; one
         coordinate file per structure when there are several), the names
-        :func:`~openmm_backmap.run.relax.export_system` gives ``prefix='run'``. Whichever
-        relaxer ran, the System is the OpenMM relaxer's, built on the relaxed
-        heavy atoms: its ``forcefield``, ``implicit``, ``ph`` and
-        ``nonbonded_cutoff`` from ``relax_options``, else its defaults; see
+        :func:`~openmm_backmap.run.relax.export_system` gives ``prefix='run'``. With
+        ``export``, the relaxation is the OpenMM relaxer's (a force-field
+        minimisation) unless ``relax_options`` names a ``method``: an exported
+        system is meant to start MD, and the fast relaxer, which only removes
+        clashes, leaves the structures far above a crystal's energy
+        (docs/benchmarks/md_ready.md). Whichever relaxer ran, the System is
+        the OpenMM relaxer's, built on the relaxed heavy atoms: its
+        ``forcefield``, ``implicit``, ``ph`` and ``nonbonded_cutoff`` from
+        ``relax_options``, else its defaults; see
         :func:`~openmm_backmap.run.relax.export_system`.
 
     Returns
@@ -303,6 +308,8 @@ def convert_trajectory(input, output, model=None, topology=None, samples=1, seed
                            keep_hydrogens=keep_hydrogens, deterministic=deterministic, force=force,
                            on_bad_frame=on_bad_frame, append=append, relax_options=relax_options,
                            max_memory_mb=max_memory_mb)
+    if export is not None and "method" not in opts.relax_options:  # an exported system starts MD: relax it with
+        opts = dataclasses.replace(opts, relax_options={**opts.relax_options, "method": "openmm"})  # the force field
     if os.path.abspath(input) == os.path.abspath(output):
         raise InputError("the output would overwrite the input; choose another output name")
     check_output_path(output, append=opts.append, force=opts.force)  # fail before loading anything

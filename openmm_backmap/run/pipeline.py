@@ -554,6 +554,7 @@ class BackmapPipeline(Closeable):
                {"segments": int(np.sum(self.segment_start)), "break_evidence": "model", "breaks_from_geometry": 0,
                 "breaks_from_numbering": 0, "doubtful_joins": 0}),
             "break_changes": 0 if self._monitor is None else self._monitor.frames_changed,
+            "relax_method": self.options.relax_method if self.options.minimize else None,
             "relax_seconds_per_frame": self.seconds["relax"] / n_relaxed if n_relaxed else None,
             "relax_failures": self.relax_failures,
             "structures_broken": self.structures_broken,

@@ -129,6 +129,21 @@ def test_convert_minimize_export(tmp_path, ca_pdb, tiny_ca_backmapper, relax_opt
     assert np.isfinite(_energy(structure.createSystem(), np.asarray(structure.coordinates) / 10.0))
 
 
+def test_export_relaxes_with_the_force_field_unless_told(tmp_path, ca_pdb, tiny_ca_backmapper):
+    """An exported system starts MD: without a named method the relaxation is the OpenMM relaxer's (issue 25: the
+    fast relaxer leaves the energy far above the crystal's); a named method is kept."""
+    s = convert_trajectory(ca_pdb, tmp_path / "a.pdb", model=tiny_ca_backmapper, seed=2, minimize=True,
+                           export="openmm", relax_options={"platform": "Reference", "implicit": "vacuum",
+                                                           "max_iterations": 50}, progress=False)
+    assert s["relax_method"] == "openmm"
+    s = convert_trajectory(ca_pdb, tmp_path / "b.pdb", model=tiny_ca_backmapper, seed=2, minimize=True,
+                           export="openmm", relax_options={"method": "fast"}, progress=False)
+    assert s["relax_method"] == "fast"
+    s = convert_trajectory(ca_pdb, tmp_path / "c.pdb", model=tiny_ca_backmapper, seed=2, minimize=True,
+                           progress=False)
+    assert s["relax_method"] == "fast"  # no export: the fast relaxer stays the default
+
+
 def test_convert_export_needs_minimize(tmp_path, ca_pdb, tiny_ca_model, capsys):
     out = str(tmp_path / "aa.pdb")
     assert main(["convert", ca_pdb, "-o", out, "--model", str(tiny_ca_model), "--export", "amber"]) == 2
