@@ -8,7 +8,27 @@ page's namespace before it runs the fragment. Nothing here is shown to readers.
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
+
+
+def resolve_dotted(dotted: str):
+    """The object a dotted name such as ``openmm_backmap.io.load_ensemble`` names: the longest importable module
+    prefix, then attributes. Raises ImportError or AttributeError, as a reader typing the name would get.
+    (A helper of the docs tests, not a ``given`` fixture.)"""
+    parts = dotted.split(".")
+    for i in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:i]))
+        except ImportError:
+            continue
+        for attr in parts[i:]:
+            if not hasattr(obj, attr):
+                raise AttributeError(f"{'.'.join(parts[:i])} has no {'.'.join(parts[i:])}")
+            obj = getattr(obj, attr)
+        return obj
+    raise ImportError(f"no module {parts[0]}")
 
 
 def adk_ucg12_simulation() -> dict:

@@ -412,19 +412,7 @@ def missing_paths(candidates: list[str]) -> list[str]:
 # ---------------------------------------------------------------- python blocks
 
 
-def _resolve(dotted: str):
-    parts = dotted.split(".")
-    for i in range(len(parts), 0, -1):
-        try:
-            obj = importlib.import_module(".".join(parts[:i]))
-        except ImportError:
-            continue
-        for attr in parts[i:]:
-            if not hasattr(obj, attr):
-                raise AttributeError(f"{'.'.join(parts[:i])} has no {'.'.join(parts[i:])}")
-            obj = getattr(obj, attr)
-        return obj
-    raise ImportError(f"no module {parts[0]}")
+_resolve = docs_fixtures.resolve_dotted
 
 
 def _dotted(node) -> str | None:

@@ -3,13 +3,16 @@
 
 from __future__ import annotations
 
-import importlib
 import re
+import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+from docs_fixtures import resolve_dotted  # noqa: E402
+
 DOCS = sorted((ROOT / "docs").rglob("*.md")) + [ROOT / "README.md"]
 LAYERS = ("io", "structure", "model", "run", "mapping", "evaluation", "train", "cli", "cgsystems")
 #: `layer.name` or `openmm_backmap.layer....name`, optionally called: `io.torn_frames(ens)`
@@ -19,20 +22,12 @@ FILE_SUFFIXES = {"py", "dcd", "pdb", "xtc", "h5", "json", "yaml", "csv", "pt", "
 
 
 def _resolves(dotted: str) -> bool:
-    parts = dotted.split(".")
-    if parts[0] != "openmm_backmap":
-        parts = ["openmm_backmap"] + parts
-    for i in range(len(parts), 1, -1):
-        try:
-            obj = importlib.import_module(".".join(parts[:i]))
-        except ImportError:
-            continue
-        for attr in parts[i:]:
-            if not hasattr(obj, attr):
-                return False
-            obj = getattr(obj, attr)
-        return True
-    return False
+    name = dotted if dotted.startswith("openmm_backmap.") else "openmm_backmap." + dotted
+    try:
+        resolve_dotted(name)
+    except (ImportError, AttributeError):
+        return False
+    return True
 
 
 def _names():
