@@ -560,8 +560,9 @@ def markdown(report):
         "## Not done yet (issue 25)",
         "",
         "The eval ensembles and real CG runs (CALVADOS/OpenABC, Martini 3); more than one sampled frame per "
-        "target; 100 ps explicit TIP3P on a subset; `--export gromacs` through `gmx grompp`/`mdrun` (GROMACS "
-        "not installed here).",
+        "target; 100 ps explicit TIP3P on a subset. `--export gromacs` through `gmx grompp`, minimisation and "
+        "100 steps of `gmx mdrun` is tested where GROMACS is installed (`tests/run/test_gromacs_export.py`; "
+        "commands in [continue_all_atom.md](../continue_all_atom.md#gromacs)).",
         "",
     ]
     return "\n".join(lines)
