@@ -56,10 +56,42 @@ def test_clashes_removed_bonds_kept_little_drift(trpcage, relaxer, make, seed, s
     assert clash_topology(res.xyz, bonds, lay.atom_residue) == 0.0
     assert _bond_ok(res.xyz, bonds, r0) >= 99.9
     assert res.energy_after < res.energy_before
-    # only what clashed moves: heavy-atom RMSD to the input well under 1 Å, most atoms by less than 0.2 Å
+    # only what clashed, and its close contacts, moves: heavy-atom RMSD to the input well under 1 Å, most atoms
+    # by less than 0.2 Å (Trp-cage is small: the side chains moved onto neighbours touch a quarter of its atoms)
     moved = np.linalg.norm(res.xyz - bad, axis=1)
     assert res.rmsd_nm == pytest.approx(np.sqrt(np.mean(moved ** 2)), rel=1e-5)
-    assert res.rmsd_nm < 0.05 and np.mean(moved < 0.02) > 0.8
+    assert res.rmsd_nm < 0.05 and np.mean(moved < 0.02) > 0.7
+
+
+def test_contact_distances_follow_the_force_fields_diameters_and_hydrogen_bonds_stay(trpcage, relaxer):
+    """Pairs are pushed to 0.96 sigma_ij (C-C 0.326 nm: no clash at 0.27, but 5 kJ/mol of ff14SB repulsion), N/O
+    pairs to 0.88 sigma_ij, 1-4 pairs to 0.22 nm; the crystal's backbone hydrogen bonds (N-O 0.28-0.31 nm) stay hydrogen bonds."""
+    from openmm_backmap.run.relax.fast import (CONTACT_NM, CONTACT_SIGMA_FRACTION, LJ_SIGMA_NM,
+                                               POLAR_CONTACT_SIGMA_FRACTION)
+
+    lay = trpcage.layout
+    x = trpcage.xyz[0].astype(np.float64)
+    names = np.asarray(lay.atom_names)
+    pairs, d0 = relaxer._pairs(x)
+    element = np.array([nm[0] for nm in names])
+    e0, e1 = element[pairs[:, 0]], element[pairs[:, 1]]
+    res = lay.atom_residue
+    apart = np.abs(res[pairs[:, 0]] - res[pairs[:, 1]]) > 1
+    cc, no = apart & (e0 == "C") & (e1 == "C"), apart & (e0 == "N") & (e1 == "O")
+    assert cc.any() and no.any()
+    assert np.allclose(d0[cc], CONTACT_SIGMA_FRACTION * LJ_SIGMA_NM["C"])
+    assert np.allclose(d0[no], POLAR_CONTACT_SIGMA_FRACTION * (LJ_SIGMA_NM["N"] + LJ_SIGMA_NM["O"]) / 2)
+    # N - CA - C - O of one residue: a 1-4 pair, whatever its elements
+    one_four = (res[pairs[:, 0]] == res[pairs[:, 1]]) & (names[pairs[:, 0]] == "N") & (names[pairs[:, 1]] == "O")
+    assert one_four.sum() >= 5 and np.all(d0[one_four] == CONTACT_NM)
+
+    d = np.linalg.norm(x[:, None] - x[None], axis=-1)
+    far = np.abs(res[:, None] - res[None, :]) > 1
+    hb = np.argwhere((d < 0.31) & (names == "N")[:, None] & (names == "O")[None, :] & far)
+    assert len(hb) >= 3
+    out = relaxer.relax(x).xyz
+    after = np.linalg.norm(out[hb[:, 0]] - out[hb[:, 1]], axis=1)
+    assert np.all(after < 0.32) and np.mean(np.abs(after - d[hb[:, 0], hb[:, 1]])) < 0.01
 
 
 def test_clean_frame_hardly_moves(trpcage, relaxer):
