@@ -169,8 +169,9 @@ def max_displacements(start, x, core_index, heavy_index):
     return d_core, d_all
 
 
-def evaluate_structure(path, ps=20.0, platform="CPU", seed=1):
-    """Single-point energy and MD stability of one heavy-atom structure (see the module docstring).
+def evaluate_structure(path, ps=20.0, platform="CPU", seed=1, frame=0):
+    """Single-point energy and MD stability of one heavy-atom structure, model ``frame`` of ``path`` (see the
+    module docstring).
 
     Returns a dict of plain floats / bools (JSON-ready).
     """
@@ -185,9 +186,9 @@ def evaluate_structure(path, ps=20.0, platform="CPU", seed=1):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ens = load_ensemble(path)
-    if not ens.mask[0].all():
-        return {"error": f"{int((~ens.mask[0]).sum())} heavy atoms missing"}
-    xyz = ens.xyz[0].astype(np.float64)
+    if not ens.mask[frame].all():
+        return {"error": f"{int((~ens.mask[frame]).sum())} heavy atoms missing in frame {frame}"}
+    xyz = ens.xyz[frame].astype(np.float64)
     seq, seg = ens.sequence, ens.segment_start
     ffs = build_force_field_system(seq, seg, xyz, implicit=IMPLICIT, constraints=None)
     r0 = reference_bond_lengths(seq, seg, xyz)
@@ -559,8 +560,9 @@ def markdown(report):
         "",
         "## Not done yet (issue 25)",
         "",
-        "The eval ensembles and real CG runs (CALVADOS/OpenABC, Martini 3); more than one sampled frame per "
-        "target; 100 ps explicit TIP3P on a subset. `--export gromacs` through `gmx grompp`, minimisation and "
+        "The eval ensembles; more than one sampled frame per target; 100 ps explicit TIP3P on a subset. Frames "
+        "from real CG engine runs (CALVADOS 3, martini_openmm, OpenABC) are in [md_ready_cg.md](md_ready_cg.md) "
+        "(`benchmarks/md_ready_cg.py`). `--export gromacs` through `gmx grompp`, minimisation and "
         "100 steps of `gmx mdrun` is tested where GROMACS is installed (`tests/run/test_gromacs_export.py`; "
         "commands in [continue_all_atom.md](../continue_all_atom.md#gromacs)).",
         "",
