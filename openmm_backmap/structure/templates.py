@@ -28,6 +28,8 @@ from .errors import InputError, LoadWarning
 
 __all__ = [
     "place_oxt",
+    "chiral_centres",
+    "chirality_volumes",
     "ResidueTemplate",
     "TEMPLATES",
     "AMINO_ACIDS",
@@ -452,3 +454,31 @@ def place_oxt(ca, c, o, bond=OXT_BOND_NM):
     d = -(u1 + u2)
     d = d / np.maximum(np.linalg.norm(d, axis=-1, keepdims=True), 1e-9)
     return c + bond * d
+
+
+def chiral_centres(layout) -> np.ndarray:
+    """(n, 4) atom indices (N, CA, C, CB) of every residue with a CB: the C-alpha stereocentres of ``layout``.
+
+    Examples
+    --------
+    >>> chiral_centres(atom_layout(["GLY", "ALA"])).tolist()
+    [[4, 5, 6, 8]]
+    """
+    out = [[layout.index(r, name) for name in ("N", "CA", "C", "CB")]
+           for r in range(len(layout.residue_start) - 1) if "CB" in layout.atom_names[layout.residue_start[r]:
+                                                                                     layout.residue_start[r + 1]]]
+    return np.array(out, dtype=np.int64).reshape(-1, 4)
+
+
+def chirality_volumes(xyz, centres) -> np.ndarray:
+    """Signed volume ``((N - CA) x (C - CA)) . (CB - CA)`` (nm^3) of each C-alpha stereocentre of
+    :func:`chiral_centres` in frames ``xyz`` (..., A, 3): positive for an L-amino acid, negative for D.
+
+    Examples
+    --------
+    >>> (chirality_volumes(ens.xyz, chiral_centres(ens.layout)) > 0).all()  # a PDB structure  # doctest: +SKIP
+    True
+    """
+    x = np.asarray(xyz, dtype=np.float64)
+    n, ca, c, cb = (x[..., centres[:, k], :] for k in range(4))
+    return np.einsum("...i,...i->...", np.cross(n - ca, c - ca), cb - ca)

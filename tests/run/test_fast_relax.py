@@ -209,3 +209,40 @@ def test_backmapped_disulfide_is_closed(shared_data):
     assert np.linalg.norm(xyz[sg[0]] - xyz[sg[1]]) > 0.3
     relaxed = np.asarray(FastRelaxer(out.topology).relax(xyz).xyz).reshape(-1, ens.n_atoms, 3)[0]
     assert abs(np.linalg.norm(relaxed[sg[0]] - relaxed[sg[1]]) - 0.204) < 0.01
+
+
+def _cb_towards_plane(ens, residue, fraction):
+    """Trp-cage with one side chain (CB onwards) moved ``fraction`` of the way through the N-CA-C plane (1: mirrored,
+    a D residue)."""
+    from openmm_backmap.structure import chiral_centres
+
+    x = ens.xyz[0].astype(np.float64).copy()
+    n, ca, c, cb = chiral_centres(ens.layout)[residue]
+    normal = np.cross(x[n] - x[ca], x[c] - x[ca])
+    normal /= np.linalg.norm(normal)
+    side = np.arange(cb, ens.layout.residue_start[ens.layout.atom_residue[cb] + 1])
+    x[side] -= 2 * fraction * ((x[side] - x[ca]) @ normal)[:, None] * normal
+    return x
+
+
+def test_stereocentres_held_l_and_an_inversion_is_flagged(trpcage, relaxer):
+    """A CB pushed nearly into the N-CA-C plane goes back to the L side; a relaxation that ends with an L residue
+    turned D says so (the message the pipeline warns with) instead of passing as converged."""
+    from openmm_backmap.run.relax import inverted_centres_message
+    from openmm_backmap.run.relax.fast import CHIRAL_VOLUME_MIN_NM3
+    from openmm_backmap.structure import chiral_centres, chirality_volumes
+
+    centres = chiral_centres(trpcage.layout)
+    squashed = _cb_towards_plane(trpcage, 3, 0.45)
+    v0 = chirality_volumes(squashed, centres)[3]
+    assert 0 < v0 < CHIRAL_VOLUME_MIN_NM3
+    res = relaxer.relax(squashed)
+    assert chirality_volumes(res.xyz, centres)[3] > 0.9 * CHIRAL_VOLUME_MIN_NM3 and res.converged
+    mirrored = _cb_towards_plane(trpcage, 3, 1.0)
+    assert chirality_volumes(mirrored, centres)[3] < 0
+    message = inverted_centres_message(trpcage.xyz[0], mirrored, centres, trpcage.layout)
+    assert "residue(s) 4 from L to D" in message
+    assert inverted_centres_message(trpcage.xyz[0], trpcage.xyz[0], centres, trpcage.layout) == ""
+    # what came in as D is left alone (and not reported: the relaxation did not make it)
+    res = relaxer.relax(mirrored)
+    assert chirality_volumes(res.xyz, centres)[3] < 0 and res.message == ""

@@ -43,11 +43,12 @@ import numpy as np
 
 from ...evaluation import clash_topology
 from ...structure.constants import FAILED_ENERGY_KJ_MOL, IMPLICIT_SOLVENT_FILES, UNREPAIRABLE_BOND_NM
-from ...structure import InputError, atom_layout, detect_segment_starts
+from ...structure import InputError, atom_layout, chiral_centres, chirality_volumes, detect_segment_starts
 from .systems import DEFAULT_FORCEFIELD, Restraints, build_force_field_system, build_soft_system, pick_platform, \
     read_heavy_topology
 
-__all__ = ["Relaxer", "RelaxResult", "DEFAULT_K", "DEFAULT_CUTOFF_NM", "STAGED_ENERGY_KJ_MOL", "broken_bond_message", "checked_frame"]
+__all__ = ["Relaxer", "RelaxResult", "DEFAULT_K", "DEFAULT_CUTOFF_NM", "STAGED_ENERGY_KJ_MOL", "broken_bond_message", "checked_frame",
+           "inverted_centres_message"]
 
 #: Default restraint constant in kJ/mol/nm^2 (= 10 kJ/mol/Å^2, about 2.4 kcal/mol/Å^2).
 DEFAULT_K = 1000.0
@@ -90,6 +91,23 @@ def broken_bond_message(xyz, bonds, layout) -> str:
     n_long = int((length > UNREPAIRABLE_BOND_NM).sum())
     return (f"the bond {names[0]} - {names[1]} is {length[i]:.2f} nm long ({n_long} bond(s) over "
             f"{UNREPAIRABLE_BOND_NM} nm): a chain break missing from the topology or a corrupt frame; not minimised")
+
+
+def inverted_centres_message(before, after, centres, layout) -> str:
+    """Why a relaxed frame is wrong if the relaxation turned an L C-alpha stereocentre (:func:`chiral_centres`) into
+    D (a side chain pushed through its backbone out of a clash), else ''.
+
+    Examples
+    --------
+    >>> inverted_centres_message(x, x, chiral_centres(ens.layout), ens.layout)  # doctest: +SKIP
+    ''
+    """
+    flipped = (chirality_volumes(before, centres) > 0) & (chirality_volumes(after, centres) <= 0)
+    if not flipped.any():
+        return ""
+    residues = ", ".join(f"{layout.atom_residue[centres[i, 1]] + 1}" for i in np.flatnonzero(flipped)[:5])
+    return (f"the relaxation turned residue(s) {residues}{' ...' if flipped.sum() > 5 else ''} from L to D (a side "
+            "chain pushed through its backbone out of a clash); the frame is written as relaxed, but do not use it")
 
 
 @dataclass
@@ -444,6 +462,7 @@ class Relaxer:
         if not np.isfinite(out).all():
             out, e_after = full, e_before  # nothing usable came out: return the input, flagged
         heavy = out[self.heavy_index]
+        inverted = inverted_centres_message(xyz, heavy, chiral_centres(self.layout), self.layout)
         result = RelaxResult(
             xyz=heavy.astype(np.float32),
             energy_before=e_before,
@@ -453,8 +472,9 @@ class Relaxer:
             rmsd_nm=float(np.sqrt(np.mean(np.sum((heavy - xyz) ** 2, axis=1)))),
             xyz_h=out.astype(np.float32) if keep_hydrogens else None,
             topology_h=self.topology_h if keep_hydrogens else None,
-            converged=bool(converged),
+            converged=bool(converged) and not inverted,
             staged=bool(staged),
+            message=inverted,
         )
         self.timings["frame"] = time.perf_counter() - t0
         return result
