@@ -276,6 +276,7 @@ class Relaxer:
             raise InputError(f"constraints must be 'hbonds' or None, not {constraints!r}")
         self.sequence, self.chain_ids, self.residue_numbers, seg = read_heavy_topology(topology)
         self.layout = atom_layout(self.sequence)
+        self._centres = chiral_centres(self.layout)  # checked after every frame
         self._segment_start = None if segment_start is None else np.asarray(segment_start, dtype=bool)
         if self._segment_start is None:
             self._segment_start = seg
@@ -462,7 +463,7 @@ class Relaxer:
         if not np.isfinite(out).all():
             out, e_after = full, e_before  # nothing usable came out: return the input, flagged
         heavy = out[self.heavy_index]
-        inverted = inverted_centres_message(xyz, heavy, chiral_centres(self.layout), self.layout)
+        inverted = inverted_centres_message(xyz, heavy, self._centres, self.layout)
         result = RelaxResult(
             xyz=heavy.astype(np.float32),
             energy_before=e_before,
