@@ -21,8 +21,8 @@ bond lengths back to the force field's, and moves nothing else. The energy of a 
   the crystal's (a contact of 0.22 nm alone left them at 38; benchmarks/md_ready.py);
 * a half-harmonic term on the signed volume of each C-alpha stereocentre (N, C, CB around CA) that is L in the
   input, keeping it above :data:`CHIRAL_VOLUME_MIN_NM3`: without it, a side chain pushed out of a severe clash
-  can pass through its backbone and come out a D-amino acid (3 of 60 frames backmapped from CALVADOS and OpenABC
-  runs did; benchmarks/md_ready_cg.py). A frame that still ends with an inverted centre is flagged;
+  can pass through its backbone and come out a D-amino acid (3 D residues in 20 frames backmapped from CALVADOS and
+  OpenABC runs; benchmarks/md_ready_cg.py). A frame that still ends with an inverted centre is flagged;
 * the restraints of :class:`~.relaxer.Relaxer` (``'heavy'``, ``'ca'``, ``'cg'`` centroids, or None).
 
 All frames of a batch are minimised at once with FIRE (Bitzek et al., PRL 97, 170201 (2006)) on the flattened
@@ -190,7 +190,7 @@ class FastRelaxer:
         self._excluded_keys = np.unique(np.minimum(excluded[:, 0], excluded[:, 1]) * n +
                                         np.maximum(excluded[:, 0], excluded[:, 1]))
         self._keys_14 = np.setdiff1d(_pair_keys_14(self.bonds, triples, n), self._excluded_keys)
-        element = np.array([name[0] for name in lay.atom_names])  # PDB atom names of proteins start with it
+        element = np.array(lay.elements)
         self._sigma = np.array([LJ_SIGMA_NM.get(e, LJ_SIGMA_NM["C"]) for e in element])
         self._polar = np.isin(element, ["N", "O"])
         self._pair_cutoff = max(CONTACT_NM, CONTACT_SIGMA_FRACTION * self._sigma.max()) + SKIN_NM
