@@ -59,6 +59,12 @@ CLASH_DISTANCE_ANGSTROM = 1.2
 BOND_OK_TOLERANCE = 0.10
 #: Bondi van der Waals radii (nm) by element symbol (others: 0.17).
 BONDI_RADII_NM = {"H": 0.12, "C": 0.17, "N": 0.155, "O": 0.152, "S": 0.18, "P": 0.18, "Se": 0.19}
+#: Signed volume (nm^3, :func:`~openmm_backmap.structure.chirality_volumes`) below which both relaxers push an L
+#: C-alpha stereocentre back (L residues have 0.0020-0.0027; 0 is planar, D is negative).
+CHIRAL_VOLUME_MIN_NM3 = 0.0015
+#: Force constant of that half-harmonic term (kJ/mol/nm^6, ``E = K/2 (V - V_min)^2`` for ``V < V_min``): as stiff as
+#: a bond for displacements of the atoms; a planar centre costs 225 kJ/mol, a fully inverted one 1,600.
+K_CHIRAL = 2.0e8
 #: C-OXT bond length (nm).
 OXT_BOND_NM = 0.125
 #: SG-SG distance below which two cysteines are treated as a disulfide (nm).

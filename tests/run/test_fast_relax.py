@@ -229,7 +229,7 @@ def test_stereocentres_held_l_and_an_inversion_is_flagged(trpcage, relaxer):
     """A CB pushed nearly into the N-CA-C plane goes back to the L side; a relaxation that ends with an L residue
     turned D says so (the message the pipeline warns with) instead of passing as converged."""
     from openmm_backmap.run.relax import inverted_centres_message
-    from openmm_backmap.run.relax.fast import CHIRAL_VOLUME_MIN_NM3
+    from openmm_backmap.structure.constants import CHIRAL_VOLUME_MIN_NM3
     from openmm_backmap.structure import chiral_centres, chirality_volumes
 
     centres = chiral_centres(trpcage.layout)

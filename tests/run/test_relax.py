@@ -242,13 +242,12 @@ def test_badly_clashing_frame_is_relaxed_in_stages(trpcage, template):
     relaxer = Relaxer(trpcage.topology(), template_xyz=x if template == "native" else bad, **FAST)
     res = relaxer.relax(bad)
     assert res.energy_before > STAGED_ENERGY_KJ_MOL and res.staged
-    # built on the clashing frame, the soft stage pushes one side chain through its backbone: the relaxer has no
-    # chirality term, so the D residue it makes must be flagged, not passed as converged
+    # built on the clashing frame, the soft stage pushed one side chain through its backbone (a D residue) until the
+    # chirality hold came: every stereocentre stays L
     from openmm_backmap.structure import chiral_centres, chirality_volumes
 
-    inverted = (chirality_volumes(res.xyz, chiral_centres(lay)) <= 0).any()
-    assert inverted == (template == "bad")
-    assert res.converged != inverted and (" from L to D " in res.message) == inverted
+    assert (chirality_volumes(res.xyz, chiral_centres(lay)) > 0).all()
+    assert res.converged and res.message == ""
     assert res.clash_before == pytest.approx(25.0) and res.clash_after == 0.0
     assert clash_topology(res.xyz, bonds, lay.atom_residue) == 0.0
     d = _bond_lengths(res.xyz, bonds)
@@ -260,14 +259,21 @@ def test_badly_clashing_frame_is_relaxed_in_stages(trpcage, template):
     assert soft is not None
     res2 = relaxer.relax(bad)  # the soft Context is built once and reused; same result for the same frame
     assert relaxer._soft_context is soft
-    # the multi-threaded CPU platform is not bit-reproducible (single atoms differ by ~0.01 nm after a
-    # staged minimisation from a heavily clashing start): the same structure, not the same bits
+    # the multi-threaded CPU platform is not bit-reproducible: after a staged minimisation from a heavily clashing
+    # start, single atoms differ by ~0.01 nm, and in about 1 run of 3 one side chain ends in a neighbouring minimum
+    # (0.12 nm away, energy 20 kJ/mol apart): the same structure, not the same bits
     diff = np.linalg.norm(res2.xyz - res.xyz, axis=-1)
-    assert np.sqrt(np.mean(diff ** 2)) < 0.005 and diff.max() < 0.05
+    assert np.sqrt(np.mean(diff ** 2)) < 0.02 and diff.max() < 0.15
     good = relaxer.relax(x)  # an ordinary frame takes the normal path
     assert not good.staged and good.clash_after == 0.0
-    # hydrogens templated on the clashing frame invert a residue even of the native frame: flagged, never silent
-    assert good.converged == (template == "native") and (" from L to D " in good.message) == (template == "bad")
+    # hydrogens templated on the clashing frame inverted a residue even of the native frame before the hold
+    assert good.converged and (chirality_volumes(good.xyz, chiral_centres(lay)) > 0).all()
+    if template == "bad":  # without the hold (k_chiral 0) the inversion comes back, and is flagged, never silent
+        for context in (relaxer.context, relaxer._soft_context):
+            context.setParameter("k_chiral", 0.0)
+        unheld = relaxer.relax(bad)
+        assert (chirality_volumes(unheld.xyz, chiral_centres(lay)) <= 0).any()
+        assert not unheld.converged and " from L to D " in unheld.message
 
 
 def test_failed_relaxation_is_flagged(trpcage):

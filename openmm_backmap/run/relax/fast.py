@@ -43,7 +43,8 @@ import torch
 from scipy.spatial import cKDTree
 
 from ...evaluation import clash_topology
-from ...structure.constants import CLASH_DISTANCE_ANGSTROM, ANGSTROM_PER_NM, DISULFIDE_BOND_NM
+from ...structure.constants import CLASH_DISTANCE_ANGSTROM, ANGSTROM_PER_NM, CHIRAL_VOLUME_MIN_NM3, DISULFIDE_BOND_NM, \
+    K_CHIRAL
 from ...structure import (InputError, atom_layout, chiral_centres, chirality_volumes, detect_segment_starts,
                           disulfide_bonds)
 from ...structure.errors import option_name
@@ -73,10 +74,6 @@ ANGLE_RANGE_DEG = (95.0, 135.0)
 K_BOND = 1.0e5
 K_ANGLE = 2.0e4
 K_REPULSION = 1.0e5
-#: Signed volume (nm^3) below which an L stereocentre is pushed back (L residues have 0.0020-0.0027).
-CHIRAL_VOLUME_MIN_NM3 = 0.0015
-#: Its force constant (kJ/mol/nm^6): as stiff as the bonds for displacements of the atoms.
-K_CHIRAL = 2.0e8
 #: Neighbour-list skin (nm): pairs are listed out to their contact distance + SKIN_NM.
 SKIN_NM = 0.1
 # FIRE parameters (unit masses; time in arbitrary units matched to the stiffest term above)

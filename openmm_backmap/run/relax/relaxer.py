@@ -27,7 +27,10 @@ force field, Lennard-Jones, Coulomb and implicit solvent replaced by a capped
 harmonic repulsion, :func:`.systems.build_soft_system`), which separates
 overlapping atoms whatever their distance; then with the full force field from there.
 The soft system and its Context are built once, on the first frame that
-needs them. A frame that still fails is returned as the minimiser left it
+needs them. In both stages a half-harmonic term on the signed volume
+(:class:`.restraints.ChiralityHold`) keeps every C-alpha stereocentre that
+came in L on the L side; a frame that still ends with an L residue turned D is
+flagged. A frame that still fails is returned as the minimiser left it
 with ``RelaxResult.converged = False``, never silently.
 
 Units: positions in nm, energies in kJ/mol, restraint constants ``k`` in
@@ -44,8 +47,8 @@ import numpy as np
 from ...evaluation import clash_topology
 from ...structure.constants import FAILED_ENERGY_KJ_MOL, IMPLICIT_SOLVENT_FILES, UNREPAIRABLE_BOND_NM
 from ...structure import InputError, atom_layout, chiral_centres, chirality_volumes, detect_segment_starts
-from .systems import DEFAULT_FORCEFIELD, Restraints, build_force_field_system, build_soft_system, pick_platform, \
-    read_heavy_topology
+from .restraints import ChiralityHold, Restraints
+from .systems import DEFAULT_FORCEFIELD, build_force_field_system, build_soft_system, pick_platform, read_heavy_topology
 
 __all__ = ["Relaxer", "RelaxResult", "DEFAULT_K", "DEFAULT_CUTOFF_NM", "STAGED_ENERGY_KJ_MOL", "broken_bond_message", "checked_frame",
            "inverted_centres_message"]
@@ -245,6 +248,9 @@ class Relaxer:
     ffs : ForceFieldSystem
         The force-field System, hydrogens and OXT (:mod:`.systems`); created
         with the Context.
+    chirality : ChiralityHold
+        Holds the C-alpha stereocentres that came in L on the L side (:mod:`.restraints`), in both stages; created
+        with the Context.
     system : openmm.System
     topology_h : openmm.app.Topology
         All-atom topology (OXT and hydrogens added; one chain per segment).
@@ -299,7 +305,8 @@ class Relaxer:
         self.restraints = None
         self.timings = {}
         self._soft_context = None
-        self._soft_restraint = None
+        self._soft_restraint = self._soft_chirality = None
+        self.chirality = None
         if template_xyz is not None:
             self._build(self._check_xyz(template_xyz))
 
@@ -350,6 +357,7 @@ class Relaxer:
         self._chain_bonds = self.layout.bonds(self._segment_start)  # disulfides left out: they may open
         if self.restraint is not None:
             self.restraints = Restraints(self.restraint, self.ffs, self.layout, self._k, xyz, self.mapping)
+        self.chirality = ChiralityHold(self.ffs, self._centres)
         self._integrator = openmm.VerletIntegrator(0.001)
         self.context = openmm.Context(self.system, self._integrator, self.platform, self.platform_properties)
         self.timings.update(build=time.perf_counter() - t0)
@@ -375,13 +383,18 @@ class Relaxer:
 
         if self._soft_context is None:
             index = None if self.restraints is None else self.restraints.index
-            soft, self._soft_restraint = build_soft_system(self.ffs, index)
+            soft, (self._soft_restraint, self._soft_chirality) = build_soft_system(self.ffs,
+                                                                                   (index, self.chirality.index))
             self._soft_integrator = openmm.VerletIntegrator(0.001)
             self._soft_context = openmm.Context(soft, self._soft_integrator, self.platform, self.platform_properties)
         return self._soft_context
 
     def _set_targets(self, xyz, cg_xyz, soft=False):
-        """Restraint targets of a frame, in the main Context or the soft one."""
+        """Restraint targets and held stereocentres of a frame, in the main Context or the soft one."""
+        if soft:
+            self.chirality.set_frame(xyz, self._soft_chirality, self._soft_context)
+        else:
+            self.chirality.set_frame(xyz, self.chirality.force, self.context)
         if self.restraints is None:
             return
         if soft:

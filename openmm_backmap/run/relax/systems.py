@@ -1,4 +1,4 @@
-"""Force-field systems for backmapped heavy atoms: topology, hydrogens, restraints and the soft stage.
+"""Force-field systems for backmapped heavy atoms: topology, hydrogens and the soft stage.
 
 Everything here depends only on the topology and is built once per
 :class:`~openmm_backmap.run.relax.relaxer.Relaxer` (on its template frame):
@@ -9,8 +9,6 @@ Everything here depends only on the topology and is built once per
   hydrogen geometrically per frame (:meth:`ForceFieldSystem.full_positions`;
   0.6 ms for trp-cage, 2 ms for adenylate kinase, where running
   ``addHydrogens`` per frame would cost 0.5 s and 3.6 s);
-* :class:`Restraints`: harmonic restraints on heavy atoms, C-alphas or
-  CG-bead centroids, with per-frame targets;
 * :func:`build_soft_system`: the bonded terms and restraints with the
   nonbonded forces replaced by a capped repulsion, for frames whose atoms
   overlap;
@@ -31,7 +29,7 @@ from .bond_table import template_bond_lengths as _template_bond_lengths
 from ...structure import (TEMPLATES, place_oxt, InputError, atom_layout, canonical_atom_name, canonical_residue_name,
                           disulfide_bonds)
 
-__all__ = ["ForceFieldSystem", "Restraints", "build_force_field_system", "build_soft_system", "place_oxt",
+__all__ = ["ForceFieldSystem", "build_force_field_system", "build_soft_system", "place_oxt",
            "reference_bond_lengths", "read_heavy_topology", "pick_platform", "DEFAULT_FORCEFIELD", "SOFT_K",
            "SOFT_RADIUS_SCALE"]
 
@@ -41,7 +39,8 @@ DEFAULT_FORCEFIELD = "amber14-all.xml"
 SOFT_K = 1.0e4
 #: Contact distance of the soft repulsion as a fraction of the sum of the Bondi radii.
 SOFT_RADIUS_SCALE = 0.75
-#: Force group of the restraints (force-field terms stay in group 0, the soft repulsion is group 2).
+#: Force group of the restraints and the chirality hold (:mod:`.restraints`; force-field terms stay in group 0, the
+#: soft repulsion is group 2).
 RESTRAINT_GROUP = 1
 #: Topologies whose reference bond lengths are kept.
 _CACHE_SIZE = 32
@@ -451,98 +450,27 @@ def _join_lone_residues(segment_start):
     return out
 
 
-class Restraints:
-    """Harmonic restraints of a relaxation, added to a System once; targets change per frame.
-
-    Parameters
-    ----------
-    kind : {'heavy', 'ca', 'cg'}
-        All heavy atoms, the C-alphas, or the centroids of the beads of ``mapping``.
-    ffs : ForceFieldSystem
-    layout : AtomLayout
-    k : float
-        kJ/mol/nm^2 per restrained atom (a 'cg' bead of ``n`` atoms gets ``n * k``).
-    xyz : ndarray, (A, 3), nm
-        Initial targets.
-    mapping : object, optional
-        For 'cg': ``.members`` (heavy-atom indices per bead) and ``.weights``
-        (per bead, or None for equal weights).
-
-    Attributes
-    ----------
-    force : openmm.Force
-        In force group ``RESTRAINT_GROUP``, global parameter ``k_restraint``.
-    index : int
-        Its index in ``ffs.system``.
-    """
-
-    def __init__(self, kind, ffs, layout, k, xyz, mapping=None):
-        import openmm
-
-        self.kind = kind
-        self.heavy_index = ffs.heavy_index
-        if kind in ("heavy", "ca"):
-            force = openmm.CustomExternalForce("0.5*k_restraint*((x-x0)^2+(y-y0)^2+(z-z0)^2)")
-            force.addGlobalParameter("k_restraint", float(k))
-            for p in ("x0", "y0", "z0"):
-                force.addPerParticleParameter(p)
-            self.atoms = np.arange(layout.n_atoms) if kind == "heavy" else layout.ca_index
-            for i in self.atoms:
-                force.addParticle(int(self.heavy_index[i]), list(xyz[i]))
-        else:
-            self.members = [np.asarray(m, dtype=np.int64) for m in mapping.members]
-            weights = getattr(mapping, "weights", None)
-            # scaled by the bead size: a rigid shift of a bead costs as much as with restraint='heavy'
-            force = openmm.CustomCentroidBondForce(1, "0.5*k_restraint*size*((x1-x0)^2+(y1-y0)^2+(z1-z0)^2)")
-            force.addGlobalParameter("k_restraint", float(k))
-            for p in ("x0", "y0", "z0", "size"):
-                force.addPerBondParameter(p)
-            self.weights = []
-            for b, m in enumerate(self.members):
-                if len(m) == 0 or m.min() < 0 or m.max() >= layout.n_atoms:
-                    raise InputError(f"mapping bead {b} has members outside 0..{layout.n_atoms - 1}")
-                w = np.ones(len(m)) if weights is None or weights[b] is None else np.asarray(weights[b], float)
-                if w.shape != m.shape:
-                    raise InputError(f"mapping bead {b}: {len(w)} weights for {len(m)} members")
-                w = w / w.sum()
-                self.weights.append(w)
-                g = force.addGroup([int(i) for i in self.heavy_index[m]], list(w))
-                force.addBond([g], [*(w @ xyz[m]), float(len(m))])
-        force.setForceGroup(RESTRAINT_GROUP)
-        self.index = ffs.system.addForce(force)
-        self.force = force
-
-    def set_targets(self, xyz, cg_xyz, force, context):
-        """Targets of a frame in ``context``: ``xyz`` (nm), or for 'cg' the bead positions ``cg_xyz`` (nm;
-        default: the bead centroids of ``xyz``). ``force`` is :attr:`force` or its clone in that context."""
-        if self.kind in ("heavy", "ca"):
-            for k, i in enumerate(self.atoms):
-                force.setParticleParameters(k, int(self.heavy_index[i]), xyz[i])
-        else:
-            if cg_xyz is None:
-                cg_xyz = np.array([w @ xyz[m] for m, w in zip(self.members, self.weights)])
-            cg_xyz = np.asarray(cg_xyz, dtype=np.float64)
-            if cg_xyz.shape != (len(self.members), 3):
-                raise InputError(f"cg_xyz has shape {cg_xyz.shape}; the mapping has {len(self.members)} beads")
-            for b, m in enumerate(self.members):
-                force.setBondParameters(b, [b], [*cg_xyz[b], float(len(m))])
-        force.updateParametersInContext(context)
-
-
-def build_soft_system(ffs, restraint_index=None):
-    """The soft System of a :class:`ForceFieldSystem`: its bonded terms, constraints and restraints, with the
-    nonbonded forces (Lennard-Jones, Coulomb, implicit solvent) replaced by a capped harmonic repulsion.
+def build_soft_system(ffs, clone_indices=()):
+    """The soft System of a :class:`ForceFieldSystem`: its bonded terms, constraints, restraints and chirality
+    hold, with the nonbonded forces (Lennard-Jones, Coulomb, implicit solvent) replaced by a capped harmonic
+    repulsion.
 
     ``SOFT_K * (d0 - r)^2`` for ``r < d0``, ``d0`` ``SOFT_RADIUS_SCALE`` times
     the sum of the Bondi radii, the force field's 1-2, 1-3 and 1-4 pairs
     excluded: it separates overlapping atoms whatever their distance, where
     the full force field's energy (~1e19 kJ/mol) stops L-BFGS.
 
+    Parameters
+    ----------
+    ffs : ForceFieldSystem
+    clone_indices : sequence of int or None
+        Forces of ``ffs.system`` (None: none) whose clones in ``soft`` are returned, to update their parameters.
+
     Returns
     -------
     soft : openmm.System
-    soft_restraint : openmm.Force or None
-        The clone of force ``restraint_index`` in ``soft``.
+    clones : list of openmm.Force or None
+        The clone in ``soft`` of each force of ``clone_indices``, in that order.
     """
     import openmm
 
@@ -554,7 +482,7 @@ def build_soft_system(ffs, restraint_index=None):
         soft.addConstraint(*system.getConstraintParameters(i))
     nonbonded_types = (openmm.NonbondedForce, openmm.CustomNonbondedForce, openmm.GBSAOBCForce, openmm.CustomGBForce)
     exclusions = []
-    soft_restraint = None
+    clones = {}
     for index, force in enumerate(system.getForces()):
         if isinstance(force, openmm.NonbondedForce):
             exclusions = [force.getExceptionParameters(k)[:2] for k in range(force.getNumExceptions())]
@@ -562,8 +490,7 @@ def build_soft_system(ffs, restraint_index=None):
             continue
         clone = openmm.XmlSerializer.clone(force)
         soft.addForce(clone)
-        if index == restraint_index:
-            soft_restraint = clone
+        clones[index] = clone
     repulsion = openmm.CustomNonbondedForce("soft_k*step(d0-r)*(d0-r)^2; d0=rad1+rad2")
     repulsion.addGlobalParameter("soft_k", SOFT_K)
     repulsion.addPerParticleParameter("rad")
@@ -580,4 +507,4 @@ def build_soft_system(ffs, restraint_index=None):
     repulsion.setCutoffDistance(2 * max(radii) + 0.01)
     repulsion.setForceGroup(2)
     soft.addForce(repulsion)
-    return soft, soft_restraint
+    return soft, [None if i is None else clones[i] for i in clone_indices]
