@@ -15,6 +15,14 @@ with the reference replaced by the chemistry of the topology:
     as ``bond_ok`` (bonds within 10 % of the reference length), over the
     topology's heavy-atom bonds, with reference lengths given by the caller
     (the run layer takes the force field's equilibrium lengths).
+
+:func:`stereo_defects` finds what neither check sees, because bond lengths
+and distances are the same in a mirror image: D residues (a C-alpha
+stereocentre with a negative signed volume,
+:func:`~openmm_backmap.structure.chirality_volumes`) and cis peptide bonds
+(omega within 90 degrees of 0) before a residue other than proline, which
+occur in about 0.03 % of such bonds in crystal structures (Jabs, Weiss and
+Hilgenfeld 1999, J Mol Biol 286:291).
 """
 
 from __future__ import annotations
@@ -23,10 +31,14 @@ import numpy as np
 
 from ..structure.constants import BOND_OK_TOLERANCE
 from ..structure.errors import InputError
-from ..structure import atom_layout
+from ..structure import atom_layout, chiral_centres, chirality_volumes
 from .metrics import clash_topology
+from .torsions import dihedrals_deg
 
-__all__ = ["frame_quality"]
+__all__ = ["frame_quality", "stereo_defects"]
+
+#: |omega| below this (degrees) is a cis peptide bond.
+CIS_OMEGA_DEG = 90.0
 
 
 def frame_quality(xyz, sequence, segment_start=None, bond_lengths_nm=None):
@@ -82,3 +94,51 @@ def frame_quality(xyz, sequence, segment_start=None, bond_lengths_nm=None):
         d = np.linalg.norm(x[finite][:, b[:, 0]] - x[finite][:, b[:, 1]], axis=-1)
         ok[finite] = 100.0 * np.mean(np.abs(d - r0[known]) <= BOND_OK_TOLERANCE * r0[known], axis=1)
     return clash, ok
+
+
+def stereo_defects(xyz, sequence, segment_start=None):
+    """D residues and cis peptide bonds before a residue other than proline, per frame (see the module docstring).
+
+    Parameters
+    ----------
+    xyz : array, (A, 3) or (F, A, 3), nm
+        Heavy atoms in canonical order.
+    sequence : sequence of str
+        Canonical residue names.
+    segment_start : array of bool, optional
+        Chain starts and breaks (no peptide bond before them).
+
+    Returns
+    -------
+    d_residue, cis_peptide : ndarray of bool, (F, R)
+        Residue ``r`` is D (it has a CB and its C-alpha's signed volume is not positive); the peptide bond from
+        residue ``r - 1`` to ``r`` is cis (``|omega| < CIS_OMEGA_DEG``) and ``r`` is not a proline. False where
+        the check does not apply (glycine, chain starts) or a coordinate is not finite.
+
+    Examples
+    --------
+    >>> from openmm_backmap.io import load_ensemble
+    >>> ens = load_ensemble('tests/data/trpcage.pdb')  # doctest: +SKIP
+    >>> d, cis = stereo_defects(ens.xyz, ens.sequence, ens.segment_start)  # doctest: +SKIP
+    >>> int(d.sum()), int(cis.sum())  # doctest: +SKIP
+    (0, 0)
+    """
+    x = np.asarray(xyz, dtype=np.float64)
+    if x.ndim == 2:
+        x = x[None]
+    layout = atom_layout(sequence)
+    n_res = len(layout.residue_start) - 1
+    d = np.zeros((len(x), n_res), dtype=bool)
+    centres = chiral_centres(layout)
+    if len(centres):
+        with np.errstate(invalid="ignore"):
+            d[:, layout.atom_residue[centres[:, 1]]] = chirality_volumes(x, centres) <= 0
+    cis = np.zeros((len(x), n_res), dtype=bool)
+    seg = np.zeros(n_res, dtype=bool) if segment_start is None else np.asarray(segment_start, dtype=bool)
+    after = np.array([r for r in range(1, n_res) if not seg[r] and sequence[r] != "PRO"], dtype=np.int64)
+    if len(after):
+        quads = np.stack([[layout.index(r - 1, "CA"), layout.index(r - 1, "C"), layout.index(r, "N"),
+                           layout.index(r, "CA")] for r in after])
+        with np.errstate(invalid="ignore"):
+            cis[:, after] = np.abs(dihedrals_deg(x, quads)) < CIS_OMEGA_DEG
+    return d, cis

@@ -26,6 +26,7 @@ from ..structure.constants import (BOND_OK_TOLERANCE, CLASH_DISTANCE_ANGSTROM, K
 from .ensemble import ensemble_metrics, format_ensemble, torsion_samples
 from .metrics import check_sequences, masked_xyz, pair_frames, per_frame_metrics
 from .plots import ramachandran_plot, require_matplotlib
+from .quality import stereo_defects
 from .torsions import kl_divergence
 
 __all__ = ["evaluate", "evaluate_files", "format_table"]
@@ -48,6 +49,17 @@ def _summary(values):
         "n_valid": int(ok.sum()),
         "per_frame": [float(x) for x in v],
     }
+
+
+def _stereochemistry(reference, generated, segment_start):
+    """Per-structure counts of :func:`~.quality.stereo_defects` on both sides: bond lengths and clashes are the same
+    in a mirror image, so the metrics above cannot see a D residue or a flipped peptide bond."""
+    out = {"d_residues": {}, "cis_nonproline_peptides": {}}
+    for side, ens in (("generated", generated), ("reference", reference)):
+        d, cis = stereo_defects(masked_xyz(ens), ens.sequence, segment_start)
+        out["d_residues"][side] = _summary(d.sum(1))
+        out["cis_nonproline_peptides"][side] = _summary(cis.sum(1))
+    return out
 
 
 def _pairable(n_reference, n_generated):
@@ -154,7 +166,10 @@ def evaluate(reference, generated, plots_dir=None, name=None, bin_width_deg=KL_B
         ``phi``, ``psi`` and ``chi1``..``chi4`` (pooled over residues);
         ``kl_bin_width_deg``, ``kl_pseudo_count``, ``units``, frame counts,
         ``samples_per_frame`` (None unpaired), ``paired``, ``seconds``,
-        ``plots`` and, with ``ensemble=True``, ``ensemble``.
+        ``plots``; ``stereochemistry``: per structure the number of D
+        residues and of cis peptide bonds before a residue other than proline
+        (:func:`~.quality.stereo_defects`), ``{"generated": ..., "reference":
+        ...}`` summaries of each; and, with ``ensemble=True``, ``ensemble``.
 
     Raises
     ------
@@ -211,6 +226,7 @@ def evaluate(reference, generated, plots_dir=None, name=None, bin_width_deg=KL_B
     }
 
     seg = reference.segment_start
+    result["stereochemistry"] = _stereochemistry(reference, generated, seg)
     angles_r, angles_g = torsion_samples(reference, seg), torsion_samples(generated, seg)
     rama_r, rama_g = angles_r["ramachandran"], angles_g["ramachandran"]
     kl = {key: kl_divergence(angles_r[key], angles_g[key], bin_width_deg, pseudo_count)
@@ -377,6 +393,13 @@ def format_table(result) -> str:
     labels = {"ramachandran": "Ramachandran (phi, psi), 2D"}
     for key, value in result["kl"].items():
         lines.append(f"{labels.get(key, key):<50} {_fmt(value, 4):>10}")
+    stereo = result.get("stereochemistry")
+    if stereo:
+        lines += ["", f"{'stereochemistry, per structure (mean)':<50} {'generated':>10} {'reference':>10}", "-" * 80]
+        for key, label in (("d_residues", "D residues"),
+                           ("cis_nonproline_peptides", "cis peptide bonds, not before a proline")):
+            lines.append(f"{label:<50} {_fmt(stereo[key]['generated']['mean'], 3):>10} "
+                         f"{_fmt(stereo[key]['reference']['mean'], 3):>10}")
     if result.get("ensemble"):
         lines += ["", format_ensemble(result["ensemble"])]
     for p in result.get("plots", []):

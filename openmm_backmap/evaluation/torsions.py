@@ -27,12 +27,20 @@ from ..structure import TEMPLATES, InputError, atom_layout
 from ..structure.constants import KL_BIN_WIDTH_DEG, KL_PSEUDO_COUNT
 from .metrics import masked_xyz
 
-__all__ = ["dihedral_deg", "backbone_dihedrals_deg", "chi_dihedrals_deg", "kl_divergence", "js_divergence",
-           "jensen_shannon"]
+__all__ = ["dihedral_deg", "dihedrals_deg", "backbone_dihedrals_deg", "chi_dihedrals_deg", "kl_divergence",
+           "js_divergence", "jensen_shannon"]
 
 
-def _dihedrals_deg(xyz, quads) -> np.ndarray:
-    """Torsions (F, n) in degrees of atom quadruples ``quads`` (n, 4) in frames ``xyz`` (F, A, 3); NaN in, NaN out."""
+def dihedrals_deg(xyz, quads) -> np.ndarray:
+    """Torsions (F, n) in degrees, in (-180, 180], of atom quadruples ``quads`` (n, 4) in frames ``xyz`` (F, A, 3);
+    NaN in, NaN out.
+
+    Examples
+    --------
+    >>> x = np.array([[[1.0, 0, 0], [0, 0, 0], [0, 1, 0], [1, 1, 0]]])
+    >>> dihedrals_deg(x, [[0, 1, 2, 3]]).round(3).tolist()  # cis
+    [[0.0]]
+    """
     quads = np.asarray(quads, dtype=np.int64).reshape(-1, 4)
     rad = mdtraj.compute_dihedrals(mdtraj.Trajectory(xyz, None), quads, periodic=False)
     # mdtraj works in float32: +-pi comes back as +-180.000005 degrees; keep the range (-180, 180]
@@ -68,7 +76,7 @@ def dihedral_deg(p0, p1, p2, p3) -> np.ndarray:
     points = np.stack(np.broadcast_arrays(*(np.asarray(p, dtype=np.float64) for p in (p0, p1, p2, p3))), -2)
     if points.shape[-1] != 3:
         raise InputError(f"points must have shape (..., 3), got {points.shape[:-2] + points.shape[-1:]}")
-    out = _dihedrals_deg(points.reshape(-1, 4, 3), [[0, 1, 2, 3]])
+    out = dihedrals_deg(points.reshape(-1, 4, 3), [[0, 1, 2, 3]])
     return out.reshape(points.shape[:-2])
 
 
@@ -107,7 +115,7 @@ def backbone_dihedrals_deg(ensemble, segment_start=None):
     if n_res > 1:
         quads = np.concatenate([np.stack([c[:-1], n_[1:], ca[1:], c[1:]], 1),
                                 np.stack([n_[:-1], ca[:-1], c[:-1], n_[1:]], 1)])
-        angles = _dihedrals_deg(xyz, quads)
+        angles = dihedrals_deg(xyz, quads)
         phi[:, 1:], psi[:, :-1] = angles[:, :n_res - 1], angles[:, n_res - 1:]
         phi[:, seg] = np.nan
         psi[:, np.flatnonzero(seg[1:])] = np.nan
@@ -163,7 +171,7 @@ def chi_dihedrals_deg(ensemble):
     out = np.full((xyz.shape[0], len(ensemble.sequence), 4), np.nan)
     res, chi, quads = _chi_atoms(tuple(ensemble.layout.sequence))
     if len(quads):
-        out[:, res, chi] = _dihedrals_deg(xyz, quads)
+        out[:, res, chi] = dihedrals_deg(xyz, quads)
     return out
 
 

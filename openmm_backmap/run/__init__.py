@@ -22,13 +22,15 @@ from .coarsening import coarsen_files
 from .conversion import convert_trajectory
 from .demo import run_demo
 from .options import BackmapOptions
-from .pipeline import BackmapPipeline, BadFrameWarning, RelaxationWarning
+from .pipeline import BackmapPipeline, BadFrameWarning, OutputQualityWarning, RelaxationWarning, \
+    StereochemistryWarning
 from .summary_text import format_summary
 from .relax import FastRelaxer, Relaxer, RelaxResult
 from .reporter import BackmapReporter
 
 
 __all__ = ["BackmapReporter", "BackmapPipeline", "BackmapOptions", "FastRelaxer", "Relaxer", "RelaxResult", "convert_trajectory",
-           "coarsen_files", "run_demo", "format_summary", "BadFrameWarning", "RelaxationWarning", "cg_particle_info", "cg_sequence",
+           "coarsen_files", "run_demo", "format_summary", "BadFrameWarning", "RelaxationWarning",
+           "OutputQualityWarning", "StereochemistryWarning", "cg_particle_info", "cg_sequence",
            "check_scheme", "martini_beads",
            "prepare_cg_input", "CGInput"]

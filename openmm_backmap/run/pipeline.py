@@ -12,11 +12,11 @@ that happens here, once:
    relaxes every structure;
 4. a :class:`~openmm_backmap.io.TrajectoryWriter` writes them with their time
    and step;
-5. the reference-free quality checks of
-   :func:`~openmm_backmap.evaluation.quality.frame_quality` (clashes, and
-   bonds within 10 % of the force field's equilibrium lengths) are
-   accumulated for the summary, before and, with relaxation, after
-   minimisation.
+5. the reference-free quality checks of :mod:`.output_checks` (clashes,
+   bonds within 10 % of the force field's equilibrium lengths, D residues and
+   cis peptide bonds before a residue other than proline) are accumulated
+   for the summary, before and, with relaxation, after minimisation, and
+   warned about.
 """
 
 from __future__ import annotations
@@ -29,30 +29,23 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..structure.closing import Closeable
-from ..evaluation import frame_quality
 from ..io import TrajectoryWriter, check_output_path
 from ..mapping import scheme_mapping
 from ..model import load_model
-from ..structure import InputError, atom_layout, build_topology
+from ..structure import InputError, build_topology
 from ..structure.constants import BROKEN_OUTPUT_BOND_OK_PERCENT, FAILED_ENERGY_KJ_MOL, MAX_COORDINATE_NM
 from .memory_budget import frames_per_call, structures_per_call
 from .cg_chains import BreakMonitor
 from .options import BackmapOptions
-from .relax.systems import DEFAULT_FORCEFIELD, reference_bond_lengths
+from .output_checks import STAT_KEYS, OutputChecks, OutputQualityWarning, StereochemistryWarning
+from .relax.systems import DEFAULT_FORCEFIELD
 
 __all__ = ["BackmapPipeline", "BadFrameWarning", "BrokenOutputError", "ChunkResult", "OutputQualityWarning",
-           "RelaxationWarning", "good_frames"]
-
-_STAT_KEYS = ("clash_before", "bond_ok_before", "clash_after", "bond_ok_after", "energy_before", "energy_after")
+           "RelaxationWarning", "StereochemistryWarning", "good_frames"]
 
 
 class BadFrameWarning(UserWarning):
     """A CG frame with NaN, infinite or exploded coordinates was skipped."""
-
-
-class OutputQualityWarning(UserWarning):
-    """A written structure fails the reference-free bond check badly (fewer than
-    ``BROKEN_OUTPUT_BOND_OK_PERCENT`` of its bonds within 10 % of their length): the model is wrong for these beads."""
 
 
 class BrokenOutputError(InputError):
@@ -204,7 +197,8 @@ class BackmapPipeline(Closeable):
         if not opts.keep_hydrogens and self.output is not None:
             self.writer = TrajectoryWriter(self.output, self.topology, append=opts.append, force=opts.force,
                                            atomic=self._atomic)
-        self._bond_lengths = None
+        self.checks = OutputChecks(self.sequence, self.segment_start,
+                                   opts.relax_options.get("forcefield", DEFAULT_FORCEFIELD))
         self.on_progress = None
         self.chain_breaks = chain_breaks
         self._monitor = None if chain_breaks is None else BreakMonitor(chain_breaks)
@@ -213,9 +207,8 @@ class BackmapPipeline(Closeable):
         self.skipped_frames = []
         self.frames_written = 0
         self.relax_failures = 0
-        self.structures_broken = 0
         self.seconds = {"backmap": 0.0, "relax": 0.0, "relax_build": 0.0, "write": 0.0, "quality": 0.0}
-        self._stats = {k: [] for k in _STAT_KEYS}
+        self._stats = {k: [] for k in STAT_KEYS}
         self._t0 = time.perf_counter()
         self._closed = False
 
@@ -289,28 +282,6 @@ class BackmapPipeline(Closeable):
             return time.perf_counter() - t0
         return 0.0
 
-    def _record_quality(self, when, xyz, stats):
-        """Clash and bond checks of heavy-atom frames, added to ``stats`` under ``'..._before'/'..._after'``;
-        returns the seconds taken."""
-        t0 = time.perf_counter()
-        if self._bond_lengths is None:
-            finite = np.flatnonzero(np.isfinite(xyz).all(axis=(1, 2)))
-            if len(finite):  # the System is built on a frame (hydrogens are added to it)
-                forcefield = self.options.relax_options.get("forcefield", DEFAULT_FORCEFIELD)
-                try:
-                    self._bond_lengths = reference_bond_lengths(self.sequence, self.segment_start, xyz[finite[0]],
-                                                                forcefield)
-                except ValueError as err:  # no template, e.g. for a one-residue segment (a lone amino acid)
-                    warnings.warn(f"bond check skipped (bond_ok is not reported): the force field has no "
-                                  f"template for this topology ({str(err).splitlines()[0][:160]})", UserWarning,
-                                  stacklevel=2)
-                    n_bonds = len(atom_layout(self.sequence).bonds(self.segment_start))
-                    self._bond_lengths = np.full(n_bonds, np.nan)
-        clash, bond_ok = frame_quality(xyz, self.sequence, self.segment_start, self._bond_lengths)
-        stats[f"clash_{when}"] += clash.tolist()
-        stats[f"bond_ok_{when}"] += bond_ok.tolist()
-        return time.perf_counter() - t0
-
     def cg_mapping(self):
         """Mapping from the output heavy atoms to the CG beads (for ``restraint='cg'`` relaxation)."""
         if self.model.transferable:
@@ -371,7 +342,7 @@ class BackmapPipeline(Closeable):
         opts = self.options
         first = self.frames_in if first_frame is None else int(first_frame)
         seconds = dict.fromkeys(self.seconds, 0.0)
-        stats = {k: [] for k in _STAT_KEYS}
+        stats = {k: [] for k in STAT_KEYS}
         res = ChunkResult(np.zeros((0, 0, 3), np.float32), len(x), seconds=seconds, stats=stats)
         if len(x) == 0:
             return res
@@ -382,7 +353,7 @@ class BackmapPipeline(Closeable):
             res.template = out[0] if template is None else np.asarray(template)
             seconds["relax_build"] = self._ensure_relaxer(res.template)
         if opts.quality:
-            seconds["quality"] += self._record_quality("before", out, stats)
+            seconds["quality"] += self.checks.record("before", out, stats)
         res.frames = out
         if opts.minimize:
             res.frames = self._relax(out, x, first * opts.samples, res)
@@ -422,24 +393,10 @@ class BackmapPipeline(Closeable):
         for k, v in result.stats.items():
             self._stats[k] += v
         self.relax_failures += result.relax_failures
-        self._check_written(result.stats, self.frames_written)
+        self.checks.check_written(result.stats, self.frames_written, self.options.minimize)
         self.frames_in += result.n_cg
         self.frames_written += len(result.frames)
         return len(result.frames)
-
-    def _check_written(self, stats, first):
-        """Warn (once) about written structures that fail the bond check badly, and count them."""
-        ok = np.asarray(stats.get("bond_ok_after" if self.options.minimize else "bond_ok_before", []), dtype=float)
-        with np.errstate(invalid="ignore"):
-            bad = np.flatnonzero(ok < BROKEN_OUTPUT_BOND_OK_PERCENT)
-        if not len(bad):
-            return
-        if not self.structures_broken:
-            warnings.warn(f"structure {first + int(bad[0])} has only {ok[bad[0]]:.1f} % of its bonds within 10 % of "
-                          f"the force field's length (under {BROKEN_OUTPUT_BOND_OK_PERCENT:g} %): the model's output "
-                          "is broken for these beads (a model for other beads, or other units?); the summary counts "
-                          "such structures", OutputQualityWarning, stacklevel=4)
-        self.structures_broken += len(bad)
 
     def _backmap(self, x, first):
         """Heavy atoms of the frames ``x`` (the first one good frame ``first`` of the output), in model calls that
@@ -498,7 +455,7 @@ class BackmapPipeline(Closeable):
         res.seconds["relax"] = time.perf_counter() - t0
         relaxed = np.stack(relaxed)
         if opts.quality:
-            res.seconds["quality"] += self._record_quality("after", relaxed, res.stats)
+            res.seconds["quality"] += self.checks.record("after", relaxed, res.stats)
         return np.stack(full) if opts.keep_hydrogens else relaxed
 
     # ------------------------------------------------------------------ results
@@ -520,15 +477,20 @@ class BackmapPipeline(Closeable):
             ``breaks_from_numbering``, ``doubtful_joins`` (see
             :class:`~openmm_backmap.run.cg_chains.ChainBreaks`) and
             ``break_changes`` (frames whose distances disagreed with them),
-            ``relax_seconds_per_frame``, and ``clash_percent``,
-            ``bond_ok_percent``, ``energy_kj_mol``: each ``{'before', 'after'}``
+            ``relax_seconds_per_frame``, ``structures_broken``,
+            ``structures_with_d_residues`` and ``structures_with_cis_peptides``
+            (written structures that failed those checks of
+            :mod:`.output_checks`), and ``clash_percent``, ``bond_ok_percent``,
+            ``energy_kj_mol``, ``d_residues``, ``cis_peptides`` (per structure;
+            cis: before a residue other than proline): each ``{'before', 'after'}``
             means (``after`` None without relaxation).
         """
         total = time.perf_counter() - self._t0
         busy = sum(self.seconds.values())
 
         def mean(key):
-            v = np.asarray(self._stats[key], dtype=np.float64)
+            v = self._stats[key]
+            v = np.asarray([len(x) for x in v] if key.startswith(("d_", "cis_")) else v, dtype=np.float64)
             v = v[np.isfinite(v)]
             return float(v.mean()) if len(v) else None
 
@@ -558,14 +520,21 @@ class BackmapPipeline(Closeable):
             "relax_seconds_per_frame": self.seconds["relax"] / n_relaxed if n_relaxed else None,
             "relax_failures": self.relax_failures,
             "structures_broken": self.structures_broken,
-            "clash_percent": {"before": mean("clash_before"), "after": mean("clash_after")},
-            "bond_ok_percent": {"before": mean("bond_ok_before"), "after": mean("bond_ok_after")},
-            "energy_kj_mol": {"before": mean("energy_before"), "after": mean("energy_after")},
+            "structures_with_d_residues": self.checks.structures_d,
+            "structures_with_cis_peptides": self.checks.structures_cis,
+            **{key: {"before": mean(f"{name}_before"), "after": mean(f"{name}_after")} for key, name in (
+                ("clash_percent", "clash"), ("bond_ok_percent", "bond_ok"), ("energy_kj_mol", "energy"),
+                ("d_residues", "d_residues"), ("cis_peptides", "cis_peptides"))},
         }
 
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def structures_broken(self) -> int:
+        """Written structures that failed the bond check badly (see :class:`OutputQualityWarning`)."""
+        return self.checks.structures_broken
 
     def close(self):
         """Close the output file (idempotent).

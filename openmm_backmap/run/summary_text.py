@@ -47,6 +47,12 @@ def format_summary(summary: dict) -> str:
     elif c["before"] is not None:
         lines.append(f"clash (residues, < 1.2 Å): {f(c['before'])} %; bonds within 10 % of the force field's length: "
                      f"{f(b['before'])} % (no relaxation)")
+    odd = [f"{s[key]} with {what}" for key, what in (("structures_with_d_residues", "a D residue"),
+                                                     ("structures_with_cis_peptides", "a non-proline cis peptide"))
+           if s.get(key)]
+    if odd:
+        lines.append(f"stereochemistry: {' and '.join(odd)} of {s['frames_written']} structure(s) written (see the "
+                     "warnings)")
     where = s["output"] + (f" (topology {s['topology_file']})" if s.get("topology_file") else "")
     lines.append(f"wrote {where}")
     return "\n".join(lines)

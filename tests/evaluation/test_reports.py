@@ -164,3 +164,24 @@ def test_evaluate_files_nmr_models(shared_data, tmp_path):
     assert np.all(sym <= expected + 1e-6) and np.any(sym < expected - 1e-3)  # some ring/carboxylate flips
     assert r["ged"]["per_frame"][0] == 0.0 and max(r["ged"]["per_frame"]) < 0.05
     assert r["kl"]["ramachandran"] > 0
+
+
+def test_evaluate_counts_d_residues_and_cis_peptides_on_each_side(trpcage):
+    """A mirror-image side chain has every bond and no clash: only the stereochemistry block sees it."""
+    from openmm_backmap.structure import chiral_centres
+
+    x = trpcage.xyz[0].astype(np.float64)
+    lay = trpcage.layout
+    n, ca, c, cb = chiral_centres(lay)[3]
+    normal = np.cross(x[n] - x[ca], x[c] - x[ca])
+    normal /= np.linalg.norm(normal)
+    side = np.arange(cb, lay.residue_start[4])
+    bad = x.copy()
+    bad[side] -= 2 * ((x[side] - x[ca]) @ normal)[:, None] * normal
+    res = M.evaluate(trpcage, _copy(trpcage, np.stack([x, bad])))
+    stereo = res["stereochemistry"]
+    assert stereo["d_residues"]["generated"]["per_frame"] == [0.0, 1.0]
+    assert stereo["d_residues"]["reference"]["per_frame"] == [0.0]
+    assert stereo["cis_nonproline_peptides"]["generated"]["mean"] == 0.0
+    assert res["clash_percent"]["per_frame"] == [0.0, 0.0] and res["bond_ok_percent"]["per_frame"][1] == 100.0
+    assert "D residues" in M.format_table(res)

@@ -43,3 +43,29 @@ def test_a_broken_frame_warns_and_a_broken_run_is_an_error(tmp_path, trpcage, ti
     fine.process(trpcage.ca_xyz[[0, 0]])
     fine.close()
     assert fine.summary()["structures_broken"] == 0 and (tmp_path / "x1.pdb").exists()
+
+
+def test_a_mirror_image_passes_the_bond_check_but_not_the_stereochemistry_check(tmp_path, trpcage, tiny_ca_model):
+    """x -> -x keeps every bond and contact: only the D residues give it away, in a warning and in the summary."""
+    import warnings
+
+    from openmm_backmap.run import StereochemistryWarning, format_summary
+
+    model = load_model(tiny_ca_model, device="cpu")
+    mirror = _pipeline(tmp_path / "mirror.pdb", model, trpcage, -1.0)
+    with pytest.warns(StereochemistryWarning, match=r"structure 0 has D residue\(s\) ASN1, LEU2, TYR3, ILE4, GLN5 \.\.\."):
+        mirror.process(trpcage.ca_xyz[[0, 0]])
+    mirror.close()
+    s = mirror.summary()
+    n_chiral = sum(r != "GLY" for r in trpcage.sequence)
+    assert s["structures_with_d_residues"] == 2 and s["d_residues"]["before"] == n_chiral
+    assert s["structures_broken"] == 0 and s["bond_ok_percent"]["before"] > 90
+    assert "stereochemistry: 2 with a D residue of 2 structure(s)" in format_summary(s)
+    fine = _pipeline(tmp_path / "fine.pdb", model, trpcage, 1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", StereochemistryWarning)
+        fine.process(trpcage.ca_xyz[[0, 0]])
+    fine.close()
+    s = fine.summary()
+    assert s["structures_with_d_residues"] == 0 and s["d_residues"]["before"] == 0.0
+    assert "stereochemistry" not in format_summary(s)
