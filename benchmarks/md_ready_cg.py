@@ -35,6 +35,7 @@ import warnings
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _md_ready_report  # noqa: E402
 import md_ready  # noqa: E402  (the same evaluation as the CASP table)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -109,6 +110,9 @@ def summarize(rows):
         rs = [r for r in rows if r["structure"] == key and "error" not in r["result"]]
         if rs:
             out[key] = {"n": len(rs), "stable": sum(r["result"]["stable"] for r in rs),
+                        "intact": sum(r["result"]["intact"] for r in rs),
+                        "d_residues_start": sum(r["result"]["d_residues_start"] for r in rs),
+                        "cis_peptides_start": sum(r["result"]["cis_peptides_start"] for r in rs),
                         "mean_energy_kj_per_res": float(np.mean([r["result"]["energy_kj_per_res"] for r in rs])),
                         "mean_drift_A": float(np.nanmean([r["result"]["drift_rmsd_end_A"] for r in rs])),
                         "max_displacement_nm": float(max(r["result"]["max_displacement_nm"] for r in rs))}
@@ -116,7 +120,7 @@ def summarize(rows):
 
 
 def markdown(report):
-    f = md_ready._fmt
+    f = _md_ready_report._fmt
     lines = ["# MD-readiness of frames backmapped from real CG engine runs (issue 25)", "",
              f"Measured {report['date']} on {report['machine']}.", "",
              f"<!-- docs-test: slow: about {max(1, round(report['cpu_s'] / 60))} CPU minutes, on the engines' run "
@@ -126,10 +130,14 @@ def markdown(report):
              "`--deterministic --minimize --relax openmm`). Each listed frame then gets the CASP table's treatment "
              "([md_ready.md](md_ready.md)): ff14SB + OBC2 energy per residue with the hydrogens relaxed and the heavy "
              f"atoms fixed, then **{report['ps']:g} ps** of Langevin MD at 300 K; stable = finite energy, no core heavy "
-             f"atom > {md_ready.MAX_DISPLACEMENT_NM:g} nm, bond_ok ≥ {md_ready.BOND_OK_MIN} %. A CG frame has no "
-             "crystal, so there is no ΔE; the CASP crystals sit at -109 to -147 kJ/mol/res.", "",
-             "| run | beads | frame | structure | res | E (kJ/mol/res) | clash start % | stable | max disp core (nm) "
-             "| min bond_ok % | drift Å (max) | eval CPU s |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             f"atom > {md_ready.MAX_DISPLACEMENT_NM:g} nm, bond_ok ≥ {md_ready.BOND_OK_MIN} %; intact = finite "
+             f"energy, no core backbone atom > {md_ready.MAX_DISPLACEMENT_NM:g} nm, no bond longer than "
+             f"{md_ready.BROKEN_BOND_RATIO:g} x its length (the structural rule; see md_ready.md). D / cis = D "
+             "residues and non-proline cis peptide bonds in the starting structure. A CG frame has no crystal, so "
+             "there is no ΔE; the CASP crystals sit at -109 to -147 kJ/mol/res.", "",
+             "| run | beads | frame | structure | res | E (kJ/mol/res) | clash start % | D / cis | stable | "
+             "max disp core (nm) | min bond_ok % | intact | max disp backbone (nm) | longest bond | drift Å (max) | "
+             "eval CPU s |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in report["rows"]:
         x = r["result"]
         if "error" in x:
@@ -137,13 +145,17 @@ def markdown(report):
             continue
         lines.append(f"| {r['run']} | {RUNS[r['run']][0]} | {r['frame']} | {r['structure']} | {x['n_residues']} | "
                      f"{f(x['energy_kj_per_res'])} | {f(x['clash_percent_start'])} | "
+                     f"{x['d_residues_start']} / {x['cis_peptides_start']} | "
                      f"{'yes' if x['stable'] else 'NO'} | {f(x['max_displacement_nm'], 2)} | "
-                     f"{f(x['bond_ok_min_percent'], 2)} | {f(x['drift_rmsd_end_A'], 2)} ({f(x['drift_rmsd_max_A'], 2)})"
+                     f"{f(x['bond_ok_min_percent'], 2)} | {'yes' if x['intact'] else 'NO'} | "
+                     f"{f(x['max_displacement_backbone_nm'], 2)} | {x['longest_bond']} | "
+                     f"{f(x['drift_rmsd_end_A'], 2)} ({f(x['drift_rmsd_max_A'], 2)})"
                      f" | {f(x['cpu_s_total'])} |")
-    lines += ["", "## Summary", "", "| structure | stable | mean E (kJ/mol/res) | mean drift Å | max disp core (nm) |",
-              "|---|---|---|---|---|"]
+    lines += ["", "## Summary", "", "| structure | stable | intact | D / cis at start | mean E (kJ/mol/res) | "
+              "mean drift Å | max disp core (nm) |", "|---|---|---|---|---|---|---|"]
     for key, v in report["summary"].items():
-        lines.append(f"| {key} | {v['stable']}/{v['n']} | {f(v['mean_energy_kj_per_res'])} | "
+        lines.append(f"| {key} | {v['stable']}/{v['n']} | {v['intact']}/{v['n']} | {v['d_residues_start']} / "
+                     f"{v['cis_peptides_start']} | {f(v['mean_energy_kj_per_res'])} | "
                      f"{f(v['mean_drift_A'], 2)} | {f(v['max_displacement_nm'], 2)} |")
     lines += ["", f"Total CPU: {report['cpu_s']:.0f} s (evaluation and `convert`), one thread per process.", ""]
     return "\n".join(lines)

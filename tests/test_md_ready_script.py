@@ -103,6 +103,27 @@ def test_summary_compares_like_with_like_and_states_the_bars():
     assert "<!-- docs-test: slow:" in text and "```bash" in text  # the docs test runs the page's blocks
 
 
+def test_the_structural_rule_is_summarised_and_judged_beside_the_stability_rule():
+    targets = [_target("A", -100, -80, -90, -86, -120, -100), _target("B", -110, -90, -100, -94, -130, -108)]
+    for t, intact in zip(targets, (True, False)):
+        for key in t["rows"]:
+            t[key].update(intact=intact or key != "minimized", max_displacement_backbone_nm=0.2,
+                          longest_bond="LYS5 CD-LYS5 CE x1.080 at 2 ps", d_residues_start=0,
+                          cis_peptides_start=int(key == "raw"))
+    report = md_ready.build_report(targets, 2.0, "CPU", "test", structures=("raw", "minimized", "openmm"))
+    s = report["summary"]
+    assert s["minimized"]["intact"] == 1 and s["openmm"]["intact"] == 2 and s["raw"]["cis_peptides_start"] == 2
+    verdict = {(b["structure"], b["bar"].split()[2]): b["verdict"] for b in report["bars"] if "intact" in b["bar"]}
+    assert verdict == {("minimized", "intact"): "missed", ("openmm", "intact"): "met"}
+    text = md_ready.markdown(report)
+    assert "| A | 50 | minimized | -86.0 | 4.0 | crystal+minimized | 100.00 | 0.0 | 0 / 0 | yes |" in text
+    assert "| 1/2 | 0 / 0 |" in text and "LYS5 CD-LYS5 CE x1.080 at 2 ps" in text
+    # rows from before the rule existed: dashes, no intact bar
+    old = md_ready.build_report([_target("C", -100, -80, -90, -86, -120, -100)], 2.0, "CPU", "test")
+    assert old["summary"]["minimized"]["intact"] is None and not any("intact" in b["bar"] for b in old["bars"])
+    assert "| – | 0 / 0 |" in md_ready.markdown(old)
+
+
 def test_structures_option_is_checked():
     with pytest.raises(SystemExit):
         md_ready.main(["--structures", "raw,relaxed"])
@@ -133,7 +154,11 @@ def test_md_ready_on_trpcage(tmp_path, monkeypatch):
         assert r["heavy_atoms_moved_in_h_relax_nm"] == 0.0  # heavy atoms frozen while H relax
         assert 0 < r["n_core_heavy_atoms"] < n_heavy  # residues 4-17 of 20
         assert 0 <= r["max_displacement_nm"] < 1 and 0 < r["max_displacement_all_atoms_nm"] < 1
-    assert t["crystal"]["stable"]
+        # the structural rule: the backbone barely moves in 0.2 ps and no bond comes near breaking
+        assert isinstance(r["intact"], bool) and 0 <= r["max_displacement_backbone_nm"] <= r["max_displacement_nm"]
+        assert 1.0 < r["max_bond_stretch"] < md_ready.BROKEN_BOND_RATIO and " x1." in r["longest_bond"]
+        assert r["d_residues_start"] == 0 and r["cis_peptides_start"] == 0
+    assert t["crystal"]["stable"] and t["crystal"]["intact"]
     assert set(t["convert_cpu_s"]) == {"raw", "sampled", "minimized", "openmm"}
     assert set(t["relax_cpu_s"]) == {"crystal+minimized", "crystal+openmm"}
     assert all(t["crystal_relax"][c]["converged"] for c in t["relax_cpu_s"])
