@@ -201,6 +201,27 @@ def side_chains_onto_neighbours():
 
 
 @pytest.fixture(scope="session")
+def side_chain_through_plane():
+    """``make(ens, residue, fraction=1.0)``: the first frame of ``ens`` (float64, nm) with residue ``residue``'s side
+    chain (CB onwards) moved ``fraction`` of the way through its N-CA-C plane; 1 mirrors it (a D residue) and keeps
+    every bond length."""
+    from openmm_backmap.structure import chiral_centres
+
+    def make(ens, residue, fraction=1.0):
+        x = ens.xyz[0].astype(np.float64).copy()
+        lay = ens.layout
+        centres = chiral_centres(lay)
+        n, ca, c, cb = centres[np.flatnonzero(lay.atom_residue[centres[:, 1]] == residue)[0]]
+        normal = np.cross(x[n] - x[ca], x[c] - x[ca])
+        normal /= np.linalg.norm(normal)
+        side = np.arange(cb, lay.residue_start[residue + 1])
+        x[side] -= 2 * fraction * ((x[side] - x[ca]) @ normal)[:, None] * normal
+        return x
+
+    return make
+
+
+@pytest.fixture(scope="session")
 def random_rotation():
     """``make(seed)``: a random proper rotation matrix (3, 3), float32, for equivariance tests."""
     import torch

@@ -41,22 +41,15 @@ def _rotated_about(x, a, b, moving, angle_deg):
     return out
 
 
-def test_stereo_defects_find_d_residues_and_non_proline_cis_peptides(trpcage):
+def test_stereo_defects_find_d_residues_and_non_proline_cis_peptides(trpcage, side_chain_through_plane):
     """Mirror-image side chains and cis peptide bonds keep every bond length, so frame_quality cannot see them."""
     from openmm_backmap.evaluation.quality import stereo_defects
-    from openmm_backmap.structure import chiral_centres
 
     lay, seq = trpcage.layout, trpcage.sequence
     x = trpcage.xyz[0].astype(np.float64)
     d, cis = stereo_defects(x, seq, trpcage.segment_start)
     assert d.shape == cis.shape == (1, len(seq)) and not d.any() and not cis.any()
-    # residue 4 (index 3) mirrored through its N-CA-C plane: a D residue, bonds unchanged
-    n, ca, c, cb = chiral_centres(lay)[3]
-    normal = np.cross(x[n] - x[ca], x[c] - x[ca])
-    normal /= np.linalg.norm(normal)
-    side = np.arange(cb, lay.residue_start[4])
-    mirrored = x.copy()
-    mirrored[side] -= 2 * ((x[side] - x[ca]) @ normal)[:, None] * normal
+    mirrored = side_chain_through_plane(trpcage, 3)  # residue 4 (index 3): a D residue, bonds unchanged
     # the rest of the chain turned 180 degrees about the peptide bond 6 -> 7 (to a LEU) and 11 -> 12 (to a PRO)
     after_leu = np.arange(lay.residue_start[6], lay.n_atoms)
     after_pro = np.arange(lay.residue_start[11], lay.n_atoms)

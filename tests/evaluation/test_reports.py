@@ -166,18 +166,10 @@ def test_evaluate_files_nmr_models(shared_data, tmp_path):
     assert r["kl"]["ramachandran"] > 0
 
 
-def test_evaluate_counts_d_residues_and_cis_peptides_on_each_side(trpcage):
+def test_evaluate_counts_d_residues_and_cis_peptides_on_each_side(trpcage, side_chain_through_plane):
     """A mirror-image side chain has every bond and no clash: only the stereochemistry block sees it."""
-    from openmm_backmap.structure import chiral_centres
-
     x = trpcage.xyz[0].astype(np.float64)
-    lay = trpcage.layout
-    n, ca, c, cb = chiral_centres(lay)[3]
-    normal = np.cross(x[n] - x[ca], x[c] - x[ca])
-    normal /= np.linalg.norm(normal)
-    side = np.arange(cb, lay.residue_start[4])
-    bad = x.copy()
-    bad[side] -= 2 * ((x[side] - x[ca]) @ normal)[:, None] * normal
+    bad = side_chain_through_plane(trpcage, 3)
     res = M.evaluate(trpcage, _copy(trpcage, np.stack([x, bad])))
     stereo = res["stereochemistry"]
     assert stereo["d_residues"]["generated"]["per_frame"] == [0.0, 1.0]

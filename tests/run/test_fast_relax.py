@@ -211,21 +211,7 @@ def test_backmapped_disulfide_is_closed(shared_data):
     assert abs(np.linalg.norm(relaxed[sg[0]] - relaxed[sg[1]]) - 0.204) < 0.01
 
 
-def _cb_towards_plane(ens, residue, fraction):
-    """Trp-cage with one side chain (CB onwards) moved ``fraction`` of the way through the N-CA-C plane (1: mirrored,
-    a D residue)."""
-    from openmm_backmap.structure import chiral_centres
-
-    x = ens.xyz[0].astype(np.float64).copy()
-    n, ca, c, cb = chiral_centres(ens.layout)[residue]
-    normal = np.cross(x[n] - x[ca], x[c] - x[ca])
-    normal /= np.linalg.norm(normal)
-    side = np.arange(cb, ens.layout.residue_start[ens.layout.atom_residue[cb] + 1])
-    x[side] -= 2 * fraction * ((x[side] - x[ca]) @ normal)[:, None] * normal
-    return x
-
-
-def test_stereocentres_held_l_and_an_inversion_is_flagged(trpcage, relaxer):
+def test_stereocentres_held_l_and_an_inversion_is_flagged(trpcage, relaxer, side_chain_through_plane):
     """A CB pushed nearly into the N-CA-C plane goes back to the L side; a relaxation that ends with an L residue
     turned D says so (the message the pipeline warns with) instead of passing as converged."""
     from openmm_backmap.run.relax import inverted_centres_message
@@ -233,12 +219,12 @@ def test_stereocentres_held_l_and_an_inversion_is_flagged(trpcage, relaxer):
     from openmm_backmap.structure import chiral_centres, chirality_volumes
 
     centres = chiral_centres(trpcage.layout)
-    squashed = _cb_towards_plane(trpcage, 3, 0.45)
+    squashed = side_chain_through_plane(trpcage, 3, 0.45)
     v0 = chirality_volumes(squashed, centres)[3]
     assert 0 < v0 < CHIRAL_VOLUME_MIN_NM3
     res = relaxer.relax(squashed)
     assert chirality_volumes(res.xyz, centres)[3] > 0.9 * CHIRAL_VOLUME_MIN_NM3 and res.converged
-    mirrored = _cb_towards_plane(trpcage, 3, 1.0)
+    mirrored = side_chain_through_plane(trpcage, 3)
     assert chirality_volumes(mirrored, centres)[3] < 0
     message = inverted_centres_message(trpcage.xyz[0], mirrored, centres, trpcage.layout)
     assert "residue(s) 4 from L to D" in message
