@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import re
 
 import numpy as np
 
@@ -110,11 +111,18 @@ def summarize(targets):
     return out
 
 
-def bars(summary, ps, n_targets):
-    """The issue's bars, each with the figure it is judged on and 'met' / 'missed' / 'not measured'."""
+def is_casp(name):
+    """Whether a target (its file name without extension) is one of the CASP targets, on which the issue states the
+    energy bar; other files given to ``--targets`` (the eval ensembles) count for the stability bars only."""
+    return re.match(r"^(FM|TBM|TBM-hard)_T\d{4}", name) is not None
+
+
+def bars(summary, ps, n_targets, energy_summary=None):
+    """The issue's bars, each with the figure it is judged on and 'met' / 'missed' / 'not measured'; the energy bar
+    on ``energy_summary`` (the CASP targets' summary, when other targets are in the run) if given."""
     out = []
 
-    def add(bar, key, ok, figure):
+    def add(bar, key, ok, figure, summary=summary):
         s = summary.get(key)
         verdict = "not measured" if not s or not s["n"] else ("met" if ok(s) else "missed")
         out.append({"bar": bar, "structure": key, "figure": figure(s) if s and s["n"] else "",
@@ -127,10 +135,11 @@ def bars(summary, ps, n_targets):
             add(f"100 % intact after `{how}` (the structural rule, beside the issue's)", key,
                 lambda s: s["intact"] == s["n"], lambda s: f"{s['intact']}/{s['n']} intact")
         add(f"energy after `{how}` within {BAR_ENERGY_KJ_PER_RES:g} kJ/mol/res of the crystal's, same "
-            "treatment, mean over targets", key,
+            f"treatment, mean over {'the CASP targets' if energy_summary is not None else 'targets'}", key,
             lambda s: s["mean_delta_vs_reference"] is not None
             and abs(s["mean_delta_vs_reference"]) <= BAR_ENERGY_KJ_PER_RES,
-            lambda s: f"mean ΔE vs {s['compared_with']} {_fmt(s['mean_delta_vs_reference'])} kJ/mol/res")
+            lambda s: f"mean ΔE vs {s['compared_with']} {_fmt(s['mean_delta_vs_reference'])} kJ/mol/res over "
+                      f"{s['n']} target(s)", summary=summary if energy_summary is None else energy_summary)
     for key in ("raw", "sampled"):
         add(f"raw output (`{key}`, no relaxation) stable on ≥ {BAR_RAW_STABLE:.0%} of frames (goal)", key,
             lambda s: s["stable"] >= BAR_RAW_STABLE * s["n"],
@@ -236,18 +245,10 @@ def markdown(report):
     lines += ["", f"Total CPU: {ev:.0f} s of evaluation (energies + MD), {cv:.0f} s of `convert` calls and "
               f"{rv:.0f} s of crystal relaxations, one thread per process"
               + (f", {report['jobs']} targets at a time" if report.get("jobs", 1) > 1 else "") + "."]
-    s = report["summary"]
-    lines += ["", "## Summary", "",
-              "| structure | stable | mean E (kJ/mol/res) | mean ΔE | vs | mean drift Å | max disp core (nm) | "
-              "max disp all atoms (nm) | MD CPU s / ps / residue | intact | D / cis at start |",
-              "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for key, v in s.items():
-        lines.append(f"| {key} | {v['stable']}/{v['n']} | {_fmt(v['mean_energy_kj_per_res'])} | "
-                     f"{_fmt(v['mean_delta_vs_reference'])} | {v['compared_with'] or ''} | "
-                     f"{_fmt(v['mean_drift_A'], 2)} | {_fmt(v['max_displacement_nm'], 2)} | "
-                     f"{_fmt(v['max_displacement_all_atoms_nm'], 2)} | {_fmt(v['md_cpu_s_per_ps_per_res'], 3)} | "
-                     f"{'–' if v.get('intact') is None else str(v['intact']) + '/' + str(v['n'])} | "
-                     f"{v.get('d_residues_start', 0)} / {v.get('cis_peptides_start', 0)} |")
+    lines += ["", "## Summary", ""] + _summary_table(report["summary"])
+    if report.get("summary_casp"):
+        lines += ["", "### The CASP targets only (the energy bar is judged on these)", ""]
+        lines += _summary_table(report["summary_casp"])
     lines += ["", "## The issue's bars", ""]
     if report["bars"]:
         lines += [f"Judged on these numbers: {report['bars'][0]['protocol']}.", ""]
@@ -269,7 +270,9 @@ def markdown(report):
         "",
         "## Not done yet (issue 25)",
         "",
-        "The eval ensembles; more than one sampled frame per target; 100 ps explicit TIP3P on a subset. Frames "
+        "Of the eval ensembles, only the first frame of the files given to `--targets` (the 20 ps run has trpcage, "
+        "ntl9, 2EQQ and PED00151; not lysozyme or adenylate kinase); more than one sampled frame per target; "
+        "100 ps explicit TIP3P on a subset. Frames "
         "from real CG engine runs (CALVADOS 3, martini_openmm, OpenABC) are in [md_ready_cg.md](md_ready_cg.md) "
         "(`benchmarks/md_ready_cg.py`). `--export gromacs` through `gmx grompp`, minimisation and "
         "100 steps of `gmx mdrun` is tested where GROMACS is installed (`tests/run/test_gromacs_export.py`; "
@@ -279,9 +282,25 @@ def markdown(report):
     return "\n".join(lines)
 
 
+def _summary_table(summary):
+    lines = ["| structure | stable | mean E (kJ/mol/res) | mean ΔE | vs | mean drift Å | max disp core (nm) | "
+             "max disp all atoms (nm) | MD CPU s / ps / residue | intact | D / cis at start |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for key, v in summary.items():
+        lines.append(f"| {key} | {v['stable']}/{v['n']} | {_fmt(v['mean_energy_kj_per_res'])} | "
+                     f"{_fmt(v['mean_delta_vs_reference'])} | {v['compared_with'] or ''} | "
+                     f"{_fmt(v['mean_drift_A'], 2)} | {_fmt(v['max_displacement_nm'], 2)} | "
+                     f"{_fmt(v['max_displacement_all_atoms_nm'], 2)} | {_fmt(v['md_cpu_s_per_ps_per_res'], 3)} | "
+                     f"{'–' if v.get('intact') is None else str(v['intact']) + '/' + str(v['n'])} | "
+                     f"{v.get('d_residues_start', 0)} / {v.get('cis_peptides_start', 0)} |")
+    return lines
+
+
 def build_report(targets, ps, platform, command, jobs=1, structures=tuple(STRUCTURES)):
     summary = summarize(targets)
     n_targets = sum("error" not in t for t in targets)
+    casp = [t for t in targets if is_casp(t["target"])]
+    summary_casp = summarize(casp) if casp and len(casp) < len(targets) else None
     return {
         "command": command,
         "date": datetime.date.today().isoformat(),
@@ -300,5 +319,6 @@ def build_report(targets, ps, platform, command, jobs=1, structures=tuple(STRUCT
         "cg2at2_quoted": CG2AT2_QUOTED,
         "targets": targets,
         "summary": summary,
-        "bars": bars(summary, ps, n_targets),
+        "summary_casp": summary_casp,
+        "bars": bars(summary, ps, n_targets, summary_casp),
     }

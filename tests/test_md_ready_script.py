@@ -124,6 +124,18 @@ def test_the_structural_rule_is_summarised_and_judged_beside_the_stability_rule(
     assert "| – | 0 / 0 |" in md_ready.markdown(old)
 
 
+def test_the_energy_bar_is_judged_on_the_casp_targets_when_eval_sets_join_the_run():
+    targets = [_target("TBM_T0001", -100, -80, -90, -70, -120, -100), _target("trpcage", -100, -80, -90, -110, -120,
+                                                                              -100)]
+    report = md_ready.build_report(targets, 2.0, "CPU", "test", structures=("raw", "minimized", "openmm"))
+    assert report["summary"]["minimized"]["mean_delta_vs_reference"] == pytest.approx(0)  # (20 - 20) / 2
+    assert report["summary_casp"]["minimized"]["n"] == 1
+    energy = [b for b in report["bars"] if b["structure"] == "minimized" and b["bar"].startswith("energy")][0]
+    assert energy["verdict"] == "missed" and "20.0 kJ/mol/res over 1 target" in energy["figure"]
+    assert "mean over the CASP targets" in energy["bar"]
+    assert "### The CASP targets only" in md_ready.markdown(report)
+
+
 def test_structures_option_is_checked():
     with pytest.raises(SystemExit):
         md_ready.main(["--structures", "raw,relaxed"])
