@@ -27,9 +27,12 @@ from .relax.systems import reference_bond_lengths
 
 __all__ = ["OutputChecks", "OutputQualityWarning", "StereochemistryWarning", "STAT_KEYS"]
 
-#: Per-structure figures a pipeline collects (``_before``: as backmapped; ``_after``: relaxed).
+#: Per-structure figures a pipeline collects (``_before``: as backmapped; ``_after``: relaxed); ``..._named``: per
+#: chunk, the (index, residues) of the first structure with a D residue or a cis peptide, for the warning (counts
+#: alone keep the memory of a long run flat).
 STAT_KEYS = tuple(f"{name}_{when}" for when in ("before", "after")
-                  for name in ("clash", "bond_ok", "energy", "d_residues", "cis_peptides"))
+                  for name in ("clash", "bond_ok", "energy", "d_residues", "cis_peptides", "d_residues_named",
+                               "cis_peptides_named"))
 
 
 class OutputQualityWarning(UserWarning):
@@ -93,8 +96,12 @@ class OutputChecks:
         d, cis = stereo_defects(xyz, self.sequence, self.segment_start)
         stats[f"clash_{when}"] += clash.tolist()
         stats[f"bond_ok_{when}"] += bond_ok.tolist()
-        stats[f"d_residues_{when}"] += [np.flatnonzero(row).tolist() for row in d]
-        stats[f"cis_peptides_{when}"] += [np.flatnonzero(row).tolist() for row in cis]
+        for key, found in (("d_residues", d), ("cis_peptides", cis)):
+            counts = found.sum(axis=1)
+            stats[f"{key}_{when}"] += counts.tolist()
+            if counts.any():
+                j = int(np.argmax(counts > 0))
+                stats[f"{key}_named_{when}"].append((j, np.flatnonzero(found[j]).tolist()))
         return time.perf_counter() - t0
 
     def check_written(self, stats, first, minimized):
@@ -116,10 +123,10 @@ class OutputChecks:
                 ("cis_peptides", "structures_cis", "a cis peptide bond before residue(s)", "not a proline: real in "
                  "some proteins (about 0.03 % of such bonds; 6 of the 24 CASP targets have one) and a model error "
                  "in others, so check it")):
-            found = [(j, residues) for j, residues in enumerate(stats.get(f"{key}_{when}", [])) if residues]
-            if found and not getattr(self, attr):
-                j, residues = found[0]
+            n_found = int(np.count_nonzero(stats.get(f"{key}_{when}", [])))
+            if n_found and not getattr(self, attr):
+                j, residues = stats[f"{key}_named_{when}"][0]
                 names = ", ".join(f"{self.sequence[r]}{r + 1}" for r in residues[:5])
                 warnings.warn(f"structure {first + j} has {what} {names}{' ...' if len(residues) > 5 else ''}: "
                               f"{why}; the summary counts such structures", StereochemistryWarning, stacklevel=5)
-            setattr(self, attr, getattr(self, attr) + len(found))
+            setattr(self, attr, getattr(self, attr) + n_found)

@@ -489,8 +489,7 @@ class BackmapPipeline(Closeable):
         busy = sum(self.seconds.values())
 
         def mean(key):
-            v = self._stats[key]
-            v = np.asarray([len(x) for x in v] if key.startswith(("d_", "cis_")) else v, dtype=np.float64)
+            v = np.asarray(self._stats[key], dtype=np.float64)
             v = v[np.isfinite(v)]
             return float(v.mean()) if len(v) else None
 

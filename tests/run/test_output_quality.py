@@ -59,6 +59,9 @@ def test_a_mirror_image_passes_the_bond_check_but_not_the_stereochemistry_check(
     s = mirror.summary()
     n_chiral = sum(r != "GLY" for r in trpcage.sequence)
     assert s["structures_with_d_residues"] == 2 and s["d_residues"]["before"] == n_chiral
+    # a count per structure and one named structure per chunk: a long run's memory stays flat
+    assert mirror._stats["d_residues_before"] == [n_chiral, n_chiral]
+    assert len(mirror._stats["d_residues_named_before"]) == 1
     assert s["structures_broken"] == 0 and s["bond_ok_percent"]["before"] > 90
     assert "stereochemistry: 2 with a D residue of 2 structure(s)" in format_summary(s)
     fine = _pipeline(tmp_path / "fine.pdb", model, trpcage, 1.0)
