@@ -120,7 +120,10 @@ def test_restraint_modes(trpcage, seed, side_chains_onto_neighbours):
 
     ca_shift, to_cg = {}, {}
     for restraint in (None, "ca", "cg"):
-        relaxer = Relaxer(trpcage.topology(), restraint=restraint, mapping=mapping, k=5000.0, **FAST)
+        # the Reference platform: on the threaded CPU platform one CI run of 2026-12-06 ended in another minimum
+        # (0.044 nm from the beads, where the input was 0.024)
+        relaxer = Relaxer(trpcage.topology(), restraint=restraint, mapping=mapping, k=5000.0,
+                          **{**FAST, "platform": "Reference"})
         res = relaxer.relax(xp, cg_xyz=cg if restraint == "cg" else None)
         assert res.clash_before > 0 and res.clash_after == 0.0, restraint
         ca_shift[restraint] = np.sqrt(np.mean(np.sum((res.xyz[lay.ca_index] - xp[lay.ca_index]) ** 2, 1)))
