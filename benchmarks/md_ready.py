@@ -142,6 +142,77 @@ def max_displacements(start, x, core_index, heavy_index):
     return d_core, d_all
 
 
+class RunChecks:
+    """What an MD run did to a structure, from its heavy atoms (canonical order, nm) at each check point.
+
+    The stability rule and the structural rule ("intact") of the module docstring, the most stretched bond by
+    name, bond_ok and clashes, and the heavy-atom drift; the implicit-solvent runs here and the explicit-water
+    runs of ``md_ready_explicit.py`` share it.
+
+    Examples
+    --------
+    >>> from openmm_backmap.io.read import load_ensemble  # doctest: +SKIP
+    >>> ens = load_ensemble('tests/data/trpcage.pdb')  # doctest: +SKIP
+    >>> checks = RunChecks(ens.xyz[0], ens, r0)  # doctest: +SKIP
+    >>> checks.update(x_heavy, t_ps=2.0)  # doctest: +SKIP
+    >>> checks.result(finite=True)['intact']  # doctest: +SKIP
+    True
+    """
+
+    def __init__(self, start_heavy, ens, r0):
+        from openmm_backmap.evaluation import frame_quality
+
+        self.start = np.asarray(start_heavy, dtype=np.float64)
+        self.seq, self.seg, self.r0 = ens.sequence, ens.segment_start, r0
+        self.residue, self.names = ens.layout.atom_residue, np.asarray(ens.layout.atom_names)
+        self.core = core_heavy_atoms(self.seq, self.seg)
+        self.backbone = self.core[np.isin(self.names[self.core], BACKBONE_ATOMS)]
+        known = np.isfinite(r0)
+        self.bonds, self.r0_known = ens.layout.bonds(self.seg)[known], r0[known]
+        clash0, ok0 = frame_quality(self.start, self.seq, self.seg, r0)
+        self.out = {"clash_percent_start": float(clash0[0]), "bond_ok_percent_start": float(ok0[0]),
+                    "max_displacement_nm": 0.0, "max_displacement_backbone_nm": 0.0, "max_bond_stretch": 0.0,
+                    "longest_bond": "", "bond_ok_min_percent": 100.0, "clash_percent_end": 0.0,
+                    "drift_rmsd_end_A": 0.0, "drift_rmsd_max_A": 0.0, "check_points": 0}
+
+    def _moved(self, x, index):
+        return float(np.linalg.norm(_superposed(self.start[index], x, index)[index] - self.start[index],
+                                    axis=1).max())
+
+    def atom_name(self, i):
+        return f"{self.seq[self.residue[i]]}{self.residue[i] + 1} {self.names[i]}"
+
+    def update(self, x, t_ps):
+        """One check point: heavy atoms ``x`` (nm, canonical order) at ``t_ps``."""
+        from openmm_backmap.evaluation import frame_quality
+
+        x = np.asarray(x, dtype=np.float64)
+        o = self.out
+        o["check_points"] += 1
+        o["max_displacement_nm"] = max(o["max_displacement_nm"], self._moved(x, self.core))
+        o["max_displacement_backbone_nm"] = max(o["max_displacement_backbone_nm"], self._moved(x, self.backbone))
+        ratio = np.linalg.norm(x[self.bonds[:, 0]] - x[self.bonds[:, 1]], axis=1) / self.r0_known
+        if ratio.max() > o["max_bond_stretch"]:
+            i, j = self.bonds[int(np.argmax(ratio))]
+            o["max_bond_stretch"] = float(ratio.max())
+            o["longest_bond"] = f"{self.atom_name(i)}-{self.atom_name(j)} x{ratio.max():.3f} at {t_ps:g} ps"
+        rmsd = 10 * _kabsch_rmsd(self.start, x)[0]
+        o["drift_rmsd_end_A"], o["drift_rmsd_max_A"] = rmsd, max(o["drift_rmsd_max_A"], rmsd)
+        clash, ok = frame_quality(x, self.seq, self.seg, self.r0)
+        o["bond_ok_min_percent"] = min(o["bond_ok_min_percent"], float(ok[0]))
+        o["clash_percent_end"] = float(clash[0])
+
+    def result(self, finite, failure=""):
+        """The measures so far and the two verdicts (a run that was not ``finite`` fails both)."""
+        o = dict(self.out)
+        o["stable"] = bool(finite and o["max_displacement_nm"] <= MAX_DISPLACEMENT_NM
+                           and o["bond_ok_min_percent"] >= BOND_OK_MIN)
+        o["intact"] = bool(finite and o["max_displacement_backbone_nm"] <= MAX_DISPLACEMENT_NM
+                           and o["max_bond_stretch"] <= BROKEN_BOND_RATIO)
+        o["finite"], o["failure"] = bool(finite), failure
+        return o
+
+
 def evaluate_structure(path, ps=20.0, platform="CPU", seed=1, frame=0):
     """Single-point energy and MD stability of one heavy-atom structure, model ``frame`` of ``path`` (see the
     module docstring).
@@ -151,7 +222,6 @@ def evaluate_structure(path, ps=20.0, platform="CPU", seed=1, frame=0):
     import openmm
     import openmm.unit as u
 
-    from openmm_backmap.evaluation import frame_quality
     from openmm_backmap.evaluation.quality import stereo_defects
     from openmm_backmap.io.read import load_ensemble
     from openmm_backmap.run.relax.systems import build_force_field_system, reference_bond_lengths
@@ -173,11 +243,6 @@ def evaluate_structure(path, ps=20.0, platform="CPU", seed=1, frame=0):
     heavy_index = np.asarray(ffs.heavy_index)
     core_atoms = core_heavy_atoms(seq, seg)
     core_index = heavy_index[core_atoms]
-    names = np.asarray(ens.layout.atom_names)
-    backbone_index = heavy_index[core_atoms[np.isin(names[core_atoms], BACKBONE_ATOMS)]]
-    bonds = ens.layout.bonds(seg)
-    known = np.isfinite(r0)
-    bonds, r0_known = bonds[known], r0[known]
     # Modeller.addHydrogens placed them; start from the package's ideal placement as well
     pos = np.asarray(ffs.full_positions(xyz))
 
@@ -218,10 +283,9 @@ def evaluate_structure(path, ps=20.0, platform="CPU", seed=1, frame=0):
     n_steps = max(1, int(round(ps / 0.002)))
     per = max(1, n_steps // CHECKPOINTS)
     start = np.asarray(ctx.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(u.nanometer))
-    ref_heavy = start[heavy_index]
+    checks = RunChecks(start[heavy_index], ens, r0)
     finite, failure = True, ""
-    max_disp, max_disp_all, bond_ok_min, rmsd_max, rmsd_end, clash_end = 0.0, 0.0, 100.0, 0.0, 0.0, 0.0
-    max_disp_backbone, stretch_max, worst_bond = 0.0, 0.0, ""
+    max_disp_all = 0.0
     done = 0
     t_md = time.process_time()
     while done < n_steps:
@@ -238,45 +302,22 @@ def evaluate_structure(path, ps=20.0, platform="CPU", seed=1, frame=0):
         if not (np.isfinite(e) and np.isfinite(x).all()):
             finite, failure = False, f"non-finite energy/coordinates at step {done}"
             break
-        d_core, d_all = max_displacements(start, x, core_index, heavy_index)
-        max_disp, max_disp_all = max(max_disp, d_core), max(max_disp_all, d_all)
-        bb = _superposed(start[backbone_index], x, backbone_index)[backbone_index]
-        max_disp_backbone = max(max_disp_backbone, float(np.linalg.norm(bb - start[backbone_index], axis=1).max()))
-        heavy = x[heavy_index]
-        ratio = np.linalg.norm(heavy[bonds[:, 0]] - heavy[bonds[:, 1]], axis=1) / r0_known
-        if ratio.max() > stretch_max:
-            i, j = bonds[int(np.argmax(ratio))]
-            stretch_max = float(ratio.max())
-            worst_bond = (f"{seq[ens.layout.atom_residue[i]]}{ens.layout.atom_residue[i] + 1} {names[i]}-"
-                          f"{seq[ens.layout.atom_residue[j]]}{ens.layout.atom_residue[j] + 1} {names[j]} "
-                          f"x{stretch_max:.3f} at {done * 0.002:g} ps")
-        rmsd_end = _kabsch_rmsd(ref_heavy, heavy)[0]
-        rmsd_max = max(rmsd_max, rmsd_end)
-        clash, ok = frame_quality(heavy, seq, seg, r0)
-        bond_ok_min = min(bond_ok_min, float(ok[0]))
-        clash_end = float(clash[0])
+        max_disp_all = max(max_disp_all, max_displacements(start, x, core_index, heavy_index)[1])
+        checks.update(x[heavy_index], done * 0.002)
     e_end = e if finite else float("nan")
-    stable = bool(finite and max_disp <= MAX_DISPLACEMENT_NM and bond_ok_min >= BOND_OK_MIN)
-    intact = bool(finite and max_disp_backbone <= MAX_DISPLACEMENT_NM and stretch_max <= BROKEN_BOND_RATIO)
     d_res, cis = stereo_defects(xyz, seq, seg)
     cpu = time.process_time() - t0
     cpu_md = time.process_time() - t_md
-    clash0, ok0 = frame_quality(xyz, seq, seg, r0)
     return {
         "n_residues": n_res, "n_atoms": int(top.getNumAtoms()), "n_core_heavy_atoms": int(len(core_index)),
-        "clash_percent_start": float(clash0[0]), "bond_ok_percent_start": float(ok0[0]),
         "energy_kj_per_res": energy / n_res,
         "energy_before_h_relax_kj_per_res": e_before / n_res,
         "heavy_atoms_moved_in_h_relax_nm": heavy_moved,
         "md_ps": done * 0.002, "md_ps_requested": n_steps * 0.002,
-        "stable": stable, "intact": intact, "finite": finite, "failure": failure,
-        "max_displacement_backbone_nm": max_disp_backbone, "max_bond_stretch": stretch_max,
-        "longest_bond": worst_bond,
+        **checks.result(finite, failure),
         "d_residues_start": int(d_res.sum()), "cis_peptides_start": int(cis.sum()),
-        "max_displacement_nm": max_disp, "max_displacement_all_atoms_nm": max_disp_all,
-        "bond_ok_min_percent": bond_ok_min, "clash_percent_end": clash_end,
+        "max_displacement_all_atoms_nm": max_disp_all,
         "energy_end_kj_per_res": e_end / n_res,
-        "drift_rmsd_end_A": 10 * rmsd_end, "drift_rmsd_max_A": 10 * rmsd_max,
         "cpu_s_energy": t_energy, "cpu_s_md": cpu_md, "cpu_s_total": cpu,
     }
 
