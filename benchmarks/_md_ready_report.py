@@ -271,8 +271,9 @@ def markdown(report):
         "## Not done yet (issue 25)",
         "",
         "Of the eval ensembles, only the first frame of the files given to `--targets` (the 20 ps run has trpcage, "
-        "ntl9, 2EQQ and PED00151; not lysozyme or adenylate kinase); more than one sampled frame per target; "
-        "100 ps explicit TIP3P on a subset. Frames "
+        "ntl9, 2EQQ and PED00151; not lysozyme or adenylate kinase); more than one sampled frame per target. "
+        "100 ps in explicit TIP3P water, through the script of continue_all_atom.md, is measured on a subset in "
+        "[md_ready_explicit.md](md_ready_explicit.md) (`benchmarks/md_ready_explicit.py`). Frames "
         "from real CG engine runs (CALVADOS 3, martini_openmm, OpenABC) are in [md_ready_cg.md](md_ready_cg.md) "
         "(`benchmarks/md_ready_cg.py`). `--export gromacs` through `gmx grompp`, minimisation and "
         "100 steps of `gmx mdrun` is tested where GROMACS is installed (`tests/run/test_gromacs_export.py`; "

@@ -408,12 +408,13 @@ def pick_targets(spec):
     return out
 
 
-def _write(report, out):
+def _write(report, out, render=markdown):
+    """``out``.json and ``out``.md (``render(report)``)."""
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     with open(out + ".json", "w") as fh:
         json.dump(report, fh, indent=1)
     with open(out + ".md", "w") as fh:
-        fh.write(markdown(report))
+        fh.write(render(report))
 
 
 def _run_in_worker(target, a, structures):

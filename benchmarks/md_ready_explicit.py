@@ -297,12 +297,9 @@ def main(argv=None):
     return runs
 
 
+
 def _write(report, out):
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    with open(out + ".json", "w") as fh:
-        json.dump(report, fh, indent=1)
-    with open(out + ".md", "w") as fh:
-        fh.write(markdown(report))
+    md_ready._write(report, out, render=markdown)
 
 
 if __name__ == "__main__":
