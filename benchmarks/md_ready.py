@@ -337,7 +337,8 @@ def _cli(args, cwd):
 def relax_crystal(path, out_path, method):
     """The crystal's canonical heavy atoms relaxed as ``convert --minimize`` relaxes our output (``method``
     'fast': :class:`FastRelaxer`, ``relax_batch``; 'openmm': :class:`Relaxer`, ``relax``; built as
-    ``BackmapPipeline`` builds them, with their defaults), written to ``out_path``. Returns its CPU seconds, heavy-atom RMSD to the crystal (Å) and convergence."""
+    ``BackmapPipeline`` builds them, with their defaults), written to ``out_path``. Returns its CPU seconds,
+    heavy-atom RMSD to the crystal (Å) and convergence."""
     from openmm_backmap.io.paths import write_topology_pdb
     from openmm_backmap.io.read import load_ensemble
     from openmm_backmap.run.relax import FastRelaxer, Relaxer
