@@ -192,6 +192,7 @@ def markdown(report):
         f"<!-- docs-test: slow: about {max(1, round(report['cpu_s'] / 3600))} CPU hours on one thread per run, "
         "on ../shared/data -->",
         "```bash", *report["commands"], "```", "",
+        *([report["note"], ""] if report.get("note") else []),
         "Per target, the user's path: `openmm-backmap coarsen T --levels ca -o T`, then **minimized** = `convert "
         "T_ca.pdb --deterministic --minimize --relax fast --export openmm`, **openmm** = `... --deterministic "
         "--minimize --export openmm`, **raw** = `convert --deterministic` handed over through `export_system` (the "
@@ -238,8 +239,9 @@ def build_report(runs, commands, ps):
             "cpu_s": float(sum(r.get("cpu_s_md", 0.0) for r in runs))}
 
 
-def merge(paths, out):
-    """One report from the JSON reports of several runs (each run's command kept), written to ``out``."""
+def merge(paths, out, note=None):
+    """One report from the JSON reports of several runs (each run's command kept, and ``note``: what the commands
+    alone do not say, such as a run stopped early), written to ``out``."""
     reports = []
     for path in paths:
         with open(path) as fh:
@@ -250,6 +252,8 @@ def merge(paths, out):
                           [c for r in reports for c in r.get("commands", [r.get("command")])], reports[0]["ps"])
     report["date"] = max(r["date"] for r in reports)
     report["machine"] = reports[0]["machine"]
+    if note:
+        report["note"] = note
     _write(report, out)
     return report
 
@@ -265,9 +269,10 @@ def main(argv=None):
     p.add_argument("--workdir", default="/tmp/md_ready_explicit")
     p.add_argument("--out", default=DEFAULT_OUT, help="output stem (.json and .md are written)")
     p.add_argument("--merge", nargs="+", metavar="JSON", help="only write one report from these reports to --out")
+    p.add_argument("--note", help="with --merge: a line for the report, under the commands")
     a = p.parse_args(argv)
     if a.merge:
-        return merge(a.merge, a.out)["runs"]
+        return merge(a.merge, a.out, a.note)["runs"]
     rows = [s for s in a.structures.split(",") if s]
     if not rows or set(rows) - set(ROWS):
         p.error(f"--structures: choose from {','.join(ROWS)}, got {a.structures!r}")

@@ -99,10 +99,11 @@ def test_report_summarises_each_row_and_keeps_errors(tmp_path):
     assert json.loads((tmp_path / "r.json").read_text())["cpu_s"] == 3600.0
     # two runs' reports merge into one, each command kept
     mde._write(mde.build_report([dict(runs[0], target="U")], ["cmd2"], 100.0), str(tmp_path / "s"))
-    merged = mde.main(["--merge", str(tmp_path / "r.json"), str(tmp_path / "s.json"), "--out", str(tmp_path / "m")])
+    merged = mde.main(["--merge", str(tmp_path / "r.json"), str(tmp_path / "s.json"), "--out", str(tmp_path / "m"),
+                       "--note", "U was stopped after its crystal row."])
     assert [r["target"] for r in merged] == ["T", "T", "U"]
     text = (tmp_path / "m.md").read_text()
-    assert "cmd\ncmd2" in text and "| crystal | 2 | 2/2 | 2/2 |" in text
+    assert "cmd\ncmd2\n```\n\nU was stopped after its crystal row." in text and "| crystal | 2 | 2/2 | 2/2 |" in text
     with pytest.raises(SystemExit):
         mde.main(["--structures", "crystal,sampled"])
 
