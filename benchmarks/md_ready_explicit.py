@@ -42,7 +42,6 @@ import json
 import os
 import platform as platform_module
 import re
-import resource
 import subprocess
 import sys
 import time
@@ -79,10 +78,12 @@ def docs_script(page=DOCS_PAGE):
     return m.group(1)
 
 
-def prepare(target, workdir, rows):
-    """Coarsen and convert as a user does; the crystal's and the raw output's heavy atoms through ``export_system``.
+def prepare(target, workdir, rows, script):
+    """Coarsen and convert as a user does; the crystal's and the raw output's heavy atoms through ``export_system``;
+    the page's ``script`` written beside them as ``continue_md.py``.
 
-    Returns ``{row: PREFIX}`` (``PREFIX_openmm.pdb`` is what the script reads) and the CPU seconds of each.
+    Returns ``{row: PREFIX}`` (``PREFIX_openmm.pdb`` is what the script reads) and the CPU seconds of each row's
+    ``convert`` call and export.
     """
     import mdtraj as md
 
@@ -91,6 +92,8 @@ def prepare(target, workdir, rows):
     from openmm_backmap.run.relax import export_system
 
     os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, "continue_md.py"), "w") as fh:
+        fh.write(script)
     name = os.path.basename(target).split(".")[0]
     md_ready._cli(["coarsen", os.path.abspath(target), "--levels", "ca", "-o", name, "--force"], workdir)
     prefixes, cpu = {}, {}
@@ -105,6 +108,8 @@ def prepare(target, workdir, rows):
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")  # the deposited file's hydrogens and altlocs: dropped
                     ens = load_ensemble(target)
+                if not ens.mask[0].all():
+                    raise ValueError(f"{int((~ens.mask[0]).sum())} heavy atoms missing in {target}")
                 write_topology_pdb(prefix + ".pdb", ens.topology(), ens.xyz[0], title="crystal, heavy atoms")
             export_system(md.load(prefix + ".pdb"), "openmm", prefix, implicit="obc2", force=True)
             cpu[row] = cpu.get(row, 0.0) + time.process_time() - t0
@@ -112,20 +117,19 @@ def prepare(target, workdir, rows):
     return prefixes, cpu
 
 
-def run_script(prefix, ps, script):
-    """``python continue_md.py PREFIX explicit PS`` in the prefix's folder, one thread; (exit code, CPU s, log)."""
-    folder = os.path.dirname(prefix)
-    with open(os.path.join(folder, "continue_md.py"), "w") as fh:
-        fh.write(script)
+def run_script(prefix, ps):
+    """``python continue_md.py PREFIX explicit PS`` in the prefix's folder (where :func:`prepare` wrote the script),
+    one thread; (exit code, the child's own CPU seconds, the end of its log)."""
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="", **md_ready.ONE_THREAD_ENV)
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     with open(prefix + "_md.log", "w") as log:
-        proc = subprocess.run([sys.executable, "continue_md.py", os.path.basename(prefix), "explicit", f"{ps:g}"],
-                              cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        proc = subprocess.Popen([sys.executable, "continue_md.py", os.path.basename(prefix), "explicit", f"{ps:g}"],
+                                cwd=os.path.dirname(prefix), env=env, stdout=log, stderr=subprocess.STDOUT)
+        # this child's rusage alone: RUSAGE_CHILDREN would add the other runs going on in this process
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
     with open(prefix + "_md.log") as fh:
         tail = fh.read()[-1500:]
-    return proc.returncode, (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime), tail
+    return proc.returncode, usage.ru_utime + usage.ru_stime, tail
 
 
 def analyse(prefix, returncode, log_tail, ps):
@@ -163,10 +167,10 @@ def analyse(prefix, returncode, log_tail, ps):
             "ns_per_day": float(speed[-1]) if speed else None, **checks.result(finite, failure)}
 
 
-def run_row(name, row, prefix, ps, script):
+def run_row(name, row, prefix, ps):
     """One row's MD and checks; an exception becomes the row's ``error`` (the other runs' hours are kept)."""
     try:
-        code, cpu, tail = run_script(prefix, ps, script)
+        code, cpu, tail = run_script(prefix, ps)
         return {"target": name, "row": row, "cpu_s_md": cpu} | analyse(prefix, code, tail, ps)
     except Exception as err:
         return {"target": name, "row": row, "error": f"{type(err).__name__}: {err}"[:2000]}
@@ -282,20 +286,26 @@ def main(argv=None):
         os.environ.setdefault(k, v)
     script = docs_script()
     command = "OMP_NUM_THREADS=1 python benchmarks/md_ready_explicit.py " + " ".join(argv)
-    jobs = []
+    jobs, runs = [], []
     for target in md_ready.pick_targets(a.targets):
         name = os.path.basename(target).split(".")[0]
-        prefixes, _ = prepare(target, os.path.join(a.workdir, name), rows)
-        jobs += [(name, row, prefixes[row]) for row in rows]
-    runs = []
+        try:
+            prefixes, cpu = prepare(target, os.path.join(a.workdir, name), rows, script)
+        except Exception as err:  # a target that cannot be converted or exported: its rows say why
+            runs += [{"target": name, "row": row, "error": f"{type(err).__name__}: {err}"[:2000]} for row in rows]
+            continue
+        jobs += [(name, row, prefixes[row], cpu[row]) for row in rows]
+    order = {(r["target"], r["row"]): i for i, r in enumerate(runs)}
+    order.update({(t, row): len(order) + i for i, (t, row, _, _) in enumerate(jobs)})
     t_start = time.time()
     with concurrent.futures.ThreadPoolExecutor(max_workers=a.jobs) as pool:
-        futures = [pool.submit(run_row, t, row, prefix, a.ps, script) for t, row, prefix in jobs]
+        futures = [pool.submit(run_row, t, row, prefix, a.ps) for t, row, prefix, _ in jobs]
+        prepare_cpu = {(t, row): c for t, row, _, c in jobs}
         for fut in concurrent.futures.as_completed(futures):
-            runs.append(fut.result())
-            print(f"{runs[-1]['target']} {runs[-1]['row']}: done at {time.time() - t_start:.0f} s wall",
+            run = fut.result()
+            runs.append(run | {"prepare_cpu_s": prepare_cpu[(run["target"], run["row"])]})
+            print(f"{run['target']} {run['row']}: done at {time.time() - t_start:.0f} s wall",
                   file=sys.stderr, flush=True)
-            order = {(t, row): i for i, (t, row, _) in enumerate(jobs)}
             runs.sort(key=lambda r: order[(r["target"], r["row"])])
             report = build_report(runs, [command], a.ps)
             _write(report, a.out)

@@ -119,3 +119,30 @@ def test_trpcage_runs_through_the_docs_script_in_water(tmp_path, monkeypatch):
         assert "error" not in r and r["finite"] and r["intact"] and r["md_ps"] == 1.0, r
         assert r["ns_per_day"] > 0
     assert (tmp_path / "work" / "trpcage" / "minimized_openmm.pdb").is_file()
+
+
+def test_a_target_that_cannot_be_prepared_gets_error_rows_and_the_others_still_run(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_prepare(target, workdir, rows, script):
+        if "bad" in target:
+            raise ValueError("3 heavy atoms missing in bad.pdb")
+        return {r: str(tmp_path / r) for r in rows}, {r: 1.5 for r in rows}
+
+    def fake_run_row(name, row, prefix, ps):
+        calls.append((name, row))
+        return {"target": name, "row": row, "cpu_s_md": 2.0, "md_ps": ps, "stable": True, "intact": True,
+                "max_displacement_nm": 0.1, "max_displacement_backbone_nm": 0.1, "bond_ok_min_percent": 100.0,
+                "longest_bond": "", "drift_rmsd_end_A": 0.5, "drift_rmsd_max_A": 0.5, "ns_per_day": 1.0,
+                "failure": "", "max_bond_stretch": 1.05}
+
+    monkeypatch.setattr(mde, "prepare", fake_prepare)
+    monkeypatch.setattr(mde, "run_row", fake_run_row)
+    (tmp_path / "bad.pdb").write_text("END\n")
+    runs = mde.main(["--targets", f"{tmp_path / 'bad.pdb'},{TRPCAGE}", "--ps", "1", "--structures", "crystal,raw",
+                     "--workdir", str(tmp_path / "w"), "--out", str(tmp_path / "r")])
+    assert calls == [("trpcage", "crystal"), ("trpcage", "raw")]
+    assert [(r["target"], r["row"]) for r in runs] == [("bad", "crystal"), ("bad", "raw"), ("trpcage", "crystal"),
+                                                       ("trpcage", "raw")]
+    assert "heavy atoms missing" in runs[0]["error"] and runs[2]["prepare_cpu_s"] == 1.5
+    assert "error: ValueError: 3 heavy atoms missing" in (tmp_path / "r.md").read_text()
