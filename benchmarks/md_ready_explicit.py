@@ -162,9 +162,10 @@ def analyse(prefix, returncode, log_tail, ps):
         failure = log_tail.strip().splitlines()[-1][:300] if log_tail.strip() else f"exit {returncode}"
     elif len(frames) < min(ps, DCD_PS):
         finite, failure = False, "no production frames written"
-    speed = re.findall(r",([0-9.]+)\s*$", log_tail, re.M)
+    # StateDataReporter's last column; its first line says 0 (no interval measured yet)
+    speed = [float(v) for v in re.findall(r",(\d+(?:\.\d+)?)\s*$", log_tail, re.M) if float(v) > 0]
     return {"n_residues": len(ens.sequence), "md_ps": float(len(frames)), "md_ps_requested": ps,
-            "ns_per_day": float(speed[-1]) if speed else None, **checks.result(finite, failure)}
+            "ns_per_day": speed[-1] if speed else None, **checks.result(finite, failure)}
 
 
 def run_row(name, row, prefix, ps):
