@@ -29,8 +29,10 @@ Run (2-core machine: two runs at a time, one thread each)::
 
     python benchmarks/md_ready_explicit.py --targets T0922 --ps 100 --jobs 2
 
-Cost: T0922 (74 residues) makes 16,054 atoms; one thread runs about 2.5 ns/day, so one 100 ps row takes about
-an hour. Writes docs/benchmarks/md_ready_explicit.json and .md (``--out`` to change the stem).
+Cost: T0922 (74 residues) makes 13,099-15,644 atoms; one thread ran 1.5-1.7 ns/day on a shared 2-core machine, about
+3,300-4,000 CPU s per 100 ps row (solvation, minimisation and equilibration included); trp-cage (4,189-4,762 atoms)
+about 1,100-1,300 CPU s. Writes docs/benchmarks/md_ready_explicit.json and .md (``--out`` to change the stem);
+``--merge`` writes one report from several runs' JSON.
 """
 
 from __future__ import annotations
