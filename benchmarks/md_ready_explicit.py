@@ -58,16 +58,15 @@ from _md_ready_report import BOND_OK_MIN, BROKEN_BOND_RATIO, MAX_DISPLACEMENT_NM
 
 DOCS_PAGE = os.path.join(HERE, "..", "docs", "continue_all_atom.md")
 DEFAULT_OUT = os.path.join(HERE, "..", "docs", "benchmarks", "md_ready_explicit")
-#: Output file and ``convert`` options of each of our rows (None: not made by ``convert --export``).
+#: The ``convert`` options that make each of our rows (``raw`` is then handed over through ``export_system``).
 CONVERT = {
     "minimized": ["--deterministic", "--minimize", "--relax", "fast", "--export", "openmm"],
     "openmm": ["--deterministic", "--minimize", "--export", "openmm"],
     "raw": ["--deterministic"],
 }
 ROWS = ("crystal", "minimized", "openmm", "raw")
-#: Fewer than this many picoseconds of protein in the DCD, and the script said nothing: the run is reported
-#: as incomplete rather than stable.
-DCD_PS = 1.0
+#: Picoseconds between the DCD frames the page's script writes (``DCDReporter`` every 500 steps of 2 fs).
+FRAME_PS = 1.0
 
 
 def docs_script(page=DOCS_PAGE):
@@ -157,16 +156,16 @@ def analyse(prefix, returncode, log_tail, ps):
     finite = bool(np.isfinite(frames).all())
     frames = frames[np.isfinite(frames).all(axis=(1, 2))]
     for k, x in enumerate(frames):
-        checks.update(x, float(k + 1))
+        checks.update(x, (k + 1) * FRAME_PS)
     failure = ""
     if returncode:
         finite = False
         failure = log_tail.strip().splitlines()[-1][:300] if log_tail.strip() else f"exit {returncode}"
-    elif len(frames) < min(ps, DCD_PS):
+    elif not len(frames):  # nothing to judge, and the script said nothing: not a pass
         finite, failure = False, "no production frames written"
     # StateDataReporter's last column; its first line says 0 (no interval measured yet)
     speed = [float(v) for v in re.findall(r",(\d+(?:\.\d+)?)\s*$", log_tail, re.M) if float(v) > 0]
-    return {"n_residues": len(ens.sequence), "md_ps": float(len(frames)), "md_ps_requested": ps,
+    return {"n_residues": len(ens.sequence), "md_ps": len(frames) * FRAME_PS, "md_ps_requested": ps,
             "ns_per_day": speed[-1] if speed else None, **checks.result(finite, failure)}
 
 

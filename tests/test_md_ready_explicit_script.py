@@ -48,6 +48,9 @@ def test_the_script_run_is_the_docs_page_block_as_written():
     assert script in page
     assert "modeller.addSolvent" in script and "app.PME" in script and 'sys.argv[2]' in script
     compile(script, "continue_md.py", "exec")
+    # a DCD frame every 500 steps of 2 fs: the picosecond each frame is judged at
+    assert 'DCDReporter(f"{prefix}_md.dcd", 500)' in script and "dt = 0.002" in script
+    assert mde.FRAME_PS == 500 * 0.002
 
 
 def test_a_quiet_run_is_stable_and_a_broken_bond_is_not_intact(exported):
