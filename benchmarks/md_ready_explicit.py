@@ -255,7 +255,7 @@ def merge(paths, out, note=None):
     if len({r["ps"] for r in reports}) > 1:
         raise SystemExit("md_ready_explicit.py --merge: the reports ran different --ps")
     report = build_report([run for r in reports for run in r["runs"]],
-                          [c for r in reports for c in r.get("commands", [r.get("command")])], reports[0]["ps"])
+                          [c for r in reports for c in r["commands"]], reports[0]["ps"])
     report["date"] = max(r["date"] for r in reports)
     report["machine"] = reports[0]["machine"]
     if note:

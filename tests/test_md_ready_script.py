@@ -47,11 +47,12 @@ def test_max_displacement_counts_core_heavy_atoms_after_their_own_superposition(
     x = start @ rot.T + np.array([3.0, -2.0, 5.0])  # a rigid move: nothing moved
     x[0] += [2.0, 0, 0]      # a terminal heavy atom (residue 0) flies off
     x[45] += [0, 1.5, 0]     # so does a hydrogen
-    d_core, d_all = md_ready.max_displacements(start, x, core, heavy)
+    # the core rule: core atoms superposed on themselves; the literal rule: every atom, heavy atoms superposed
+    d_core, d_all = md_ready.max_moved(start, x, core), md_ready.max_moved(start, x, heavy, of=slice(None))
     assert d_core < 1e-6
     assert d_all > md_ready.MAX_DISPLACEMENT_NM  # the literal rule would call it unstable
     x[20] += [0, 0, 1.5]     # a core heavy atom (residue 5) moves: the core rule sees it
-    d_core, _ = md_ready.max_displacements(start, x, core, heavy)
+    d_core = md_ready.max_moved(start, x, core)
     assert d_core > md_ready.MAX_DISPLACEMENT_NM
 
 
