@@ -71,6 +71,8 @@ class Canonicalizer:
         self.renamed = Counter()
         self.modified = []
         self.altlocs = 0
+        self.repeated_numbers = 0
+        self.duplicate_atoms = 0
         self.oxt = 0
 
     def residue_map(self, residues, atom_names_per_residue):
@@ -120,6 +122,14 @@ class Canonicalizer:
             n = sum(self.unknown_atoms.values())
             top = ", ".join(f"{k} x{v}" for k, v in self.unknown_atoms.most_common(6))
             warnings.warn(f"{src}: ignored {n} heavy atom(s) that no template has ({top})", LoadWarning, stacklevel=4)
+        if self.repeated_numbers:
+            warnings.warn(f"{src}: {self.repeated_numbers} residue(s) repeat the chain, number, insertion code and "
+                          "name of an earlier residue with the same atoms (insertion codes lost, as mdtraj's PDB "
+                          "writer loses them, or numbering that wraps at 9999?); each is read as a residue of its "
+                          "own, in file order", LoadWarning, stacklevel=4)
+        if self.duplicate_atoms:
+            warnings.warn(f"{src}: {self.duplicate_atoms} atom record(s) repeat an atom name within a residue; kept "
+                          "the first of each", LoadWarning, stacklevel=4)
         if self.altlocs:
             warnings.warn(f"{src}: {self.altlocs} atom(s) had alternate locations; kept the first of each",
                           LoadWarning, stacklevel=4)
@@ -128,16 +138,21 @@ class Canonicalizer:
                           "they are masked (NaN), not invented", LoadWarning, stacklevel=4)
 
 
-def group_atoms(records):
+def group_atoms(records, canon=None):
     """Group one model's heavy-atom records into residues.
 
     Parameters
     ----------
     records : iterable of ((chain, number, insertion code, residue name[, group]), atom name, (x, y, z) Å)
-        In file order. Records of a residue key seen before join that residue
-        (files that list a residue's atoms apart); a repeated atom name keeps
-        its first record. An optional fifth key element (e.g. the chain's
+        In file order. A residue is a run of records with one key. A run whose key was seen before joins
+        that residue (files that list a residue's atoms apart) unless it repeats one of its atom names, and
+        the residue's first atom name seen again starts a new residue: either is a residue of its own with
+        the same number (insertion codes lost, as mdtraj's PDB writer loses them, or numbering that wraps
+        at 9999), counted in ``canon.repeated_numbers``. Any other repeated atom name keeps its first
+        record, counted in ``canon.duplicate_atoms``. An optional fifth key element (e.g. the chain's
         ordinal in the file) keeps apart residues that share the other four.
+    canon : Canonicalizer, optional
+        Where repeats and duplicates are counted (the most in one model), to be reported.
 
     Returns
     -------
@@ -147,17 +162,37 @@ def group_atoms(records):
 
     Examples
     --------
-    >>> res, names, xyz = group_atoms([(('A', 1, ' ', 'GLY'), 'N', (0, 0, 0)), (('A', 1, ' ', 'GLY'), 'N', (1, 1, 1))])
+    >>> gly = ('A', 1, ' ', 'GLY')
+    >>> res, names, xyz = group_atoms([(gly, 'N', (0, 0, 0)), (gly, 'CA', (1, 0, 0)), (gly, 'CA', (2, 0, 0))])
     >>> names, xyz.tolist()
-    ([[('N', 0)]], [[0.0, 0.0, 0.0]])
+    ([[('N', 0), ('CA', 1)]], [[0.0, 0.0, 0.0], [1.0, 0.0, 0.0]])
+    >>> ser, gly = ('A', 100, ' ', 'SER'), ('A', 100, ' ', 'GLY')   # 100, 100A, 100B written without codes
+    >>> res, names, xyz = group_atoms([(ser, 'N', (0, 0, 0)), (gly, 'N', (1, 0, 0)), (ser, 'N', (2, 0, 0))])
+    >>> [r.name for r in res]
+    ['SER', 'GLY', 'SER']
     """
-    residues, coords = {}, []
+    residues, coords, copies = {}, [], {}
+    previous, current, repeats, duplicates = None, None, 0, 0
     for key, name, xyz in records:
-        atoms = residues.setdefault(key, {})
-        if name not in atoms:
+        atoms = residues.get(current)
+        # a new run of the key, or the residue's first atom name again (two residues of one name and number
+        # in a row): join the residue seen before unless this atom is in it already
+        if key != previous or name == next(iter(atoms)):
+            n = copies.setdefault(key, 0)
+            if (key, n) in residues and name in residues[(key, n)]:
+                n = copies[key] = n + 1
+                repeats += 1
+            previous, current = key, (key, n)
+            atoms = residues.setdefault(current, {})
+        if name in atoms:
+            duplicates += 1
+        else:
             atoms[name] = len(coords)
             coords.append(xyz)
-    return ([ParsedResidue(*key[:4]) for key in residues], [list(atoms.items()) for atoms in residues.values()],
+    if canon is not None:
+        canon.repeated_numbers = max(canon.repeated_numbers, repeats)
+        canon.duplicate_atoms = max(canon.duplicate_atoms, duplicates)
+    return ([ParsedResidue(*key[:4]) for key, _ in residues], [list(atoms.items()) for atoms in residues.values()],
             np.array(coords, dtype=np.float64).reshape(-1, 3))
 
 

@@ -62,7 +62,7 @@ def _pdb_models(path, canon):
                     canon.altlocs += len(atom.locations) - 1
                     records.append((key, atom.name, tuple(atom.position.value_in_unit(angstrom))))
         if records:
-            yield group_atoms(records)
+            yield group_atoms(records, canon)
 
 
 def _cif_models(path, canon):
@@ -98,14 +98,14 @@ def _cif_models(path, canon):
         key = (get(row, "auth_asym_id", "label_asym_id"), int(seq) if seq.lstrip("-").isdigit() else 0,
                get(row, "pdbx_PDB_ins_code") or " ", get(row, "auth_comp_id", "label_comp_id"))
         records, seen = models.setdefault(get(row, "pdbx_PDB_model_num") or "1", ([], set()))
-        if (key, name) in seen:
-            canon.altlocs += bool(get(row, "label_alt_id"))
+        if get(row, "label_alt_id") and (key, name) in seen:  # another location of an atom
+            canon.altlocs += 1
             continue
         seen.add((key, name))
         records.append((key, name, (float(get(row, "Cartn_x")), float(get(row, "Cartn_y")),
                                     float(get(row, "Cartn_z")))))
     for records, _ in models.values():
-        yield group_atoms(records)
+        yield group_atoms(records, canon)
 
 
 def _has_ext(path, exts):

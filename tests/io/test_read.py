@@ -71,6 +71,39 @@ def test_waters_ligands_and_altlocs_warn_once_each(tmp_path):
     assert np.allclose(ens.xyz[0, 1], [0.145, 0, 0])  # first altloc kept, in nm
 
 
+def _ala(num, origin):
+    o = np.asarray(origin, float)
+    return [(r if r != "GLY" else "ALA", n, nm, x, alt, rec) for r, n, nm, x, alt, rec in _gly(num, o)] + [
+        ("ALA", num, "CB", o + [1.9, -1.0, 0], " ", "ATOM")]
+
+
+def test_repeated_residue_numbers_are_residues_of_their_own(tmp_path):
+    """Insertion codes lost (mdtraj's PDB writer drops them: antibody loops 100, 100A, 100B ...): every residue is
+    kept, in file order, with a warning; a second residue of the same name and number right after the first too."""
+    atoms = _ala(99, [0, 0, 0]) + _gly(100, [3.3, 0.5, 0]) + _ala(100, [6.6, 1.0, 0]) + _gly(100, [9.9, 1.5, 0]) \
+        + _gly(100, [13.2, 2.0, 0]) + _ala(101, [16.5, 2.5, 0])
+    path = tmp_path / "icodes_lost.pdb"
+    _write_pdb(path, [atoms])
+    with pytest.warns(LoadWarning, match="2 residue.s. repeat the chain, number"):
+        ens = load_ensemble(path)
+    assert ens.sequence == ["ALA", "GLY", "ALA", "GLY", "GLY", "ALA"]
+    assert ens.mask.all()
+    assert ens.segment_start.tolist() == [True] + [False] * 5
+    assert np.allclose(ens.xyz[0, ens.layout.ca_index, 0], np.arange(6) * 0.33 + 0.145)
+
+
+def test_a_residue_listed_apart_joins_itself_and_duplicate_atoms_warn(tmp_path):
+    first, second = _gly(1, [0, 0, 0]), _gly(2, [3.3, 0.5, 0])
+    atoms = first[:2] + second + [("GLY", 2, "O", np.array([9.0, 9, 9]), " ", "ATOM")] + first[2:]
+    path = tmp_path / "apart.pdb"
+    _write_pdb(path, [atoms])
+    with pytest.warns(LoadWarning, match="1 atom record.s. repeat an atom name"):
+        ens = load_ensemble(path)
+    assert ens.sequence == ["GLY", "GLY"]
+    assert ens.mask.all()
+    assert not np.allclose(ens.xyz[0, 7], [0.9, 0.9, 0.9])  # the first O of residue 2 kept
+
+
 def test_aliases_oxt_and_chain_breaks_from_geometry(tmp_path):
     a = [(r if r != "GLY" else "HSD", n, nm, x, alt, rec) for r, n, nm, x, alt, rec in _gly(1, [0, 0, 0])]
     a = [("HSD", 1, nm, x, alt, rec) for _, _, nm, x, alt, rec in _gly(1, [0, 0, 0])]
