@@ -93,20 +93,21 @@ def summarize(targets):
         ts = [t for t in targets if "error" not in t and key in t and "error" not in t[key]]
         rows = [t[key] for t in ts]
         de = [d for d in (_delta(t, key) for t in ts) if d is not None]
+        md = bool(rows) and all(r.get("md_ps", 0) > 0 for r in rows)  # False: energies only (--ps 0)
         out[key] = {
-            "n": len(rows), "stable": sum(r["stable"] for r in rows),
-            "intact": sum(r["intact"] for r in rows) if rows and all("intact" in r for r in rows) else None,
+            "n": len(rows), "stable": sum(r["stable"] for r in rows) if md else None,
+            "intact": sum(r["intact"] for r in rows) if md and all("intact" in r for r in rows) else None,
             "d_residues_start": sum(r.get("d_residues_start", 0) for r in rows),
             "cis_peptides_start": sum(r.get("cis_peptides_start", 0) for r in rows),
             "compared_with": _reference(key),
             "mean_energy_kj_per_res": float(np.mean([r["energy_kj_per_res"] for r in rows])) if rows else None,
             "mean_delta_vs_reference": float(np.mean(de)) if de else None,
-            "mean_drift_A": float(np.nanmean([r["drift_rmsd_end_A"] for r in rows])) if rows else None,
-            "max_displacement_nm": float(max(r["max_displacement_nm"] for r in rows)) if rows else None,
+            "mean_drift_A": float(np.nanmean([r["drift_rmsd_end_A"] for r in rows])) if md else None,
+            "max_displacement_nm": float(max(r["max_displacement_nm"] for r in rows)) if md else None,
             "max_displacement_all_atoms_nm":
-                float(max(r["max_displacement_all_atoms_nm"] for r in rows)) if rows else None,
+                float(max(r["max_displacement_all_atoms_nm"] for r in rows)) if md else None,
             "md_cpu_s_per_ps_per_res": float(np.mean([r["cpu_s_md"] / (r["md_ps"] * r["n_residues"])
-                                                      for r in rows if r["md_ps"] > 0])) if rows else None,
+                                                      for r in rows])) if md else None,
         }
     return out
 
@@ -124,8 +125,9 @@ def bars(summary, ps, n_targets, energy_summary=None):
 
     def add(bar, key, ok, figure, summary=summary):
         s = summary.get(key)
-        verdict = "not measured" if not s or not s["n"] else ("met" if ok(s) else "missed")
-        out.append({"bar": bar, "structure": key, "figure": figure(s) if s and s["n"] else "",
+        measured = s and s["n"] and (s["stable"] is not None or "energy" in bar)
+        verdict = "met" if measured and ok(s) else ("missed" if measured else "not measured")
+        out.append({"bar": bar, "structure": key, "figure": figure(s) if measured else "",
                     "verdict": verdict})
 
     for key, how in (("minimized", "--minimize"), ("openmm", "--minimize --relax openmm")):
@@ -146,7 +148,8 @@ def bars(summary, ps, n_targets, energy_summary=None):
             lambda s: f"{s['stable']}/{s['n']} stable ({100 * s['stable'] / s['n']:.0f} %)")
     partial = ps < ISSUE_PS or n_targets < ISSUE_TARGETS
     for b in out:
-        b["protocol"] = f"{n_targets} target{'s' if n_targets != 1 else ''} at {ps:g} ps" + (
+        b["protocol"] = f"{n_targets} target{'s' if n_targets != 1 else ''} " + (
+            f"at {ps:g} ps" if ps > 0 else "(single-point energies only, no MD)") + (
             f" (the issue's bars are for all {ISSUE_TARGETS} CASP targets at {ISSUE_PS:g} ps)" if partial else "")
     return out
 
@@ -210,14 +213,19 @@ def markdown(report):
         "convert / relax CPU s = the `convert` call's own (dominated by start-up) or the crystal relaxation's.",
         "",
     ]
-    if ps < ISSUE_PS:
+    md = ps > 0
+    if not md:
+        lines += ["**Single-point energies only (`--ps 0`): no MD was run**, so the stability columns and bars are "
+                  "empty; the MD figures are in md_ready_20ps.md.", ""]
+    elif ps < ISSUE_PS:
         lines += [f"**The runs are {ps:g} ps, not the issue's {ISSUE_PS:g} ps**; rerun with `--ps {ISSUE_PS:g}` "
                   f"(`--targets {ISSUE_TARGETS}` for all of CASP) for the issue's protocol.", ""]
+    md_head = ("stable | max disp core (nm) | max disp all atoms (nm) | min bond_ok % | intact | "
+               "max disp backbone (nm) | longest bond | drift Å (max) | ") if md else ""
     lines += [
-        "| target | res | structure | E (kJ/mol/res) | ΔE | vs | bond_ok start % | clash start % | D / cis | stable | "
-        "max disp core (nm) | max disp all atoms (nm) | min bond_ok % | intact | max disp backbone (nm) | "
-        "longest bond | drift Å (max) | eval CPU s | convert / relax CPU s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| target | res | structure | E (kJ/mol/res) | ΔE | vs | bond_ok start % | clash start % | D / cis | "
+        + md_head + "eval CPU s | convert / relax CPU s |",
+        "|---|---|---|---|---|---|---|---|---|" + "---|" * (md_head.count("|") + 2),
     ]
     for t in report["targets"]:
         if "error" in t:
@@ -234,13 +242,13 @@ def markdown(report):
                 f"| {t['target']} | {r['n_residues']} | {key} | {_fmt(r['energy_kj_per_res'])} | "
                 f"{'' if de is None else _fmt(de)} | {_reference(key) or ''} | "
                 f"{_fmt(r['bond_ok_percent_start'], 2)} | {_fmt(r['clash_percent_start'])} | "
-                f"{_stereo(r)} | {'yes' if r['stable'] else 'NO'} | {_fmt(r['max_displacement_nm'], 2)} | "
-                f"{_fmt(r['max_displacement_all_atoms_nm'], 2)} | "
-                f"{_fmt(r['bond_ok_min_percent'], 2)} | {_yes(r.get('intact'))} | "
-                f"{_fmt(r.get('max_displacement_backbone_nm'), 2)} | {r.get('longest_bond', '')} | "
-                f"{_fmt(r['drift_rmsd_end_A'], 2)} "
-                f"({_fmt(r['drift_rmsd_max_A'], 2)}) | {_fmt(r['cpu_s_total'])} | "
-                f"{'' if prep is None else _fmt(prep)} |")
+                f"{_stereo(r)} | " + (
+                    f"{'yes' if r['stable'] else 'NO'} | {_fmt(r['max_displacement_nm'], 2)} | "
+                    f"{_fmt(r['max_displacement_all_atoms_nm'], 2)} | "
+                    f"{_fmt(r['bond_ok_min_percent'], 2)} | {_yes(r.get('intact'))} | "
+                    f"{_fmt(r.get('max_displacement_backbone_nm'), 2)} | {r.get('longest_bond', '')} | "
+                    f"{_fmt(r['drift_rmsd_end_A'], 2)} ({_fmt(r['drift_rmsd_max_A'], 2)}) | " if md else "")
+                + f"{_fmt(r['cpu_s_total'])} | {'' if prep is None else _fmt(prep)} |")
     ev, cv, rv = cpu_totals(report["targets"])
     lines += ["", f"Total CPU: {ev:.0f} s of evaluation (energies + MD), {cv:.0f} s of `convert` calls and "
               f"{rv:.0f} s of crystal relaxations, one thread per process"
@@ -288,7 +296,8 @@ def _summary_table(summary):
              "max disp all atoms (nm) | MD CPU s / ps / residue | intact | D / cis at start |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for key, v in summary.items():
-        lines.append(f"| {key} | {v['stable']}/{v['n']} | {_fmt(v['mean_energy_kj_per_res'])} | "
+        stable = "–" if v["stable"] is None else f"{v['stable']}/{v['n']}"
+        lines.append(f"| {key} | {stable} | {_fmt(v['mean_energy_kj_per_res'])} | "
                      f"{_fmt(v['mean_delta_vs_reference'])} | {v['compared_with'] or ''} | "
                      f"{_fmt(v['mean_drift_A'], 2)} | {_fmt(v['max_displacement_nm'], 2)} | "
                      f"{_fmt(v['max_displacement_all_atoms_nm'], 2)} | {_fmt(v['md_cpu_s_per_ps_per_res'], 3)} | "

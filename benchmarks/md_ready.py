@@ -255,6 +255,20 @@ def evaluate_structure(path, ps=20.0, platform="CPU", seed=1, frame=0):
     del ctx
     t_energy = time.process_time() - t0
 
+    d_res, cis = stereo_defects(xyz, seq, seg)
+    out = {"n_residues": n_res, "n_atoms": int(top.getNumAtoms()), "n_core_heavy_atoms": n_core,
+           "energy_kj_per_res": energy / n_res,
+           "energy_before_h_relax_kj_per_res": e_before / n_res,
+           "heavy_atoms_moved_in_h_relax_nm": heavy_moved,
+           "d_residues_start": int(d_res.sum()), "cis_peptides_start": int(cis.sum()),
+           "cpu_s_energy": t_energy}
+    if ps <= 0:  # energies only: the starting structure's checks, no verdicts
+        start = RunChecks(xyz, ens, r0).out
+        out.update({k: start[k] for k in ("clash_percent_start", "bond_ok_percent_start")},
+                   md_ps=0.0, md_ps_requested=0.0, stable=None, intact=None, cpu_s_md=0.0,
+                   cpu_s_total=time.process_time() - t0)
+        return out
+
     # 2) MD: real masses, HBonds constraints at the force field's lengths
     for i, m in enumerate(masses):
         system.setParticleMass(i, m)
@@ -299,21 +313,11 @@ def evaluate_structure(path, ps=20.0, platform="CPU", seed=1, frame=0):
         max_disp_all = max(max_disp_all, max_moved(start, x, heavy_index, of=slice(None)))
         checks.update(x[heavy_index], done * 0.002)
     e_end = e if finite else float("nan")
-    d_res, cis = stereo_defects(xyz, seq, seg)
-    cpu = time.process_time() - t0
     cpu_md = time.process_time() - t_md
-    return {
-        "n_residues": n_res, "n_atoms": int(top.getNumAtoms()), "n_core_heavy_atoms": n_core,
-        "energy_kj_per_res": energy / n_res,
-        "energy_before_h_relax_kj_per_res": e_before / n_res,
-        "heavy_atoms_moved_in_h_relax_nm": heavy_moved,
-        "md_ps": done * 0.002, "md_ps_requested": n_steps * 0.002,
-        **checks.result(finite, failure),
-        "d_residues_start": int(d_res.sum()), "cis_peptides_start": int(cis.sum()),
-        "max_displacement_all_atoms_nm": max_disp_all,
-        "energy_end_kj_per_res": e_end / n_res,
-        "cpu_s_energy": t_energy, "cpu_s_md": cpu_md, "cpu_s_total": cpu,
-    }
+    out.update({"md_ps": done * 0.002, "md_ps_requested": n_steps * 0.002, **checks.result(finite, failure),
+                "max_displacement_all_atoms_nm": max_disp_all, "energy_end_kj_per_res": e_end / n_res,
+                "cpu_s_md": cpu_md, "cpu_s_total": time.process_time() - t0})
+    return out
 
 
 def _cli(args, cwd):
@@ -445,7 +449,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--targets", default="4",
                    help="N smallest CASP targets, or comma-separated CASP names (T0872,...) or PDB paths")
-    p.add_argument("--ps", type=float, default=ISSUE_PS, help="MD length per structure (default 20 ps)")
+    p.add_argument("--ps", type=float, default=ISSUE_PS,
+                   help="MD length per structure (default 20 ps; 0: single-point energies only, no MD)")
     p.add_argument("--structures", default=",".join(STRUCTURES),
                    help=f"comma-separated, of {','.join(STRUCTURES)} (default: all); the crystal rows they are "
                         "compared with come along")

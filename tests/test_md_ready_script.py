@@ -137,6 +137,29 @@ def test_the_energy_bar_is_judged_on_the_casp_targets_when_eval_sets_join_the_ru
     assert "### The CASP targets only" in md_ready.markdown(report)
 
 
+def test_energies_only_leave_the_stability_verdicts_unmeasured():
+    """--ps 0: rows without MD; the energy bar is judged, the stability bars are not measured, the table has no
+    stability columns."""
+    targets = [_target("TBM_T0001", -100, -80, -90, -84, -120, -100)]
+    for key in targets[0]["rows"]:
+        r = targets[0][key]
+        for k in ("drift_rmsd_end_A", "drift_rmsd_max_A", "max_displacement_nm", "max_displacement_all_atoms_nm",
+                  "bond_ok_min_percent"):
+            del r[k]
+        r.update(stable=None, intact=None, md_ps=0.0, cpu_s_md=0.0)
+    report = md_ready.build_report(targets, 0.0, "CPU", "test", structures=("raw", "minimized", "openmm"))
+    s = report["summary"]["minimized"]
+    assert s["stable"] is None and s["mean_drift_A"] is None and s["mean_delta_vs_reference"] == pytest.approx(6)
+    verdict = {(b["structure"], b["bar"].split()[0]): b["verdict"] for b in report["bars"]}
+    assert verdict[("minimized", "energy")] == "met" and verdict[("openmm", "energy")] == "missed"  # 6 and 20
+    assert verdict[("minimized", "100")] == "not measured" and verdict[("raw", "raw")] == "not measured"
+    assert "single-point energies only" in report["bars"][0]["protocol"]
+    text = md_ready.markdown(report)
+    assert "no MD was run" in text and "| stable |" not in text.split("## Summary")[0]
+    assert "| TBM_T0001 | 50 | minimized | -84.0 | 6.0 | crystal+minimized | 100.00 | 0.0 | – | 10.0 | 3.0 |" in text
+    assert "| minimized | – | -84.0 | 6.0 |" in text
+
+
 def test_structures_option_is_checked():
     with pytest.raises(SystemExit):
         md_ready.main(["--structures", "raw,relaxed"])
@@ -185,6 +208,22 @@ def test_md_ready_on_trpcage(tmp_path, monkeypatch):
     assert "CG2AT2 (quoted)" in text
     assert "| trpcage | 20 | openmm |" in text and "| crystal+openmm |" in text
     assert loaded["summary"]["raw"]["n"] == 1 and loaded["summary"]["openmm"]["compared_with"] == "crystal+openmm"
+
+
+def test_ps_0_measures_energies_without_md(tmp_path, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    out = tmp_path / "e"
+    report = md_ready.main(["--targets", str(ROOT / "tests" / "data" / "trpcage.pdb"), "--ps", "0", "--structures",
+                            "minimized", "--workdir", str(tmp_path / "work"), "--out", str(out)])
+    t = report["targets"][0]
+    assert t["rows"] == ["crystal", "crystal+minimized", "minimized"]
+    for key in t["rows"]:
+        r = t[key]
+        assert r["md_ps"] == 0 and r["stable"] is None and "drift_rmsd_end_A" not in r
+        assert -1000 < r["energy_kj_per_res"] < 1000 and r["bond_ok_percent_start"] > 99
+    assert report["summary"]["minimized"]["mean_delta_vs_reference"] == pytest.approx(
+        t["minimized"]["energy_kj_per_res"] - t["crystal+minimized"]["energy_kj_per_res"])
+    assert "no MD was run" in out.with_suffix(".md").read_text()
 
 
 def test_jobs_runs_targets_in_worker_processes_and_keeps_their_order(tmp_path):
