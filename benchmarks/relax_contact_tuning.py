@@ -71,7 +71,7 @@ def validation_chains(data, min_res, max_res, workdir):
         if not ens.mask[0, atoms].all() or ens.segment_start[keep][1:].any():
             continue  # missing atoms or a chain break: the energy would measure the gap
         name = f"{os.path.basename(r.file).split('.')[0]}_{r.chain}"
-        path = os.path.join(workdir, name + ".pdb")
+        path = os.path.abspath(os.path.join(workdir, name + ".pdb"))
         sub = type(ens)(sequence=[ens.sequence[k] for k in keep], xyz=ens.xyz[:1, atoms], mask=ens.mask[:1, atoms],
                         segment_start=ens.segment_start[keep], chain_ids=[r.chain] * len(keep),
                         residue_numbers=[ens.residue_numbers[k] for k in keep])
