@@ -15,10 +15,12 @@ bond lengths back to the force field's, and moves nothing else. The energy of a 
   to :data:`CONTACT_SIGMA_FRACTION` of its AMBER ff14SB Lennard-Jones diameter (0.96 sigma_ij, 0.33 nm for two
   carbons), where the force field's repulsion starts; N/O pairs, which hydrogen-bond at 0.27-0.30 nm, only to
   :data:`POLAR_CONTACT_SIGMA_FRACTION` (0.88 sigma_ij); 1-4 pairs, whose distance the torsions set, to
-  :data:`CONTACT_NM` (0.22 nm). A crystal structure hardly moves (0.04-0.05 Å on CASP targets), while backmapped
-  frames lose the close contacts that the clash metric (0.12 nm) does not count but the force field does: on six
-  CASP targets the ff14SB/OBC2 energy of ``convert --minimize`` output fell from 38 to 13 kJ/mol per residue above
-  the crystal's (a contact of 0.22 nm alone left them at 38; benchmarks/md_ready.py);
+  :data:`CONTACT_NM` (0.22 nm). A crystal structure hardly moves (0.06 Å on corpus validation chains), while
+  backmapped frames lose the close contacts that the clash metric (0.12 nm) does not count but the force field
+  does: the ff14SB/OBC2 energy of ``convert --minimize`` output fell from 38 to 13 kJ/mol per residue above the
+  crystal's (a contact of 0.22 nm alone left them at 38; benchmarks/md_ready.py). The fractions give our output
+  its lowest energy, within 0.2 kJ/mol per residue, on training chains the models never saw
+  (benchmarks/relax_contact_tuning.py; docs/relaxation.md);
 * a half-harmonic term on the signed volume of each C-alpha stereocentre (N, C, CB around CA) that is L in the
   input, keeping it above :data:`CHIRAL_VOLUME_MIN_NM3`: without it, a side chain pushed out of a severe clash
   can pass through its backbone and come out a D-amino acid (3 D residues in 20 frames backmapped from CALVADOS and
