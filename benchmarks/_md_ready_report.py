@@ -14,6 +14,11 @@ import numpy as np
 FORCEFIELD = "amber14-all.xml"
 IMPLICIT = "implicit/obc2.xml"
 MAX_DISPLACEMENT_NM = 1.0
+#: A hydrogen this close to a heavy atom it is not bonded to after the hydrogen relaxation has collapsed onto it
+#: (ff14SB's hydroxyl and some polar hydrogens have no Lennard-Jones radius, so with the heavy atoms frozen too
+#: close, one can fall onto an acceptor): the energy is a Coulomb singularity, not the structure's, and is left out.
+#: Hydrogen bonds keep H...acceptor at 0.15 nm or more.
+HYDROGEN_COLLAPSE_NM = 0.1
 BOND_OK_MIN = 99.9
 CHECKPOINTS = 10
 #: The structural rule reported beside the stability rule ("intact"): finite energy, no core backbone atom (these
@@ -92,7 +97,8 @@ def summarize(targets):
     for key in _rows(targets):
         ts = [t for t in targets if "error" not in t and key in t and "error" not in t[key]]
         rows = [t[key] for t in ts]
-        de = [d for d in (_delta(t, key) for t in ts) if d is not None]
+        de = [d for d in (_delta(t, key) for t in ts) if d is not None and np.isfinite(d)]
+        energies = [r["energy_kj_per_res"] for r in rows if np.isfinite(r["energy_kj_per_res"])]
         md = bool(rows) and all(r.get("md_ps", 0) > 0 for r in rows)  # False: energies only (--ps 0)
         out[key] = {
             "n": len(rows), "stable": sum(r["stable"] for r in rows) if md else None,
@@ -100,8 +106,10 @@ def summarize(targets):
             "d_residues_start": sum(r.get("d_residues_start", 0) for r in rows),
             "cis_peptides_start": sum(r.get("cis_peptides_start", 0) for r in rows),
             "compared_with": _reference(key),
-            "mean_energy_kj_per_res": float(np.mean([r["energy_kj_per_res"] for r in rows])) if rows else None,
+            "mean_energy_kj_per_res": float(np.mean(energies)) if energies else None,
             "mean_delta_vs_reference": float(np.mean(de)) if de else None,
+            "median_delta_vs_reference": float(np.median(de)) if de else None,
+            "n_energy": len(de), "hydrogen_collapse": sum(bool(r.get("hydrogen_collapse")) for r in rows),
             "mean_drift_A": float(np.nanmean([r["drift_rmsd_end_A"] for r in rows])) if md else None,
             "max_displacement_nm": float(max(r["max_displacement_nm"] for r in rows)) if md else None,
             "max_displacement_all_atoms_nm":
@@ -141,7 +149,8 @@ def bars(summary, ps, n_targets, energy_summary=None):
             lambda s: s["mean_delta_vs_reference"] is not None
             and abs(s["mean_delta_vs_reference"]) <= BAR_ENERGY_KJ_PER_RES,
             lambda s: f"mean ΔE vs {s['compared_with']} {_fmt(s['mean_delta_vs_reference'])} kJ/mol/res over "
-                      f"{s['n']} target(s)", summary=summary if energy_summary is None else energy_summary)
+                      f"{s.get('n_energy', s['n'])} target(s)",
+            summary=summary if energy_summary is None else energy_summary)
     for key in ("raw", "sampled"):
         add(f"raw output (`{key}`, no relaxation) stable on ≥ {BAR_RAW_STABLE:.0%} of frames (goal)", key,
             lambda s: s["stable"] >= BAR_RAW_STABLE * s["n"],
@@ -239,7 +248,8 @@ def markdown(report):
             prep = t["convert_cpu_s"].get(key, t.get("relax_cpu_s", {}).get(key))
             de = _delta(t, key)
             lines.append(
-                f"| {t['target']} | {r['n_residues']} | {key} | {_fmt(r['energy_kj_per_res'])} | "
+                f"| {t['target']} | {r['n_residues']} | {key} | "
+                f"{_fmt(r['energy_kj_per_res']) if not r.get('hydrogen_collapse') else 'left out: ' + r['hydrogen_collapse']} | "
                 f"{'' if de is None else _fmt(de)} | {_reference(key) or ''} | "
                 f"{_fmt(r['bond_ok_percent_start'], 2)} | {_fmt(r['clash_percent_start'])} | "
                 f"{_stereo(r)} | " + (
@@ -293,8 +303,9 @@ def markdown(report):
 
 def _summary_table(summary):
     lines = ["| structure | stable | mean E (kJ/mol/res) | mean ΔE | vs | mean drift Å | max disp core (nm) | "
-             "max disp all atoms (nm) | MD CPU s / ps / residue | intact | D / cis at start |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "max disp all atoms (nm) | MD CPU s / ps / residue | intact | D / cis at start | median ΔE | "
+             "energies left out (H collapse) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for key, v in summary.items():
         stable = "–" if v["stable"] is None else f"{v['stable']}/{v['n']}"
         lines.append(f"| {key} | {stable} | {_fmt(v['mean_energy_kj_per_res'])} | "
@@ -302,7 +313,8 @@ def _summary_table(summary):
                      f"{_fmt(v['mean_drift_A'], 2)} | {_fmt(v['max_displacement_nm'], 2)} | "
                      f"{_fmt(v['max_displacement_all_atoms_nm'], 2)} | {_fmt(v['md_cpu_s_per_ps_per_res'], 3)} | "
                      f"{'–' if v.get('intact') is None else str(v['intact']) + '/' + str(v['n'])} | "
-                     f"{v.get('d_residues_start', 0)} / {v.get('cis_peptides_start', 0)} |")
+                     f"{v.get('d_residues_start', 0)} / {v.get('cis_peptides_start', 0)} | "
+                     f"{_fmt(v.get('median_delta_vs_reference'))} | {v.get('hydrogen_collapse', 0)} |")
     return lines
 
 

@@ -160,6 +160,34 @@ def test_energies_only_leave_the_stability_verdicts_unmeasured():
     assert "| minimized | – | -84.0 | 6.0 |" in text
 
 
+def test_a_hydrogen_collapsed_onto_an_acceptor_is_found_and_its_energy_left_out():
+    """ff14SB's hydroxyl hydrogen has no Lennard-Jones radius: with the heavy atoms frozen it can fall onto an
+    acceptor (TYR102 HH on LYS70 O in one raw CASP output), and the energy is a Coulomb singularity."""
+    from openmm_backmap.run.relax.systems import build_force_field_system
+
+    ens = load_ensemble(str(ROOT / "tests" / "data" / "trpcage.pdb"))
+    ffs = build_force_field_system(ens.sequence, ens.segment_start, ens.xyz[0].astype(float))
+    pos = np.asarray(ffs.full_positions(ens.xyz[0].astype(float)))
+    atoms = list(ffs.topology_h.atoms())
+    is_h = np.array([a.element.symbol == "H" for a in atoms])
+    assert md_ready.hydrogen_collapse(ffs.topology_h, pos, is_h) == ""
+    hg = next(a.index for a in atoms if a.residue.name == "SER" and a.name == "HG")
+    o = next(a.index for a in atoms if a.residue.index == 4 and a.name == "O")
+    pos[hg] = pos[o] + [0.02, 0, 0]
+    assert md_ready.hydrogen_collapse(ffs.topology_h, pos, is_h) == "SER13 HG on GLN5 O (0.020 nm)"
+    # in the report: left out of the means, named in the table, counted in the summary
+    targets = [_target("TBM_T0001", -100, -80, -90, -84, -120, -100), _target("TBM_T0002", -100, -80, -90, -84,
+                                                                              -120, -100)]
+    targets[1]["raw"].update(energy_kj_per_res=float("nan"), hydrogen_collapse="TYR102 HH on LYS70 O (0.000 nm)")
+    report = md_ready.build_report(targets, 2.0, "CPU", "test", structures=("raw", "minimized", "openmm"))
+    s = report["summary"]["raw"]
+    assert s["mean_delta_vs_reference"] == pytest.approx(20) and s["n_energy"] == 1 and s["hydrogen_collapse"] == 1
+    assert s["mean_energy_kj_per_res"] == pytest.approx(-80)
+    text = md_ready.markdown(report)
+    assert "| TBM_T0002 | 50 | raw | left out: TYR102 HH on LYS70 O (0.000 nm) |" in text
+    assert "| 0 / 0 | 20.0 | 1 |" in text
+
+
 def test_structures_option_is_checked():
     with pytest.raises(SystemExit):
         md_ready.main(["--structures", "raw,relaxed"])
