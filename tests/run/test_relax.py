@@ -229,6 +229,31 @@ def _badly_clashing(ens, offset_nm=(0.01, 0.005, 0.0)):
     return x, bad
 
 
+def test_a_minimisation_that_raises_on_nan_falls_back_to_the_soft_stage(trpcage, monkeypatch):
+    """OpenMM 8 raises 'Particle coordinate is NaN' where it used to leave NaN coordinates (a CI run of the vacuum
+    relaxation of a tiny untrained model's output met it): the frame goes through the soft stage, not the exception
+    through the whole conversion."""
+    import openmm
+
+    original, calls = openmm.LocalEnergyMinimizer.minimize, []
+
+    def first_call_blows_up(context, tolerance=10, maxIterations=0, reporter=None):
+        calls.append(1)
+        if len(calls) == 1:
+            raise openmm.OpenMMException("Particle coordinate is NaN.  For more information, see ...")
+        return original(context, tolerance, maxIterations)
+
+    relaxer = Relaxer(trpcage.topology(), template_xyz=trpcage.xyz[0], platform_properties={"Threads": "1"}, **FAST)
+    monkeypatch.setattr(openmm.LocalEnergyMinimizer, "minimize", staticmethod(first_call_blows_up))
+    res = relaxer.relax(trpcage.xyz[0])
+    assert len(calls) == 3  # the normal minimisation, then the soft stage and the normal one after it
+    assert res.staged and res.converged and np.isfinite(res.xyz).all() and res.clash_after == 0.0
+    monkeypatch.setattr(openmm.LocalEnergyMinimizer, "minimize",
+                        staticmethod(lambda *a, **k: (_ for _ in ()).throw(openmm.OpenMMException("out of memory"))))
+    with pytest.raises(openmm.OpenMMException, match="out of memory"):  # other failures are bugs: not swallowed
+        relaxer.relax(trpcage.xyz[0])
+
+
 @pytest.mark.parametrize("template", ["native", "bad"])
 def test_badly_clashing_frame_is_relaxed_in_stages(trpcage, template):
     """Overlapping atoms of different residues: soft stage, then the force field; no clash, bonds within 10 %."""

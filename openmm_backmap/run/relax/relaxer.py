@@ -510,7 +510,14 @@ class Relaxer:
 
         context = self.context if context is None else context
         context.setPositions(start)
-        openmm.LocalEnergyMinimizer.minimize(context, self.tolerance, self.max_iterations)
+        try:
+            openmm.LocalEnergyMinimizer.minimize(context, self.tolerance, self.max_iterations)
+        except openmm.OpenMMException as err:
+            if "NaN" not in str(err):
+                raise
+            # OpenMM 8 raises where it used to leave NaN coordinates; the callers take both as "nothing usable"
+            # (the soft stage, then the frame flagged), where the exception ended the whole conversion
+            return np.full(np.shape(start), np.nan), (None if context is not self.context else float("nan"))
         pos = np.asarray(context.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(u.nanometer))
         if context is not self.context:
             return pos, None
