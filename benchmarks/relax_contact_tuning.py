@@ -49,7 +49,7 @@ def validation_chains(data, min_res, max_res, workdir):
     """Write one complete chain per validation cluster (``min_res`` to ``max_res`` residues) as a PDB; their paths."""
     from openmm_backmap.io.paths import write_topology_pdb
     from openmm_backmap.io.read import load_ensemble
-    from openmm_backmap.train.corpus import read_manifest, split_clusters
+    from openmm_backmap.train.corpus import _chain, read_manifest, split_clusters
 
     root = os.path.join(data, "corpus")
     rows = read_manifest(os.path.join(root, "manifest.csv"))
@@ -63,18 +63,13 @@ def validation_chains(data, min_res, max_res, workdir):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the corpus's ligands, waters and altlocs
             ens = load_ensemble(os.path.join(root, r.file))
-        keep = np.flatnonzero(np.asarray(ens.chain_ids) == r.chain)
-        if not min_res <= len(keep) <= max_res:
+        sub = _chain(ens, r.chain, r.file)
+        if sub is None or not min_res <= sub.n_residues <= max_res:
             continue
-        start = ens.layout.residue_start
-        atoms = np.concatenate([np.arange(start[k], start[k + 1]) for k in keep])
-        if not ens.mask[0, atoms].all() or ens.segment_start[keep][1:].any():
+        if not sub.mask[0].all() or sub.segment_start[1:].any():
             continue  # missing atoms or a chain break: the energy would measure the gap
         name = f"{os.path.basename(r.file).split('.')[0]}_{r.chain}"
         path = os.path.abspath(os.path.join(workdir, name + ".pdb"))
-        sub = type(ens)(sequence=[ens.sequence[k] for k in keep], xyz=ens.xyz[:1, atoms], mask=ens.mask[:1, atoms],
-                        segment_start=ens.segment_start[keep], chain_ids=[r.chain] * len(keep),
-                        residue_numbers=[ens.residue_numbers[k] for k in keep])
         write_topology_pdb(path, sub.topology(), sub.xyz[0], title=f"{r.file} chain {r.chain}, cluster {r.cluster}")
         chosen.add(r.cluster)
         paths.append((name, r.cluster, path))
