@@ -318,6 +318,53 @@ def _summary_table(summary):
     return lines
 
 
+def merge_reports(reports):
+    """One report from several runs of the same protocol (``ps``, ``platform``): the union of their rows.
+
+    A long benchmark is often split over processes (smallest targets first in one, largest first in another) and
+    stopped once they cover every target; this joins them. A target's rows are joined across the reports; where two
+    reports hold the same row, the first one's is kept and the duplicate is named in the command block. The
+    commands of all runs are kept, so the report still says how each number was made.
+    """
+    if not reports:
+        raise ValueError("nothing to merge")
+    for key in ("ps", "platform"):
+        values = {r[key] for r in reports}
+        if len(values) > 1:
+            raise ValueError(f"the reports were made with different {key} ({sorted(values)}); they do not merge")
+    by_name, commands, kept_first = {}, [], []
+    for r in reports:
+        commands += [c for c in r["command"].split("\n") if c not in commands]
+        for t in r["targets"]:
+            if "error" in t:
+                by_name.setdefault(t["target"], t)
+                continue
+            into = by_name.get(t["target"])
+            if into is None or "error" in into:
+                by_name[t["target"]] = into = {**t, "rows": [], "structures": []}
+                for field in ("convert_cpu_s", "relax_cpu_s", "crystal_relax"):
+                    into[field] = {}
+            for field in ("convert_cpu_s", "relax_cpu_s", "crystal_relax"):
+                for k, v in t.get(field, {}).items():
+                    into[field].setdefault(k, v)
+            for key in t["rows"]:
+                if key in into["rows"]:
+                    if into[key] is not t[key]:
+                        kept_first.append(f"{t['target']} {key}")
+                    continue
+                into[key] = t[key]
+            rows = set(into["rows"]) | set(t["rows"])
+            into["rows"] = [k for k in ROW_ORDER if k in rows]
+            structures = set(into["structures"]) | set(t["structures"])
+            into["structures"] = [k for k in STRUCTURES if k in structures]
+    if kept_first:
+        commands.append("# rows held by more than one run, the first run's kept: " + ", ".join(kept_first))
+    structures = {k for t in by_name.values() for k in t.get("structures", ())}
+    first = reports[0]
+    return build_report(list(by_name.values()), first["ps"], first["platform"], "\n".join(commands),
+                        max(r.get("jobs", 1) for r in reports), [k for k in STRUCTURES if k in structures])
+
+
 def build_report(targets, ps, platform, command, jobs=1, structures=tuple(STRUCTURES)):
     summary = summarize(targets)
     n_targets = sum("error" not in t for t in targets)

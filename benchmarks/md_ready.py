@@ -77,7 +77,8 @@ ONE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the report helpers sit next to this script
 from _md_ready_report import (  # noqa: E402
     BACKBONE_ATOMS, BOND_OK_MIN, BROKEN_BOND_RATIO, CHECKPOINTS, CRYSTAL_RELAX, HYDROGEN_COLLAPSE_NM, IMPLICIT,
-    ISSUE_PS, MAX_DISPLACEMENT_NM, REFERENCE, ROW_ORDER, STRUCTURES, TERMINAL_RESIDUES, build_report, markdown)
+    ISSUE_PS, MAX_DISPLACEMENT_NM, REFERENCE, ROW_ORDER, STRUCTURES, TERMINAL_RESIDUES, build_report, markdown,
+    merge_reports)
 
 
 def _platform_and_props(name):
@@ -485,8 +486,23 @@ def main(argv=None):
     p.add_argument("--platform", default="CPU", choices=["CPU", "Reference", "CUDA"])
     p.add_argument("--workdir", default="/tmp/md_ready")
     p.add_argument("--out", default=DEFAULT_OUT, help="output stem (.json and .md are written)")
+    p.add_argument("--merge", nargs="+", metavar="JSON", default=None,
+                   help="join the .json reports of runs split over processes into one (--out required); runs nothing")
     p.add_argument("--worker-out", default=None, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
+    if a.merge:
+        if a.out == DEFAULT_OUT:
+            p.error("--merge needs --out: the stem of the joined report")
+        reports = []
+        for path in a.merge:
+            with open(path) as fh:
+                reports.append(json.load(fh))
+        try:
+            report = merge_reports(reports)
+        except ValueError as err:
+            p.error(f"--merge: {err}")
+        _write(report, a.out)
+        return report
     structures = [s for s in a.structures.split(",") if s]
     bad = set(structures) - set(STRUCTURES)
     if bad or not structures:

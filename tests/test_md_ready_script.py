@@ -188,6 +188,47 @@ def test_a_hydrogen_collapsed_onto_an_acceptor_is_found_and_its_energy_left_out(
     assert "| 0 / 0 | 20.0 | 1 |" in text
 
 
+def _only(t, rows):
+    """``t`` with only ``rows`` (and the crystal rows they are compared with)."""
+    keep = {k: v for k, v in t.items() if k not in t["rows"]}
+    keep["rows"] = [k for k in t["rows"] if k in rows]
+    keep["structures"] = [k for k in t["structures"] if k in rows]
+    keep.update({k: t[k] for k in keep["rows"]})
+    return keep
+
+
+def test_merge_joins_runs_split_over_processes(tmp_path):
+    """Two runs, one with the fast relaxer's rows and one with OpenMM's, and a target measured by both: one report,
+    each target's rows joined, the duplicate named, both commands kept; runs of another protocol refuse to merge."""
+    a_, b_ = _target("TBM_T0001", -100, -80, -90, -86, -120, -100), _target("TBM_T0002", -110, -90, -100, -94,
+                                                                              -130, -108)
+    fast = ("crystal", "raw", "crystal+minimized", "minimized")
+    run1 = md_ready.build_report([_only(a_, fast), _only(b_, fast)], 2.0, "CPU", "cmd one")
+    run2 = md_ready.build_report([_only(b_, ("crystal", "crystal+openmm", "openmm"))], 2.0, "CPU", "cmd two")
+    paths = []
+    for i, r in enumerate((run1, run2)):
+        paths.append(str(tmp_path / f"run{i}.json"))
+        Path(paths[-1]).write_text(json.dumps(r))
+    out = str(tmp_path / "merged")
+    report = md_ready.main(["--merge", *paths, "--out", out])
+    t2 = next(t for t in report["targets"] if t["target"] == "TBM_T0002")
+    assert t2["rows"] == ["crystal", "raw", "crystal+minimized", "minimized", "crystal+openmm", "openmm"]
+    assert t2["structures"] == ["raw", "minimized", "openmm"] and set(t2["relax_cpu_s"]) == {"crystal+minimized",
+                                                                                             "crystal+openmm"}
+    s = report["summary"]
+    assert s["openmm"]["n"] == 1 and s["openmm"]["mean_delta_vs_reference"] == pytest.approx(22)
+    assert s["minimized"]["n"] == 2 and s["minimized"]["mean_delta_vs_reference"] == pytest.approx(5)
+    assert report["command"].split("\n")[:2] == ["cmd one", "cmd two"]
+    assert "TBM_T0002 crystal" in report["command"]  # measured by both runs, the first kept
+    assert json.loads(Path(out + ".json").read_text())["summary"] == json.loads(json.dumps(s))
+    run3 = md_ready.build_report([_only(a_, fast)], 20.0, "CPU", "cmd three")
+    Path(paths[1]).write_text(json.dumps(run3))
+    with pytest.raises(SystemExit):
+        md_ready.main(["--merge", *paths, "--out", out])
+    with pytest.raises(SystemExit):  # the default --out is a docs report
+        md_ready.main(["--merge", *paths])
+
+
 def test_structures_option_is_checked():
     with pytest.raises(SystemExit):
         md_ready.main(["--structures", "raw,relaxed"])
