@@ -14,11 +14,6 @@ import numpy as np
 FORCEFIELD = "amber14-all.xml"
 IMPLICIT = "implicit/obc2.xml"
 MAX_DISPLACEMENT_NM = 1.0
-#: A hydrogen this close to a heavy atom it is not bonded to after the hydrogen relaxation has collapsed onto it
-#: (ff14SB's hydroxyl and some polar hydrogens have no Lennard-Jones radius, so with the heavy atoms frozen too
-#: close, one can fall onto an acceptor): the energy is a Coulomb singularity, not the structure's, and is left out.
-#: Hydrogen bonds keep H...acceptor at 0.15 nm or more.
-HYDROGEN_COLLAPSE_NM = 0.1
 BOND_OK_MIN = 99.9
 CHECKPOINTS = 10
 #: The structural rule reported beside the stability rule ("intact"): finite energy, no core backbone atom (these

@@ -76,7 +76,7 @@ ONE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the report helpers sit next to this script
 from _md_ready_report import (  # noqa: E402
-    BACKBONE_ATOMS, BOND_OK_MIN, BROKEN_BOND_RATIO, CHECKPOINTS, CRYSTAL_RELAX, HYDROGEN_COLLAPSE_NM, IMPLICIT,
+    BACKBONE_ATOMS, BOND_OK_MIN, BROKEN_BOND_RATIO, CHECKPOINTS, CRYSTAL_RELAX, IMPLICIT,
     ISSUE_PS, MAX_DISPLACEMENT_NM, REFERENCE, ROW_ORDER, STRUCTURES, TERMINAL_RESIDUES, build_report, markdown,
     merge_reports)
 
@@ -208,29 +208,6 @@ class RunChecks:
         return o
 
 
-def hydrogen_collapse(topology, pos_nm, is_h, cutoff_nm=HYDROGEN_COLLAPSE_NM):
-    """'RES12 H on RES7 O (0.000 nm)' for the closest hydrogen within ``cutoff_nm`` of a heavy atom it is not bonded
-    to, or '' (see ``HYDROGEN_COLLAPSE_NM``)."""
-    from scipy.spatial import cKDTree
-
-    atoms = list(topology.atoms())
-    h, heavy = np.flatnonzero(is_h), np.flatnonzero(~is_h)
-    bonded = {frozenset((a.index, b.index)) for a, b in topology.bonds()}
-    found = []
-    for k, near in enumerate(cKDTree(pos_nm[heavy]).query_ball_point(pos_nm[h], cutoff_nm)):
-        for j in heavy[near]:
-            if frozenset((int(h[k]), int(j))) not in bonded:
-                found.append((float(np.linalg.norm(pos_nm[h[k]] - pos_nm[j])), int(h[k]), int(j)))
-    if not found:
-        return ""
-    d, i, j = min(found)
-
-    def name(a):
-        return f"{atoms[a].residue.name}{atoms[a].residue.index + 1} {atoms[a].name}"
-
-    return f"{name(i)} on {name(j)} ({d:.3f} nm)"
-
-
 def evaluate_structure(path, ps=20.0, platform="CPU", seed=1, frame=0):
     """Single-point energy and MD stability of one heavy-atom structure, model ``frame`` of ``path`` (see the
     module docstring).
@@ -242,7 +219,7 @@ def evaluate_structure(path, ps=20.0, platform="CPU", seed=1, frame=0):
 
     from openmm_backmap.evaluation.quality import stereo_defects
     from openmm_backmap.io.read import load_ensemble
-    from openmm_backmap.run.relax.systems import build_force_field_system, reference_bond_lengths
+    from openmm_backmap.run.relax.systems import build_force_field_system, hydrogen_collapse, reference_bond_lengths
 
     t0 = time.process_time()
     with warnings.catch_warnings():
@@ -276,7 +253,7 @@ def evaluate_structure(path, ps=20.0, platform="CPU", seed=1, frame=0):
     energy = st.getPotentialEnergy().value_in_unit(u.kilojoule_per_mole)
     pos = np.asarray(st.getPositions(asNumpy=True).value_in_unit(u.nanometer))
     heavy_moved = float(np.abs(pos[heavy_index] - xyz).max())
-    collapse = hydrogen_collapse(top, pos, is_h)
+    collapse = hydrogen_collapse(top, pos)  # the product's check (the OpenMM relaxer runs it too)
     if collapse:  # a Coulomb singularity, not the structure's energy
         energy = float("nan")
     del ctx

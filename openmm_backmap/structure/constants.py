@@ -101,6 +101,11 @@ RG_BIN_WIDTH_NM = 0.1
 MAX_COORDINATE_NM = 1.0e4
 #: A relaxed structure with a force-field energy above this (kJ/mol) is not relaxed (``converged=False``).
 FAILED_ENERGY_KJ_MOL = 1.0e6
+#: A hydrogen this close (nm) to an atom it is not bonded to has collapsed onto it. AMBER ff14SB gives hydroxyl (HO)
+#: and some polar hydrogens no Lennard-Jones radius, so a minimisation that starts with a donor too close to an
+#: acceptor can pull the hydrogen onto the acceptor: the energy is then a Coulomb singularity, not a structure.
+#: Hydrogen bonds keep H...acceptor at 0.15 nm or more.
+HYDROGEN_COLLAPSE_NM = 0.1
 #: A covalent bond of the input longer than this (nm) is beyond repair (a chain break missing from the
 #: topology, or a corrupt frame): such frames are not minimised.
 UNREPAIRABLE_BOND_NM = 1.0

@@ -254,6 +254,55 @@ def test_a_minimisation_that_raises_on_nan_falls_back_to_the_soft_stage(trpcage,
         relaxer.relax(trpcage.xyz[0])
 
 
+def _onto_acceptor(relaxer, pos):
+    """``pos`` (all atoms) with SER13's hydroxyl hydrogen HG put 0.001 nm from GLN5's O."""
+    atoms = list(relaxer.topology_h.atoms())
+    hg = next(a.index for a in atoms if a.residue.name == "SER" and a.name == "HG")
+    o = next(a.index for a in atoms if a.residue.index == 4 and a.name == "O")
+    pos = np.array(pos)
+    pos[hg] = pos[o] + [0.001, 0, 0]
+    return pos
+
+
+def test_hydrogen_collapse_is_found(trpcage):
+    from openmm_backmap.run.relax import hydrogen_collapse
+
+    relaxer = Relaxer(trpcage.topology(), template_xyz=trpcage.xyz[0], **FAST)
+    pos = relaxer.full_positions(trpcage.xyz[0])
+    assert hydrogen_collapse(relaxer.topology_h, pos) == ""
+    assert hydrogen_collapse(relaxer.topology_h, _onto_acceptor(relaxer, pos)) == "SER13 HG on GLN5 O (0.001 nm)"
+
+
+@pytest.mark.parametrize("every_time", [False, True])
+def test_a_hydrogen_collapsed_by_the_minimiser_sends_the_frame_to_the_soft_stage(trpcage, monkeypatch, every_time):
+    """ff14SB's hydroxyl hydrogen has no Lennard-Jones radius: from a donor too close to an acceptor the minimiser
+    can pull it onto the acceptor (a Coulomb singularity that reads as a low energy; one CASP output relaxed with
+    ``--relax openmm --keep-hydrogens`` on one CPU thread came out with TYR HH 0.001 nm from a LYS O, unflagged).
+    Such a frame takes the soft route; if the hydrogen is still collapsed after it, the frame is flagged."""
+    import openmm
+    import openmm.unit as u
+
+    relaxer = Relaxer(trpcage.topology(), template_xyz=trpcage.xyz[0], platform_properties={"Threads": "1"}, **FAST)
+    original, calls = openmm.LocalEnergyMinimizer.minimize, []
+
+    def collapsing(context, tolerance=10, maxIterations=0, reporter=None):
+        original(context, tolerance, maxIterations)
+        calls.append(context is relaxer.context)
+        if context is relaxer.context and (every_time or len(calls) == 1):
+            pos = context.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(u.nanometer)
+            context.setPositions(_onto_acceptor(relaxer, pos))
+
+    monkeypatch.setattr(openmm.LocalEnergyMinimizer, "minimize", staticmethod(collapsing))
+    res = relaxer.relax(trpcage.xyz[0], keep_hydrogens=True)
+    assert calls == [True, False, True] and res.staged  # normal, soft, normal again
+    if every_time:
+        assert not res.converged and "SER13 HG on GLN5 O (0.001 nm)" in res.message
+    else:
+        from openmm_backmap.run.relax import hydrogen_collapse
+
+        assert res.converged and res.message == "" and hydrogen_collapse(res.topology_h, res.xyz_h) == ""
+
+
 @pytest.mark.parametrize("template", ["native", "bad"])
 def test_badly_clashing_frame_is_relaxed_in_stages(trpcage, template):
     """Overlapping atoms of different residues: soft stage, then the force field; no clash, bonds within 10 %."""

@@ -6,9 +6,10 @@ from .fast import CONTACT_NM, FastRelaxer
 from .handoff import AMBER_RADII, GRO_PADDING_NM, GROMACS_SOLVENT_FORCEFIELD, export_paths, export_system
 from .relaxer import (DEFAULT_K, STAGED_ENERGY_KJ_MOL, Relaxer, RelaxResult, broken_bond_message,
                       inverted_centres_message)
-from .systems import DEFAULT_FORCEFIELD, ForceFieldSystem, build_force_field_system, place_oxt, reference_bond_lengths
+from .systems import (DEFAULT_FORCEFIELD, ForceFieldSystem, build_force_field_system, hydrogen_collapse, place_oxt,
+                      reference_bond_lengths)
 
 __all__ = ["FastRelaxer", "Relaxer", "RelaxResult", "ForceFieldSystem", "build_force_field_system",
-           "reference_bond_lengths", "place_oxt", "broken_bond_message", "inverted_centres_message", "DEFAULT_K", "DEFAULT_FORCEFIELD",
+           "reference_bond_lengths", "hydrogen_collapse", "place_oxt", "broken_bond_message", "inverted_centres_message", "DEFAULT_K", "DEFAULT_FORCEFIELD",
            "STAGED_ENERGY_KJ_MOL", "CONTACT_NM", "export_system", "export_paths", "AMBER_RADII", "GRO_PADDING_NM",
            "GROMACS_SOLVENT_FORCEFIELD"]

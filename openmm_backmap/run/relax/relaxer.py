@@ -21,7 +21,10 @@ from an untrained or poor model) put hydrogens within 0.05 Å of each other;
 the energy is then ~1e19 kJ/mol and L-BFGS cannot take a single step. Such
 frames (energy above :data:`STAGED_ENERGY_KJ_MOL` or not finite, or any
 frame the normal minimisation leaves with an energy above
-``FAILED_ENERGY_KJ_MOL`` (:mod:`~openmm_backmap.structure.constants`) or with a clash) are relaxed in two stages:
+``FAILED_ENERGY_KJ_MOL`` (:mod:`~openmm_backmap.structure.constants`), with a clash, or with a hydrogen collapsed
+onto another atom (:func:`.systems.hydrogen_collapse`: ff14SB's hydroxyl hydrogen has no Lennard-Jones radius, and
+from a donor too close to an acceptor the minimiser can pull it onto the acceptor, a Coulomb singularity that
+reads as a low energy) are relaxed in two stages:
 first in a *soft* system (the bonded terms, constraints and restraints of the
 force field, Lennard-Jones, Coulomb and implicit solvent replaced by a capped
 harmonic repulsion, :func:`.systems.build_soft_system`), which separates
@@ -48,7 +51,8 @@ from ...evaluation import clash_topology
 from ...structure.constants import FAILED_ENERGY_KJ_MOL, IMPLICIT_SOLVENT_FILES, UNREPAIRABLE_BOND_NM
 from ...structure import InputError, atom_layout, chiral_centres, chirality_volumes, detect_segment_starts
 from .restraints import ChiralityHold, Restraints
-from .systems import DEFAULT_FORCEFIELD, build_force_field_system, build_soft_system, pick_platform, read_heavy_topology
+from .systems import (DEFAULT_FORCEFIELD, build_force_field_system, build_soft_system, hydrogen_collapse, pick_platform,
+                      read_heavy_topology)
 
 __all__ = ["Relaxer", "RelaxResult", "DEFAULT_K", "DEFAULT_CUTOFF_NM", "STAGED_ENERGY_KJ_MOL", "broken_bond_message", "checked_frame",
            "inverted_centres_message"]
@@ -139,9 +143,10 @@ class RelaxResult:
         Topology of ``xyz_h`` (each segment its own chain).
     converged : bool
         False when the relaxation failed: the energy after minimisation is
-        not finite or above ``FAILED_ENERGY_KJ_MOL`` even after the soft
-        stage (``xyz`` is then what the minimiser left, or the input when it
-        produced non-finite coordinates).
+        not finite or above ``FAILED_ENERGY_KJ_MOL``, or a hydrogen is left
+        collapsed onto another atom, even after the soft stage (``xyz`` is
+        then what the minimiser left, or the input when it produced
+        non-finite coordinates), or an L residue was turned D.
     staged : bool
         True when the soft stage ran before the normal minimisation (see the
         module docstring).
@@ -466,8 +471,9 @@ class Relaxer:
                                message=broken)
         staged = not np.isfinite(e_before) or e_before > STAGED_ENERGY_KJ_MOL
         out, e_after = self._minimize_staged(full, xyz, cg_xyz) if staged else self._minimize(full)
-        if not staged and (not self._relaxed(out, e_after) or self.clash(out[self.heavy_index]) > 0):
-            # the minimiser was stuck (or left a clash): start again with the soft stage, keep the better result
+        if not staged and (not self._relaxed(out, e_after) or self._flawed(out)):
+            # the minimiser was stuck (or left a clash or a collapsed hydrogen): start again with the soft stage,
+            # keep the better result
             staged = True
             out2, e2 = self._minimize_staged(full, xyz, cg_xyz)
             if self._rank(out2, e2) <= self._rank(out, e_after):
@@ -476,7 +482,10 @@ class Relaxer:
         if not np.isfinite(out).all():
             out, e_after = full, e_before  # nothing usable came out: return the input, flagged
         heavy = out[self.heavy_index]
-        inverted = inverted_centres_message(xyz, heavy, self._centres, self.layout)
+        collapse = hydrogen_collapse(self.topology_h, out) if converged else ""
+        flaw = inverted_centres_message(xyz, heavy, self._centres, self.layout) or (collapse and (
+            f"a hydrogen collapsed onto an atom in the minimisation ({collapse}; the input put a donor too close to "
+            "an acceptor): its energy is a Coulomb singularity; the frame is written as relaxed, but do not use it"))
         result = RelaxResult(
             xyz=heavy.astype(np.float32),
             energy_before=e_before,
@@ -486,9 +495,9 @@ class Relaxer:
             rmsd_nm=float(np.sqrt(np.mean(np.sum((heavy - xyz) ** 2, axis=1)))),
             xyz_h=out.astype(np.float32) if keep_hydrogens else None,
             topology_h=self.topology_h if keep_hydrogens else None,
-            converged=bool(converged) and not inverted,
+            converged=bool(converged) and not flaw,
             staged=bool(staged),
-            message=inverted,
+            message=flaw,
         )
         self.timings["frame"] = time.perf_counter() - t0
         return result
@@ -501,7 +510,11 @@ class Relaxer:
         """Sort key of minimisation results: relaxed first, then without clashes, then by energy."""
         if not np.isfinite(pos).all() or not np.isfinite(energy):
             return (2, 1, np.inf)
-        return (0 if energy <= FAILED_ENERGY_KJ_MOL else 1, int(self.clash(pos[self.heavy_index]) > 0), energy)
+        return (0 if energy <= FAILED_ENERGY_KJ_MOL else 1, int(self._flawed(pos)), energy)
+
+    def _flawed(self, pos):
+        """Whether minimised positions (all atoms) leave a clash or a collapsed hydrogen."""
+        return self.clash(pos[self.heavy_index]) > 0 or bool(hydrogen_collapse(self.topology_h, pos))
 
     def _minimize(self, start, context=None):
         """Minimise from ``start`` (nm) in the main Context; returns positions (nm) and force-field energy."""

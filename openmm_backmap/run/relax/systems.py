@@ -24,12 +24,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ...structure.constants import BONDI_RADII_NM
+from ...structure.constants import BONDI_RADII_NM, HYDROGEN_COLLAPSE_NM
 from .bond_table import template_bond_lengths as _template_bond_lengths
 from ...structure import (TEMPLATES, place_oxt, InputError, atom_layout, canonical_atom_name, canonical_residue_name,
                           disulfide_bonds)
 
-__all__ = ["ForceFieldSystem", "build_force_field_system", "build_soft_system", "place_oxt",
+__all__ = ["ForceFieldSystem", "build_force_field_system", "build_soft_system", "hydrogen_collapse", "place_oxt",
            "reference_bond_lengths", "read_heavy_topology", "pick_platform", "DEFAULT_FORCEFIELD", "SOFT_K",
            "SOFT_RADIUS_SCALE"]
 
@@ -448,6 +448,42 @@ def _join_lone_residues(segment_start):
         else:
             out[r] = False
     return out
+
+
+def hydrogen_collapse(topology_h, pos_nm, cutoff_nm=HYDROGEN_COLLAPSE_NM) -> str:
+    """The closest hydrogen within ``cutoff_nm`` of an atom it is not bonded to, as ``'TYR143 HH on LYS111 O (0.001
+    nm)'`` (residue names and numbers of ``topology_h``), or '' (see
+    :data:`~openmm_backmap.structure.constants.HYDROGEN_COLLAPSE_NM`).
+
+    Examples
+    --------
+    >>> hydrogen_collapse(relaxer.topology_h, relaxer.full_positions(ens.xyz[0]))  # doctest: +SKIP
+    ''
+    """
+    from scipy.spatial import cKDTree
+
+    atoms = list(topology_h.atoms())
+    pos_nm = np.asarray(pos_nm, dtype=np.float64)
+    pairs = cKDTree(pos_nm).query_pairs(cutoff_nm, output_type="ndarray")
+    is_h = np.array([a.element is not None and a.element.symbol == "H" for a in atoms])
+    pairs = pairs[is_h[pairs].any(axis=1)]
+    if not len(pairs):
+        return ""
+    n = len(atoms)
+    bonded = np.array([min(a.index, b.index) * n + max(a.index, b.index) for a, b in topology_h.bonds()])
+    pairs = np.sort(pairs, axis=1)
+    pairs = pairs[~np.isin(pairs[:, 0] * n + pairs[:, 1], bonded)]
+    if not len(pairs):
+        return ""
+    d = np.linalg.norm(pos_nm[pairs[:, 0]] - pos_nm[pairs[:, 1]], axis=1)
+    i, j = pairs[int(np.argmin(d))]
+    if not is_h[i]:
+        i, j = j, i
+
+    def name(a):
+        return f"{atoms[a].residue.name}{atoms[a].residue.id} {atoms[a].name}"
+
+    return f"{name(i)} on {name(j)} ({d.min():.3f} nm)"
 
 
 def build_soft_system(ffs, clone_indices=()):
