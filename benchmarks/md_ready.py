@@ -465,6 +465,8 @@ def main(argv=None):
     p.add_argument("--out", default=DEFAULT_OUT, help="output stem (.json and .md are written)")
     p.add_argument("--merge", nargs="+", metavar="JSON", default=None,
                    help="join the .json reports of runs split over processes into one (--out required); runs nothing")
+    p.add_argument("--comment", action="append", default=[],
+                   help="with --merge: a line for the report's command block (why a run was split or repeated)")
     p.add_argument("--worker-out", default=None, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.merge:
@@ -478,6 +480,8 @@ def main(argv=None):
             report = merge_reports(reports)
         except ValueError as err:
             p.error(f"--merge: {err}")
+        report["command"] += "".join(f"\n# {line}" for line in a.comment)
+        report["command"] += "\n# joined by: python benchmarks/md_ready.py " + " ".join(argv)
         _write(report, a.out)
         return report
     structures = [s for s in a.structures.split(",") if s]

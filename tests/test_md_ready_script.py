@@ -199,7 +199,7 @@ def test_merge_joins_runs_split_over_processes(tmp_path):
         paths.append(str(tmp_path / f"run{i}.json"))
         Path(paths[-1]).write_text(json.dumps(r))
     out = str(tmp_path / "merged")
-    report = md_ready.main(["--merge", *paths, "--out", out])
+    report = md_ready.main(["--merge", *paths, "--out", out, "--comment", "why run two"])
     t2 = next(t for t in report["targets"] if t["target"] == "TBM_T0002")
     assert t2["rows"] == ["crystal", "raw", "crystal+minimized", "minimized", "crystal+openmm", "openmm"]
     assert t2["structures"] == ["raw", "minimized", "openmm"] and set(t2["relax_cpu_s"]) == {"crystal+minimized",
@@ -209,6 +209,8 @@ def test_merge_joins_runs_split_over_processes(tmp_path):
     assert s["minimized"]["n"] == 2 and s["minimized"]["mean_delta_vs_reference"] == pytest.approx(5)
     assert report["command"].split("\n")[:2] == ["cmd one", "cmd two"]
     assert "TBM_T0002 crystal" in report["command"]  # measured by both runs, the first kept
+    assert report["command"].endswith(f"\n# why run two\n# joined by: python benchmarks/md_ready.py --merge "
+                                      f"{' '.join(paths)} --out {out} --comment why run two")
     assert json.loads(Path(out + ".json").read_text())["summary"] == json.loads(json.dumps(s))
     run3 = md_ready.build_report([_only(a_, fast)], 20.0, "CPU", "cmd three")
     Path(paths[1]).write_text(json.dumps(run3))
