@@ -59,6 +59,7 @@ import glob
 import json
 import os
 import resource
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -481,7 +482,7 @@ def main(argv=None):
         except ValueError as err:
             p.error(f"--merge: {err}")
         report["command"] += "".join(f"\n# {line}" for line in a.comment)
-        report["command"] += "\n# joined by: python benchmarks/md_ready.py " + " ".join(argv)
+        report["command"] += "\n# joined by: python benchmarks/md_ready.py " + shlex.join(argv)
         _write(report, a.out)
         return report
     structures = [s for s in a.structures.split(",") if s]

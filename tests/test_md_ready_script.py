@@ -210,7 +210,7 @@ def test_merge_joins_runs_split_over_processes(tmp_path):
     assert report["command"].split("\n")[:2] == ["cmd one", "cmd two"]
     assert "TBM_T0002 crystal" in report["command"]  # measured by both runs, the first kept
     assert report["command"].endswith(f"\n# why run two\n# joined by: python benchmarks/md_ready.py --merge "
-                                      f"{' '.join(paths)} --out {out} --comment why run two")
+                                      f"{' '.join(paths)} --out {out} --comment 'why run two'")
     assert json.loads(Path(out + ".json").read_text())["summary"] == json.loads(json.dumps(s))
     run3 = md_ready.build_report([_only(a_, fast)], 20.0, "CPU", "cmd three")
     Path(paths[1]).write_text(json.dumps(run3))
