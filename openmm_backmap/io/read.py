@@ -269,24 +269,26 @@ def _load_trajectory(path, topology, stride, canon):
         except RuntimeError as err:  # mdtraj's compiled readers report damaged frame data this way
             raise InputError(f"{path}: frame data cannot be decoded ({str(err).splitlines()[0]}); the file is "
                              "damaged") from None
-    residues, names, heavy = [], [], []
+    # mdtraj's readers join consecutive atoms of one chain, number and name into one residue, so two residues of
+    # one name and number in a row (insertion codes lost, numbering wrapped) come back as one residue with every
+    # atom name twice, and the second would be dropped without a word. Its atoms are grouped again here by the
+    # rule the PDB and mmCIF readers use (group_atoms), which splits such residues and warns; the atom's index
+    # rides in the coordinate slot of the records.
+    records = []
     for res in traj.topology.residues:
-        atoms = []
-        for atom in res.atoms:
-            if is_hydrogen(atom.name, atom.element.symbol if atom.element is not None else ""):
-                continue
-            atoms.append((atom.name, len(heavy)))
-            heavy.append(atom.index)
         chain = res.chain.chain_id if getattr(res.chain, "chain_id", None) else chr(65 + res.chain.index % 26)
-        residues.append(ParsedResidue(chain, res.resSeq, " ", res.name))
-        names.append(atoms)
+        key = (chain, res.resSeq, " ", res.name, res.chain.index)
+        records += [(key, atom.name, (atom.index, 0, 0)) for atom in res.atoms
+                    if not is_hydrogen(atom.name, atom.element.symbol if atom.element is not None else "")]
+    residues, names, index = group_atoms(records, canon)
+    heavy = index[:, 0].astype(np.int64)
     seq, kept, amaps = canon.residue_map(residues, names)
     if not seq:
         raise InputError(f"{path}: no standard amino-acid residues found")
     lay = atom_layout(seq)
     rows, src = template_rows(seq, amaps)
     xyz = np.full((traj.n_frames, lay.n_atoms, 3), np.nan, dtype=np.float32)
-    xyz[:, rows] = traj.xyz[:, np.asarray(heavy, dtype=np.int64)[src]]
+    xyz[:, rows] = traj.xyz[:, heavy[src]]
     present = np.zeros(lay.n_atoms, dtype=bool)
     present[rows] = True
     mask = np.repeat(present[None], traj.n_frames, axis=0)

@@ -92,6 +92,25 @@ def test_repeated_residue_numbers_are_residues_of_their_own(tmp_path):
     assert np.allclose(ens.xyz[0, ens.layout.ca_index, 0], np.arange(6) * 0.33 + 0.145)
 
 
+def test_a_trajectory_keeps_two_residues_of_one_name_and_number_in_its_topology(tmp_path, tests_data):
+    """mdtraj's PDB reader joins two residues of one chain, number and name in a row into one (every atom name
+    twice), and the second residue was lost without a word on the trajectory path: trp-cage with GLY11 numbered
+    10 read as 19 residues. The topology's atoms are grouped as the PDB reader groups them, with its warning."""
+    import mdtraj as md
+
+    lines = (tests_data / "trpcage.pdb").read_text().splitlines()
+    top = tmp_path / "top.pdb"
+    top.write_text("\n".join(ln[:22] + "  10" + ln[26:] if ln.startswith("ATOM") and ln[17:20] == "GLY"
+                             and int(ln[22:26]) == 11 else ln for ln in lines) + "\n")
+    md.load(str(tests_data / "trpcage.pdb")).save_dcd(str(tmp_path / "traj.dcd"))
+    reference = load_ensemble(tests_data / "trpcage.pdb")
+    with pytest.warns(LoadWarning, match="1 residue.s. repeat the chain, number"):
+        ens = load_ensemble(tmp_path / "traj.dcd", topology=top)
+    assert ens.sequence == reference.sequence and ens.mask.all()
+    assert np.abs(ens.xyz - reference.xyz).max() < 1e-5
+    assert list(ens.residue_numbers[8:12]) == [9, 10, 10, 12]
+
+
 def test_a_residue_listed_apart_joins_itself_and_duplicate_atoms_warn(tmp_path):
     first, second = _gly(1, [0, 0, 0]), _gly(2, [3.3, 0.5, 0])
     atoms = first[:2] + second + [("GLY", 2, "O", np.array([9.0, 9, 9]), " ", "ATOM")] + first[2:]
