@@ -482,7 +482,8 @@ class Relaxer:
         if not np.isfinite(out).all():
             out, e_after = full, e_before  # nothing usable came out: return the input, flagged
         heavy = out[self.heavy_index]
-        collapse = hydrogen_collapse(self.topology_h, out) if converged else ""
+        # an unstaged result passed _flawed above, so only a staged one is looked at again
+        collapse = hydrogen_collapse(self.topology_h, out) if converged and staged else ""
         flaw = inverted_centres_message(xyz, heavy, self._centres, self.layout) or (collapse and (
             f"a hydrogen collapsed onto an atom in the minimisation ({collapse}; the input put a donor too close to "
             "an acceptor): its energy is a Coulomb singularity; the frame is written as relaxed, but do not use it"))
