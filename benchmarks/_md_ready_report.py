@@ -344,8 +344,7 @@ def merge_reports(reports):
                     into[field].setdefault(k, v)
             for key in t["rows"]:
                 if key in into["rows"]:
-                    if into[key] is not t[key]:
-                        kept_first.append(f"{t['target']} {key}")
+                    kept_first.append(f"{t['target']} {key}")
                     continue
                 into[key] = t[key]
             rows = set(into["rows"]) | set(t["rows"])
